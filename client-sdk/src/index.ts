@@ -1,0 +1,2 @@
+export * from './protocol/index.js';
+export { BerthClient, defaultSocketPath, SYSTEM_SOCKET, type ClientOptions } from './client.js';

@@ -1,0 +1,105 @@
+/**
+ * The one registry of berth error codes. Every failure a client can see carries one of these
+ * string codes (in JSON-RPC `error.data.code`, in CLI output, in startup failures). README's
+ * error table is generated from this list and a test keeps the two in sync.
+ *
+ * `rpc` is the numeric JSON-RPC code: the spec's reserved codes for protocol-level failures,
+ * 1000 and up for berth's own. `hint` tells the user what to do next.
+ */
+export const errorRegistry = {
+  // JSON-RPC protocol level (reserved numeric codes, per the specification)
+  PARSE_ERROR: { rpc: -32700, hint: 'Send one valid JSON document (UTF-8) as the request body.' },
+  INVALID_REQUEST: {
+    rpc: -32600,
+    hint: 'Send {"jsonrpc":"2.0","method":"...","params":{...}|[...],"id":...}; see the RPC reference in README.',
+  },
+  REQUEST_TOO_LARGE: { rpc: -32600, hint: 'Request bodies are limited to 1 MiB; split the batch or send less data.' },
+  NESTING_TOO_DEEP: { rpc: -32600, hint: 'Request JSON may nest at most 64 levels deep.' },
+  METHOD_NOT_FOUND: { rpc: -32601, hint: 'Run `berth --help` or see the RPC reference in README for method names.' },
+  INVALID_PARAMS: { rpc: -32602, hint: 'Check the parameter names and types against the RPC reference in README.' },
+  INTERNAL_ERROR: { rpc: -32603, hint: 'This is a bug in berthd; the daemon log has the details.' },
+
+  // Names and paths
+  INVALID_NAME: {
+    rpc: 1001,
+    hint: 'Names are 1-63 characters: lowercase letters, digits and "-", starting with a letter or digit.',
+  },
+  PATH_OUTSIDE_ROOT: {
+    rpc: 1002,
+    hint: 'Move or clone the repository under PROJECTS_ROOT, or point PROJECTS_ROOT at the tree that holds it.',
+  },
+  PATH_NOT_FOUND: { rpc: 1003, hint: 'Check the path; it must exist on the machine berthd runs on.' },
+  NOT_A_GIT_REPO: {
+    rpc: 1004,
+    hint: 'Point at the top directory of a git repository (run `git init` there, or clone one).',
+  },
+
+  // Projects
+  PROJECT_NOT_FOUND: { rpc: 1100, hint: 'List projects with `berth project ls`; add one with `berth project add NAME PATH`.' },
+  PROJECT_EXISTS: { rpc: 1101, hint: 'Choose another name, or remove the existing project first (`berth project rm NAME`).' },
+  PROJECT_PATH_IN_USE: { rpc: 1102, hint: 'That repository is already a project; use the existing project name.' },
+
+  // Agents
+  AGENT_NOT_FOUND: { rpc: 1200, hint: 'List agents with `berth agent ls`; define one with `berth agent add NAME -- CMD...`.' },
+
+  // Engine
+  ENGINE_UNAVAILABLE: {
+    rpc: 1300,
+    hint: 'Start the Docker engine (`sudo systemctl start docker`) or set DOCKER_HOST; berthd retries on its own.',
+  },
+
+  // Daemon startup and client connection (not sent over RPC, but reported with the same codes)
+  CONFIG_INVALID: { rpc: 1900, hint: 'Fix the named key in the config file or environment; README lists accepted values.' },
+  SOCKET_IN_USE: { rpc: 1901, hint: 'Another berthd already serves this socket; stop it, or set BERTH_SOCKET to another path.' },
+  SOCKET_PATH_TOO_LONG: { rpc: 1902, hint: 'Choose a shorter BERTH_SOCKET (or BERTH_HOME) path.' },
+  SOCKET_PATH_NOT_SOCKET: { rpc: 1903, hint: 'Something other than a socket sits at BERTH_SOCKET; move it away or choose another path.' },
+  DAEMON_UNREACHABLE: {
+    rpc: 1904,
+    hint: 'Start berthd (`npm start` in the berth checkout, or `systemctl start berthd`), or pass --socket / set BERTH_SOCKET.',
+  },
+  TIMEOUT: { rpc: 1905, hint: 'berthd did not answer in time; check `berth status` and the daemon log.' },
+} as const satisfies Record<string, { rpc: number; hint: string }>;
+
+export type ErrorCode = keyof typeof errorRegistry;
+
+export const errorCodes = Object.keys(errorRegistry) as ErrorCode[];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(errorRegistry, value);
+}
+
+/** What berth puts in a JSON-RPC error's `data`. */
+export interface ErrorData {
+  code: ErrorCode;
+  hint?: string;
+  /** Structured facts about the failure (the offending key, path, pid ...). */
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The one error type of berth, on both sides of the socket: thrown by the daemon, rebuilt by the
+ * client from the JSON-RPC error. Branch on `code`, never on `message`.
+ */
+export class BerthError extends Error {
+  override readonly name = 'BerthError';
+  readonly code: ErrorCode;
+  readonly hint: string;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.hint = options.hint ?? errorRegistry[code].hint;
+    this.details = options.details;
+  }
+
+  get rpcCode(): number {
+    return errorRegistry[this.code].rpc;
+  }
+
+  toData(): ErrorData {
+    const data: ErrorData = { code: this.code, hint: this.hint };
+    if (this.details !== undefined) data.details = this.details;
+    return data;
+  }
+}

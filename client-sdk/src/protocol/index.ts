@@ -1,0 +1,7 @@
+export * from './errors.js';
+export * from './methods.js';
+export * from './types.js';
+
+/** Limits of the wire protocol, enforced by berthd. */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+export const MAX_JSON_DEPTH = 64;

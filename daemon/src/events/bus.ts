@@ -1,0 +1,47 @@
+import type { BerthEvent, BerthEventType } from '@berth/client-sdk/protocol';
+
+type DataOf<T extends BerthEventType> = Extract<BerthEvent, { type: T }>['data'];
+export type Listener = (event: BerthEvent) => void;
+
+/**
+ * In-process fan-out of lifecycle events to `/events` streams. Keeps the last `capacity` events so a
+ * client that reconnects with `?since=SEQ` misses nothing that is still buffered.
+ */
+export class EventBus {
+  private seq = 0;
+  private readonly listeners = new Set<Listener>();
+  private readonly ring: BerthEvent[] = [];
+
+  constructor(
+    private readonly capacity = 1000,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  publish<T extends BerthEventType>(type: T, data: DataOf<T>): BerthEvent {
+    const event = { seq: ++this.seq, ts: this.now().toISOString(), type, data } as BerthEvent;
+    this.ring.push(event);
+    if (this.ring.length > this.capacity) this.ring.shift();
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch {
+        // A broken subscriber must not stop the others or the publisher.
+      }
+    }
+    return event;
+  }
+
+  /** Buffered events with `seq > since`, oldest first. */
+  since(since: number): BerthEvent[] {
+    return this.ring.filter((e) => e.seq > since);
+  }
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+}

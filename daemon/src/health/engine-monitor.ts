@@ -1,0 +1,192 @@
+import type { EngineStatus, HealthCheck } from '@berth/client-sdk/protocol';
+import type { EventBus } from '../events/bus.js';
+import type { Logger } from '../log.js';
+import type { EngineInfo, EnginePort, ImageInfo } from '../runtime/port.js';
+
+export interface Clock {
+  now(): Date;
+  /** Resolves after `ms`, or early (without throwing) when `signal` aborts. */
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => new Date(),
+  sleep: (ms, signal) =>
+    new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done, { once: true });
+    }),
+};
+
+export interface BackoffPolicy {
+  initialMs: number;
+  maxMs: number;
+  /** Re-check interval while the engine is up, so an outage is noticed without a caller. */
+  healthyIntervalMs: number;
+}
+
+export const defaultBackoff: BackoffPolicy = { initialMs: 1000, maxMs: 30_000, healthyIntervalMs: 10_000 };
+
+const ENGINE_REMEDIATION =
+  'Start the Docker engine (`sudo systemctl start docker`, or `sudo bash scripts/ensure-docker.sh`), ' +
+  'or point DOCKER_HOST at a running one. berthd keeps retrying and recovers on its own.';
+
+/**
+ * Watches the Docker engine and the default agent image. Checks on a loop (exponential backoff while
+ * the engine is down, a slow interval while it is up) and whenever a caller asks for fresh health;
+ * announces every transition once, in the log and on the event bus. Never falls back to local mode.
+ */
+export class EngineMonitor {
+  private status: EngineStatus;
+  private image: ImageInfo | null = null;
+  private imageError: string | null = null;
+  private failures = 0;
+  private inflight: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  /** Called after every check; Health uses it to announce status flips the loop discovers. */
+  onChecked: (() => void) | null = null;
+
+  constructor(
+    private readonly engine: EnginePort,
+    private readonly defaultImage: string,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+    private readonly clock: Clock = systemClock,
+    private readonly backoff: BackoffPolicy = defaultBackoff,
+  ) {
+    this.status = { available: false, host: engine.host, error: 'not checked yet' };
+  }
+
+  get engineStatus(): EngineStatus {
+    return { ...this.status };
+  }
+
+  get engineInfo(): Pick<EngineInfo, 'version' | 'apiVersion'> | null {
+    return this.status.available ? { version: this.status.version!, apiVersion: this.status.apiVersion! } : null;
+  }
+
+  /** Runs one check now (coalescing concurrent callers) and returns the resulting health checks. */
+  async refresh(): Promise<void> {
+    if (!this.inflight) {
+      this.inflight = this.check().finally(() => {
+        this.inflight = null;
+        this.onChecked?.();
+      });
+    }
+    return this.inflight;
+  }
+
+  checks(): HealthCheck[] {
+    const s = this.status;
+    const engine: HealthCheck = s.available
+      ? { name: 'engine', ok: true, detail: `Docker ${s.version} (API ${s.apiVersion}) at ${s.host}` }
+      : {
+          name: 'engine',
+          ok: false,
+          detail: `Docker engine at ${s.host} is unreachable: ${s.error}`,
+          remediation: ENGINE_REMEDIATION,
+        };
+    let image: HealthCheck;
+    if (!s.available) {
+      image = {
+        name: 'default-image',
+        ok: false,
+        detail: `cannot check image ${this.defaultImage}: engine unavailable`,
+        remediation: ENGINE_REMEDIATION,
+      };
+    } else if (this.image) {
+      image = { name: 'default-image', ok: true, detail: `${this.defaultImage} present (${this.image.id.slice(0, 19)})` };
+    } else {
+      image = {
+        name: 'default-image',
+        ok: false,
+        detail: this.imageError ?? `default agent image ${this.defaultImage} is not on the engine`,
+        remediation: `Build it (\`docker build -t ${this.defaultImage} images/base\`) or set AGENT_DEFAULT_IMAGE to an image the engine has.`,
+      };
+    }
+    return [engine, image];
+  }
+
+  /** The monitor loop: resolves when `signal` aborts. */
+  async start(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await this.refresh();
+      const delay = this.status.available
+        ? this.backoff.healthyIntervalMs
+        : Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** Math.max(0, this.failures - 1));
+      if (!this.status.available) {
+        this.status.nextRetryAt = new Date(this.clock.now().getTime() + delay).toISOString();
+      }
+      const wakeCtl = new AbortController();
+      this.wake = () => wakeCtl.abort();
+      const onAbort = () => wakeCtl.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      await this.clock.sleep(delay, wakeCtl.signal);
+      signal.removeEventListener('abort', onAbort);
+      this.wake = null;
+    }
+  }
+
+  /** Cut the current wait short (used by tests and when a caller reports an engine error). */
+  poke(): void {
+    this.wake?.();
+  }
+
+  private async check(): Promise<void> {
+    const wasAvailable = this.status.available;
+    const firstCheck = this.status.lastCheckedAt === undefined;
+    try {
+      const info = await this.engine.info();
+      this.status = {
+        available: true,
+        host: this.engine.host,
+        version: info.version,
+        apiVersion: info.apiVersion,
+        lastCheckedAt: this.clock.now().toISOString(),
+      };
+      this.failures = 0;
+      try {
+        const hadImage = this.image !== null;
+        this.image = await this.engine.image(this.defaultImage);
+        this.imageError = null;
+        if (!this.image && (hadImage || firstCheck || !wasAvailable)) {
+          this.log.error(
+            { image: this.defaultImage },
+            `Default agent image ${this.defaultImage} is missing: build it (docker build -t ${this.defaultImage} images/base) or set AGENT_DEFAULT_IMAGE`,
+          );
+        }
+      } catch (err) {
+        this.image = null;
+        this.imageError = `cannot inspect image ${this.defaultImage}: ${(err as Error).message}`;
+      }
+      if (!wasAvailable) {
+        this.log.info({ host: this.engine.host, version: info.version, apiVersion: info.apiVersion }, 'Docker engine available');
+        this.bus.publish('engine.available', { version: info.version, apiVersion: info.apiVersion });
+      }
+    } catch (err) {
+      this.failures += 1;
+      const message = (err as Error).message || String(err);
+      this.status = {
+        available: false,
+        host: this.engine.host,
+        error: message,
+        lastCheckedAt: this.clock.now().toISOString(),
+      };
+      this.image = null;
+      if (wasAvailable || firstCheck) {
+        const nextRetryAt = new Date(this.clock.now().getTime() + this.backoff.initialMs).toISOString();
+        this.log.error(
+          { host: this.engine.host, err: message },
+          `Docker engine unreachable at ${this.engine.host}: ${message}. ${ENGINE_REMEDIATION}`,
+        );
+        this.bus.publish('engine.unavailable', { error: message, nextRetryAt });
+      }
+    }
+  }
+}

@@ -1,0 +1,56 @@
+import type { HealthCheck, HealthReport } from '@berth/client-sdk/protocol';
+import type { EventBus } from '../events/bus.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../store/index.js';
+import type { EngineMonitor } from './engine-monitor.js';
+
+/**
+ * Named health checks. Liveness is "the process answers"; readiness is every check below.
+ * Publishes `daemon.health` whenever the overall status flips.
+ */
+export class Health {
+  private last: 'ok' | 'fail' | null = null;
+
+  constructor(
+    private readonly store: Store,
+    private readonly engine: EngineMonitor,
+    private readonly bus: EventBus,
+    private readonly log: Logger,
+  ) {}
+
+  private storeCheck(): HealthCheck {
+    try {
+      this.store.ping();
+      return { name: 'store', ok: true, detail: `SQLite open (${this.store.db.name})` };
+    } catch (err) {
+      return {
+        name: 'store',
+        ok: false,
+        detail: `state database unusable: ${(err as Error).message}`,
+        remediation: 'Check the disk and permissions of BERTH_HOME, then restart berthd.',
+      };
+    }
+  }
+
+  /** Current report from the last engine check (no I/O). */
+  snapshot(): HealthReport {
+    return this.record([this.storeCheck(), ...this.engine.checks()]);
+  }
+
+  /** Re-checks the engine now, then reports. */
+  async report(): Promise<HealthReport> {
+    await this.engine.refresh();
+    return this.snapshot();
+  }
+
+  private record(checks: HealthCheck[]): HealthReport {
+    const status = checks.every((c) => c.ok) ? 'ok' : 'fail';
+    if (status !== this.last) {
+      const failing = checks.filter((c) => !c.ok).map((c) => c.name);
+      if (this.last !== null) this.log.info({ status, failing }, `Health changed: ${this.last} -> ${status}`);
+      this.bus.publish('daemon.health', { status, previous: this.last, failing });
+      this.last = status;
+    }
+    return { status, checks };
+  }
+}

@@ -1,0 +1,161 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { BerthError, type DaemonStatus } from '@berth/client-sdk/protocol';
+import { AgentService } from './agents/service.js';
+import { loadConfig, summarize, type Config } from './config/index.js';
+import { EventBus } from './events/bus.js';
+import { EngineMonitor } from './health/engine-monitor.js';
+import { Health } from './health/index.js';
+import { createLogger, type Logger } from './log.js';
+import { ProjectService } from './projects/service.js';
+import { RpcDispatcher } from './rpc/dispatcher.js';
+import { createHandlers } from './rpc/handlers.js';
+import { RpcServer } from './rpc/server.js';
+import { DockerEngine } from './runtime/docker/engine.js';
+import { Store } from './store/index.js';
+import { VERSION } from './version.js';
+
+export interface Daemon {
+  config: Config;
+  log: Logger;
+  /** Stops serving and releases everything. Agent containers are left running, always. */
+  stop(reason: string): Promise<void>;
+}
+
+/** Composition root: the only place that constructs adapters and wires them together. */
+export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+  const startedAt = new Date();
+  mkdirSync(config.home, { recursive: true, mode: 0o700 });
+  mkdirSync(join(config.home, 'shared'), { recursive: true, mode: 0o755 });
+
+  log.info({ version: VERSION, pid: process.pid, home: config.home, configFile: config.configFile }, 'Starting berthd');
+  if (config.agentDockerAccess === 'socket') {
+    log.warn('AGENT_DOCKER_ACCESS=socket: agents get the Docker engine socket, which is equivalent to root on this host');
+  }
+  if (config.agentMode === 'local') {
+    log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
+  }
+
+  const store = Store.open(join(config.home, 'berth.db'));
+  const bus = new EventBus();
+  const engine = new DockerEngine({ dockerHost: config.dockerHost });
+  const monitor = new EngineMonitor(engine, config.agentDefaultImage, bus, log.child({ component: 'engine' }));
+  const health = new Health(store, monitor, bus, log.child({ component: 'health' }));
+  monitor.onChecked = () => void health.snapshot();
+
+  const projects = new ProjectService(store.projects, bus, config.projectsRoot);
+  const agents = new AgentService(store.agents, bus);
+
+  const status = async (): Promise<DaemonStatus> => {
+    const report = await health.report();
+    return {
+      version: VERSION,
+      pid: process.pid,
+      startedAt: startedAt.toISOString(),
+      uptimeSec: Math.round((Date.now() - startedAt.getTime()) / 1000),
+      socket: config.socket,
+      config: summarize(config),
+      engine: monitor.engineStatus,
+      health: report,
+    };
+  };
+
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, status }), log.child({ component: 'rpc' }));
+  const server = new RpcServer({ dispatcher, health, bus, log: log.child({ component: 'server' }) });
+
+  try {
+    await server.listen(config.socket);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+
+  // The first engine check runs before we announce readiness, so the startup log says at once
+  // whether the engine and the default image are there.
+  await monitor.refresh();
+  const loops = new AbortController();
+  const monitorDone = monitor.start(loops.signal);
+
+  bus.publish('daemon.started', { version: VERSION, pid: process.pid });
+  log.info({ socket: config.socket }, `Started berthd on ${config.socket}`);
+
+  let stopping: Promise<void> | null = null;
+  return {
+    config,
+    log,
+    stop(reason: string) {
+      stopping ??= (async () => {
+        log.info({ reason }, 'Stopping berthd');
+        bus.publish('daemon.stopping', { reason });
+        loops.abort();
+        await server.close();
+        await monitorDone;
+        store.close();
+        log.info('Stopped berthd');
+      })();
+      return stopping;
+    },
+  };
+}
+
+function fail(err: unknown): never {
+  if (err instanceof BerthError) {
+    process.stderr.write(`berthd: error[${err.code}]: ${err.message}\n  hint: ${err.hint}\n`);
+    process.exit(err.code === 'CONFIG_INVALID' ? 78 /* EX_CONFIG */ : 1);
+  }
+  process.stderr.write(`berthd: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+}
+
+/** `berthd [--config FILE] [--socket PATH] [--log-level LEVEL]`: runs in the foreground until SIGTERM/SIGINT. */
+export async function runCli(argv: string[]): Promise<void> {
+  const program = new Command('berthd')
+    .description('berth daemon: supervises AI coding agents in isolated containers')
+    .version(VERSION)
+    .option('-c, --config <file>', 'config file (default: $BERTH_HOME/config.yaml)')
+    .option('-s, --socket <path>', 'RPC socket path (default: $BERTH_SOCKET or $BERTH_HOME/berth.sock)')
+    .addOption(new Option('-l, --log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--pretty', 'human-readable logs even when stdout is not a terminal')
+    .parse(argv);
+  const opts = program.opts<{ config?: string; socket?: string; logLevel?: string; pretty?: boolean }>();
+
+  let config: Config;
+  try {
+    config = loadConfig({
+      ...(opts.config !== undefined ? { configFile: opts.config } : {}),
+      overrides: { socket: opts.socket, logLevel: opts.logLevel },
+    });
+  } catch (err) {
+    fail(err);
+  }
+  const log = createLogger(config.logLevel, opts.pretty ? { pretty: true } : {});
+
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (err) {
+    log.flush?.();
+    fail(err);
+  }
+
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log.warn(`Second ${sig}: exiting now`);
+      process.exit(130);
+    }
+    daemon.stop(sig).then(
+      () => {
+        log.flush?.();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'Failed to stop cleanly');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}

@@ -1,0 +1,25 @@
+import type { DaemonStatus } from '@berth/client-sdk/protocol';
+import type { AgentService } from '../agents/service.js';
+import type { ProjectService } from '../projects/service.js';
+import type { Handlers } from './dispatcher.js';
+
+export interface HandlerDeps {
+  projects: ProjectService;
+  agents: AgentService;
+  status: () => Promise<DaemonStatus>;
+}
+
+/** Method name → service call. Params arrive validated against the protocol's types. */
+export function createHandlers(d: HandlerDeps): Handlers {
+  return {
+    'daemon.status': () => d.status(),
+    'projects.add': (p) => d.projects.add(p.name, p.path),
+    'projects.list': () => d.projects.list(),
+    'projects.get': (p) => d.projects.get(p.name),
+    'projects.remove': (p) => d.projects.remove(p.name),
+    'agents.define': (p) => d.agents.define(p),
+    'agents.list': () => d.agents.list(),
+    'agents.get': (p) => d.agents.get(p.name),
+    'agents.remove': (p) => d.agents.remove(p.name),
+  };
+}

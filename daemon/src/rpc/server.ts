@@ -1,0 +1,134 @@
+import { chmod, unlink } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { BerthError, MAX_REQUEST_BYTES, type BerthEvent } from '@berth/client-sdk/protocol';
+import type { EventBus } from '../events/bus.js';
+import type { Health } from '../health/index.js';
+import type { Logger } from '../log.js';
+import type { RpcDispatcher } from './dispatcher.js';
+import { prepareSocketPath } from './socket.js';
+
+export interface ServerDeps {
+  dispatcher: RpcDispatcher;
+  health: Health;
+  bus: EventBus;
+  log: Logger;
+  /** Interval of `{"type":"ping"}` keep-alive lines on /events. */
+  heartbeatMs?: number;
+}
+
+function rpcError(code: 'REQUEST_TOO_LARGE' | 'INVALID_REQUEST' | 'INTERNAL_ERROR', message: string) {
+  const e = new BerthError(code, message);
+  return { jsonrpc: '2.0', id: null, error: { code: e.rpcCode, message: e.message, data: e.toData() } };
+}
+
+/**
+ * The HTTP face of berthd on its Unix socket: POST /rpc (JSON-RPC 2.0), GET /health, GET /events.
+ */
+export class RpcServer {
+  readonly app: FastifyInstance;
+  private readonly streams = new Set<ServerResponse>();
+  private socketPath: string | null = null;
+
+  constructor(private readonly d: ServerDeps) {
+    const app = Fastify({
+      bodyLimit: MAX_REQUEST_BYTES,
+      return503OnClosing: true,
+      keepAliveTimeout: 60_000,
+    });
+    this.app = app;
+
+    // Every body reaches the dispatcher as text, whatever its content type: parse errors are a
+    // JSON-RPC response (-32700), not an HTTP 400.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+
+    app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, req, reply) => {
+      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        void reply
+          .code(413)
+          .header('connection', 'close')
+          .send(rpcError('REQUEST_TOO_LARGE', `request body exceeds ${MAX_REQUEST_BYTES} bytes`));
+        return;
+      }
+      if (req.url.startsWith('/rpc') && (err.statusCode ?? 500) < 500) {
+        void reply.code(400).send(rpcError('INVALID_REQUEST', `Invalid Request: ${err.message}`));
+        return;
+      }
+      d.log.error({ err, url: req.url }, 'HTTP handler failed');
+      void reply.code(500).send(rpcError('INTERNAL_ERROR', err.message));
+    });
+
+    app.post('/rpc', async (req, reply) => {
+      const text = typeof req.body === 'string' ? req.body : '';
+      const { body } = await d.dispatcher.handle(text);
+      if (body === null) return reply.code(204).send();
+      return reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body));
+    });
+
+    app.get('/health', async (_req, reply) => {
+      const report = await d.health.report();
+      return reply.code(report.status === 'ok' ? 200 : 503).send(report);
+    });
+    app.get('/health/live', async () => ({ status: 'ok' }));
+
+    app.get<{ Querystring: { since?: string } }>('/events', (req, reply) => {
+      const since = Number(req.query.since ?? NaN);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'application/x-ndjson; charset=utf-8',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+      });
+      const write = (e: BerthEvent | { type: string; [k: string]: unknown }) => res.write(`${JSON.stringify(e)}\n`);
+      write({ type: 'hello', seq: d.bus.lastSeq, ts: new Date().toISOString() });
+      if (Number.isInteger(since) && since >= 0) for (const e of d.bus.since(since)) write(e);
+      const unsubscribe = d.bus.subscribe(write);
+      const beat = setInterval(() => write({ type: 'ping', ts: new Date().toISOString() }), d.heartbeatMs ?? 15_000);
+      this.streams.add(res);
+      const cleanup = () => {
+        clearInterval(beat);
+        unsubscribe();
+        this.streams.delete(res);
+      };
+      res.on('close', cleanup);
+      req.raw.on('close', cleanup);
+    });
+
+    // fastify.close() waits for open connections; event streams never end on their own.
+    app.addHook('preClose', (done) => {
+      for (const res of this.streams) res.end();
+      this.streams.clear();
+      done();
+    });
+  }
+
+  async listen(path: string): Promise<void> {
+    await prepareSocketPath(path, this.d.log);
+    // The socket must never exist with looser permissions, even for a moment.
+    const oldUmask = process.umask(0o177);
+    try {
+      await this.app.listen({ path });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+        // Another daemon won the race between our check and listen(): report it like any live holder.
+        await prepareSocketPath(path, this.d.log);
+      }
+      throw err;
+    } finally {
+      process.umask(oldUmask);
+    }
+    await chmod(path, 0o600);
+    this.socketPath = path;
+  }
+
+  /** Stops accepting, lets in-flight requests finish, ends event streams, removes the socket. */
+  async close(): Promise<void> {
+    await this.app.close();
+    if (this.socketPath) {
+      await unlink(this.socketPath).catch(() => {});
+      this.socketPath = null;
+    }
+  }
+}

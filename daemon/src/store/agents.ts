@@ -1,0 +1,77 @@
+import type { Agent } from '@berth/client-sdk/protocol';
+import type { Db } from './db.js';
+
+interface Row {
+  name: string;
+  image: string | null;
+  command: string;
+  env: string;
+  role: string | null;
+  read_only: number;
+  limits: string;
+  created_at: string;
+  updated_at: string;
+}
+
+const toAgent = (r: Row): Agent => ({
+  name: r.name,
+  image: r.image,
+  command: JSON.parse(r.command) as string[],
+  env: JSON.parse(r.env) as Record<string, string>,
+  role: r.role,
+  readOnly: r.read_only === 1,
+  limits: JSON.parse(r.limits) as Agent['limits'],
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+/** The `agents` table. */
+export class AgentsRepo {
+  private readonly stmts;
+
+  constructor(private readonly db: Db) {
+    this.stmts = {
+      get: db.prepare<[string], Row>('SELECT * FROM agents WHERE name = ?'),
+      list: db.prepare<[], Row>('SELECT * FROM agents ORDER BY name'),
+      upsert: db.prepare(
+        `INSERT INTO agents (name, image, command, env, role, read_only, limits, created_at, updated_at)
+         VALUES (@name, @image, @command, @env, @role, @readOnly, @limits, @createdAt, @updatedAt)
+         ON CONFLICT(name) DO UPDATE SET image = excluded.image, command = excluded.command, env = excluded.env,
+           role = excluded.role, read_only = excluded.read_only, limits = excluded.limits, updated_at = excluded.updated_at`,
+      ),
+      remove: db.prepare<[string]>('DELETE FROM agents WHERE name = ?'),
+    };
+  }
+
+  get(name: string): Agent | undefined {
+    const r = this.stmts.get.get(name);
+    return r && toAgent(r);
+  }
+
+  list(): Agent[] {
+    return this.stmts.list.all().map(toAgent);
+  }
+
+  /** Inserts or replaces the definition; `createdAt` of an existing agent is kept. Returns whether it was new. */
+  upsert(a: Agent): { agent: Agent; created: boolean } {
+    return this.db.transaction(() => {
+      const before = this.stmts.get.get(a.name);
+      this.stmts.upsert.run({
+        name: a.name,
+        image: a.image,
+        command: JSON.stringify(a.command),
+        env: JSON.stringify(a.env),
+        role: a.role,
+        readOnly: a.readOnly ? 1 : 0,
+        limits: JSON.stringify(a.limits),
+        createdAt: a.createdAt,
+        updatedAt: a.updatedAt,
+      });
+      return { agent: toAgent(this.stmts.get.get(a.name)!), created: before === undefined };
+    })();
+  }
+
+  remove(name: string): boolean {
+    return this.db.transaction(() => this.stmts.remove.run(name).changes > 0)();
+  }
+}

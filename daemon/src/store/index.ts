@@ -1,0 +1,34 @@
+import { AgentsRepo } from './agents.js';
+import { openDb, type Db, type OpenOptions } from './db.js';
+import { ProjectsRepo } from './projects.js';
+
+export { openDb, migrate, schemaVersion, type Db } from './db.js';
+export { latestVersion, migrations } from './migrations.js';
+
+/** The daemon's state: one database, one repository per table. */
+export class Store {
+  readonly projects: ProjectsRepo;
+  readonly agents: AgentsRepo;
+
+  constructor(readonly db: Db) {
+    this.projects = new ProjectsRepo(db);
+    this.agents = new AgentsRepo(db);
+  }
+
+  static open(file: string, opts?: OpenOptions): Store {
+    return new Store(openDb(file, opts));
+  }
+
+  /** Cheap liveness probe for /health. */
+  ping(): void {
+    this.db.prepare('SELECT 1').get();
+  }
+
+  get isOpen(): boolean {
+    return this.db.open;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,49 @@
+import type { Project } from '@berth/client-sdk/protocol';
+import type { Db } from './db.js';
+
+interface Row {
+  name: string;
+  path: string;
+  created_at: string;
+  updated_at: string;
+}
+
+const toProject = (r: Row): Project => ({ name: r.name, path: r.path, createdAt: r.created_at, updatedAt: r.updated_at });
+
+/** The `projects` table. */
+export class ProjectsRepo {
+  private readonly stmts;
+
+  constructor(private readonly db: Db) {
+    this.stmts = {
+      get: db.prepare<[string], Row>('SELECT * FROM projects WHERE name = ?'),
+      byPath: db.prepare<[string], Row>('SELECT * FROM projects WHERE path = ?'),
+      list: db.prepare<[], Row>('SELECT * FROM projects ORDER BY name'),
+      insert: db.prepare('INSERT INTO projects (name, path, created_at, updated_at) VALUES (@name, @path, @createdAt, @updatedAt)'),
+      remove: db.prepare<[string]>('DELETE FROM projects WHERE name = ?'),
+    };
+  }
+
+  get(name: string): Project | undefined {
+    const r = this.stmts.get.get(name);
+    return r && toProject(r);
+  }
+
+  getByPath(path: string): Project | undefined {
+    const r = this.stmts.byPath.get(path);
+    return r && toProject(r);
+  }
+
+  list(): Project[] {
+    return this.stmts.list.all().map(toProject);
+  }
+
+  insert(p: Project): void {
+    this.db.transaction(() => this.stmts.insert.run(p))();
+  }
+
+  /** Returns whether a row was removed. */
+  remove(name: string): boolean {
+    return this.db.transaction(() => this.stmts.remove.run(name).changes > 0)();
+  }
+}
