@@ -131,21 +131,12 @@ export async function runCli(argv: string[]): Promise<void> {
   }
   const log = createLogger(config.logLevel, opts.pretty ? { pretty: true } : {});
 
-  let daemon: Daemon;
-  try {
-    daemon = await startDaemon(config, log);
-  } catch (err) {
-    log.flush?.();
-    fail(err);
-  }
-
+  // Handlers go in before the socket opens: a signal during startup must still end cleanly.
+  let daemon: Daemon | null = null;
+  let stopRequested: NodeJS.Signals | null = null;
   let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (++signals > 1) {
-      log.warn(`Second ${sig}: exiting now`);
-      process.exit(130);
-    }
-    daemon.stop(sig).then(
+  const shutdown = (sig: NodeJS.Signals) => {
+    daemon!.stop(sig).then(
       () => {
         log.flush?.();
         process.exit(0);
@@ -156,6 +147,22 @@ export async function runCli(argv: string[]): Promise<void> {
       },
     );
   };
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log.warn(`Second ${sig}: exiting now`);
+      process.exit(130);
+    }
+    if (daemon) shutdown(sig);
+    else stopRequested = sig;
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (err) {
+    log.flush?.();
+    fail(err);
+  }
+  if (stopRequested) shutdown(stopRequested);
 }

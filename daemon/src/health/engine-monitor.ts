@@ -123,12 +123,10 @@ export class EngineMonitor {
       if (!this.status.available) {
         this.status.nextRetryAt = new Date(this.clock.now().getTime() + delay).toISOString();
       }
+      if (signal.aborted) break;
       const wakeCtl = new AbortController();
       this.wake = () => wakeCtl.abort();
-      const onAbort = () => wakeCtl.abort();
-      signal.addEventListener('abort', onAbort, { once: true });
-      await this.clock.sleep(delay, wakeCtl.signal);
-      signal.removeEventListener('abort', onAbort);
+      await this.clock.sleep(delay, AbortSignal.any([signal, wakeCtl.signal]));
       this.wake = null;
     }
   }

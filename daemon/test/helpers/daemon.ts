@@ -1,0 +1,206 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthClient } from '@berth/client-sdk';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const BERTHD_BIN = join(REPO_ROOT, 'daemon/bin/berthd.js');
+export const BERTH_BIN = join(REPO_ROOT, 'client-sdk/bin/berth.js');
+
+/** A short temp dir (socket paths must stay under 107 bytes); removed by the caller's cleanup. */
+export async function tempDir(prefix = 'bt-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export interface DaemonOptions {
+  /** Extra environment (PROJECTS_ROOT, DOCKER_HOST ...). */
+  env?: Record<string, string>;
+  args?: string[];
+  home?: string;
+  /** Wait for the socket to answer (default true). */
+  waitReady?: boolean;
+}
+
+/**
+ * A real berthd process on a real socket, in its own BERTH_HOME. `await using d = await startDaemon()`
+ * stops it (SIGTERM) and deletes its home at the end of the scope.
+ */
+export class DaemonProcess implements AsyncDisposable {
+  output = '';
+  exitCode: number | null = null;
+  private readonly exited: Promise<number | null>;
+  private clientInstance: BerthClient | null = null;
+
+  constructor(
+    readonly proc: ChildProcess,
+    readonly home: string,
+    readonly socket: string,
+    private readonly ownsHome: boolean,
+  ) {
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => (this.output += d));
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (this.output += d));
+    this.exited = new Promise((resolve) =>
+      proc.once('exit', (code, signal) => {
+        this.exitCode = code ?? (signal ? 128 : null);
+        resolve(this.exitCode);
+      }),
+    );
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  get client(): BerthClient {
+    this.clientInstance ??= new BerthClient({ socketPath: this.socket, timeoutMs: 30_000 });
+    return this.clientInstance;
+  }
+
+  /** Resolves with the exit code. */
+  waitExit(timeoutMs = 20_000): Promise<number | null> {
+    return Promise.race([
+      this.exited,
+      new Promise<number | null>((_, reject) =>
+        setTimeout(() => reject(new Error(`berthd did not exit within ${timeoutMs} ms\n${this.output}`)), timeoutMs).unref(),
+      ),
+    ]);
+  }
+
+  async waitReady(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (this.exitCode !== null) throw new Error(`berthd exited with ${this.exitCode}:\n${this.output}`);
+      if (await httpOk(this.socket)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`berthd not ready within ${timeoutMs} ms:\n${this.output}`);
+  }
+
+  /** Waits until the daemon's output contains `text`. */
+  async waitForLog(text: string | RegExp, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const has = () => (typeof text === 'string' ? this.output.includes(text) : text.test(this.output));
+    while (!has()) {
+      if (Date.now() > deadline) throw new Error(`log never showed ${String(text)}:\n${this.output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    this.clientInstance?.close();
+    this.clientInstance = null;
+    if (this.exitCode === null) this.proc.kill(signal);
+    return this.waitExit();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.exitCode === null) await this.stop('SIGTERM').catch(() => this.proc.kill('SIGKILL'));
+    this.clientInstance?.close();
+    if (this.ownsHome) await rm(this.home, { recursive: true, force: true });
+  }
+}
+
+function httpOk(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/health/live', method: 'GET', timeout: 1000, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+export function spawnDaemon(opts: DaemonOptions & { home: string; ownsHome?: boolean }): DaemonProcess {
+  const socket = opts.env?.BERTH_SOCKET ?? join(opts.home, 'berth.sock');
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: opts.home,
+    BERTH_HOME: opts.home,
+    PROJECTS_ROOT: join(opts.home, 'projects'),
+    AGENT_DEFAULT_IMAGE: process.env.BERTH_TEST_IMAGE ?? 'berth-test-empty:latest',
+    ...opts.env,
+  };
+  const proc = spawn(process.execPath, [BERTHD_BIN, ...(opts.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return new DaemonProcess(proc, opts.home, socket, opts.ownsHome ?? false);
+}
+
+export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonProcess> {
+  const home = opts.home ?? (await tempDir());
+  await mkdir(join(home, 'projects'), { recursive: true });
+  const d = spawnDaemon({ ...opts, home, ownsHome: opts.home === undefined });
+  if (opts.waitReady !== false) {
+    try {
+      await d.waitReady();
+    } catch (err) {
+      await d[Symbol.asyncDispose]();
+      throw err;
+    }
+  }
+  return d;
+}
+
+/** POST a raw body to /rpc; returns the HTTP status and the parsed body (null when empty). */
+export function rawRpc(
+  socketPath: string,
+  body: string | Buffer,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+): Promise<{ status: number; body: unknown; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: '/rpc', method: 'POST', headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, text, body: text ? JSON.parse(text) : null });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export function getJson(socketPath: string, path: string): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method: 'GET', agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** A real git repository with one commit. */
+export async function makeRepo(dir: string): Promise<string> {
+  const { execFileSync } = await import('node:child_process');
+  await mkdir(dir, { recursive: true });
+  const git = (...a: string[]) => execFileSync('git', a, { cwd: dir, stdio: 'pipe' });
+  git('init', '-q', '-b', 'main');
+  git('-c', 'user.email=t@berth.dev', '-c', 'user.name=berth test', 'commit', '-q', '--allow-empty', '-m', 'init');
+  return dir;
+}
+
+export async function poll<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}

@@ -1,0 +1,19 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { TEST_IMAGE, ensureTestImage, sweepTestLeftovers } from './docker.js';
+
+/**
+ * Integration tests need a real Docker engine. If none answers, try scripts/ensure-docker.sh
+ * (installs and starts one when running as root); otherwise fail loudly, never skip.
+ */
+export default async function setup(): Promise<void> {
+  const script = fileURLToPath(new URL('../../../scripts/ensure-docker.sh', import.meta.url));
+  try {
+    execFileSync('bash', [script], { stdio: ['ignore', 'inherit', 'inherit'] });
+  } catch {
+    throw new Error('No Docker engine: integration tests need one. Start Docker (or run scripts/ensure-docker.sh as root) and retry.');
+  }
+  await sweepTestLeftovers();
+  await ensureTestImage();
+  process.env.BERTH_TEST_IMAGE = TEST_IMAGE;
+}
