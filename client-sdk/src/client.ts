@@ -3,7 +3,7 @@ import { Agent as HttpAgent, request, type IncomingMessage } from 'node:http';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { JSONRPCClient, JSONRPCErrorException } from 'json-rpc-2.0';
+import { JSONRPCClient, JSONRPCErrorException, createJSONRPCErrorResponse } from 'json-rpc-2.0';
 import {
   BerthError,
   isErrorCode,
@@ -54,8 +54,19 @@ export class BerthClient {
     this.socketPath = opts.socketPath ?? defaultSocketPath();
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.rpc = new JSONRPCClient(async (payload) => {
-      const res = await this.http('POST', '/rpc', JSON.stringify(payload));
-      if (res.text) this.rpc.receive(JSON.parse(res.text));
+      let text: string;
+      try {
+        text = (await this.http('POST', '/rpc', JSON.stringify(payload))).text;
+      } catch (err) {
+        if (!(err instanceof BerthError)) throw err;
+        // Keep the transport failure's code: json-rpc-2.0 would flatten a thrown error to a message.
+        const requests = Array.isArray(payload) ? payload : [payload];
+        for (const r of requests) {
+          if (r.id !== undefined && r.id !== null) this.rpc.receive(createJSONRPCErrorResponse(r.id, err.rpcCode, err.message, err.toData()));
+        }
+        return;
+      }
+      if (text) this.rpc.receive(JSON.parse(text));
     });
   }
 

@@ -18,6 +18,16 @@ export function gitAt(dir: string, extraConfig: string[] = []): SimpleGit {
     baseDir: dir,
     config: [...HARDENED_GIT_CONFIG, `safe.directory=${dir}`, ...extraConfig],
     timeout: { block: 30_000 },
+    // simple-git refuses these keys to protect callers that pass user input into config; ours are
+    // constants that switch the dangerous features *off*, so they are allowed explicitly.
+    unsafe: {
+      allowUnsafeHooksPath: true,
+      allowUnsafeFsMonitor: true,
+      allowUnsafePager: true,
+      allowUnsafeAskPass: true,
+      allowUnsafeCredentialHelper: true,
+      allowUnsafeProtocolOverride: true,
+    },
   }).env({ ...gitEnv() });
 }
 

@@ -184,6 +184,8 @@ export class EngineMonitor {
           `Docker engine unreachable at ${this.engine.host}: ${message}. ${ENGINE_REMEDIATION}`,
         );
         this.bus.publish('engine.unavailable', { error: message, nextRetryAt });
+        // A caller found the outage while the loop sleeps its healthy interval: switch it to backoff now.
+        this.poke();
       }
     }
   }

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { latestVersion, migrations, type Migration } from './migrations.js';
 
+
 export type Db = Database.Database;
 
 export interface OpenOptions {
@@ -25,7 +26,8 @@ export function openDb(file: string, opts: OpenOptions = {}): Db {
     db.pragma('busy_timeout = 5000');
     db.pragma('foreign_keys = ON');
     db.pragma('synchronous = NORMAL');
-    migrate(db, opts.targetVersion ?? latestVersion, opts.migrations ?? migrations);
+    const list = opts.migrations ?? migrations;
+    migrate(db, opts.targetVersion ?? list.at(-1)?.version ?? 0, list);
     return db;
   } catch (err) {
     db.close();

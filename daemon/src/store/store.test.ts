@@ -1,0 +1,77 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Store, latestVersion, migrations, openDb, schemaVersion } from './index.js';
+
+const dirs: string[] = [];
+const dbFile = () => {
+  const d = mkdtempSync(join(tmpdir(), 'bt-db-'));
+  dirs.push(d);
+  return join(d, 'berth.db');
+};
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+describe('store', () => {
+  it('migrates an empty database to the latest version, in WAL mode with a busy timeout', () => {
+    const file = dbFile();
+    const db = openDb(file);
+    expect(schemaVersion(db)).toBe(latestVersion);
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('busy_timeout', { simple: true })).toBe(5000);
+    db.close();
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it.each(migrations.map((m) => m.version).filter((v) => v < latestVersion).concat([0]))(
+    'upgrades from version %i to the latest, keeping rows',
+    (from) => {
+      const file = dbFile();
+      openDb(file, { targetVersion: from }).close();
+      const store = Store.open(file);
+      expect(schemaVersion(store.db)).toBe(latestVersion);
+      store.projects.insert({ name: 'p', path: '/x', createdAt: 'a', updatedAt: 'a' });
+      store.close();
+      const again = Store.open(file);
+      expect(again.projects.get('p')?.path).toBe('/x');
+      again.close();
+    },
+  );
+
+  it('re-opening is a no-op migration', () => {
+    const file = dbFile();
+    Store.open(file).close();
+    const s = Store.open(file);
+    expect(schemaVersion(s.db)).toBe(latestVersion);
+    s.close();
+  });
+
+  it('refuses a database from a newer berth', () => {
+    const file = dbFile();
+    const db = openDb(file);
+    db.pragma(`user_version = ${latestVersion + 1}`);
+    db.close();
+    expect(() => openDb(file)).toThrow(/newer than this berthd knows/);
+  });
+
+  it('a failing migration leaves the database at the previous version', () => {
+    const file = dbFile();
+    const broken = [...migrations, { version: latestVersion + 1, description: 'broken', up: 'CREATE TABLE t (a); SELECT nonsense FROM nowhere;' }];
+    expect(() => openDb(file, { migrations: broken })).toThrow();
+    const db = openDb(file);
+    expect(schemaVersion(db)).toBe(latestVersion);
+    expect(db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 't'").get()).toEqual({ n: 0 });
+    db.close();
+  });
+
+  it('agents round-trip with JSON columns and keep createdAt on redefine', () => {
+    const s = Store.open(dbFile());
+    const base = { name: 'a', image: null, command: ['x', 'y z'], env: { K: 'v' }, role: null, readOnly: true, limits: { pids: 64 } };
+    expect(s.agents.upsert({ ...base, createdAt: 't1', updatedAt: 't1' }).created).toBe(true);
+    const again = s.agents.upsert({ ...base, command: ['z'], createdAt: 't2', updatedAt: 't2' });
+    expect(again).toEqual({ created: false, agent: { ...base, command: ['z'], createdAt: 't1', updatedAt: 't2' } });
+    expect(s.agents.remove('a')).toBe(true);
+    expect(s.agents.remove('a')).toBe(false);
+    s.close();
+  });
+});
