@@ -48,7 +48,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const agents = new AgentService(store.agents, bus);
 
   const status = async (): Promise<DaemonStatus> => {
-    const report = await health.report();
+    // Status is polled by editors and scripts: a two-second-old engine check is fresh enough.
+    // GET /health always checks live.
+    const report = await health.report(2000);
     return {
       version: VERSION,
       pid: process.pid,

@@ -103,3 +103,9 @@ export class BerthError extends Error {
     return data;
   }
 }
+
+/** The README's error table, rendered from the registry (README is checked against this). */
+export function renderErrorTable(): string {
+  const rows = errorCodes.map((c) => `| \`${c}\` | ${errorRegistry[c].rpc} | ${errorRegistry[c].hint.replace(/\|/g, '\\|')} |`);
+  return ['| code | JSON-RPC code | what to do |', '|---|---|---|', ...rows].join('\n');
+}

@@ -71,8 +71,13 @@ export class EngineMonitor {
     return this.status.available ? { version: this.status.version!, apiVersion: this.status.apiVersion! } : null;
   }
 
-  /** Runs one check now (coalescing concurrent callers) and returns the resulting health checks. */
-  async refresh(): Promise<void> {
+  /**
+   * Runs one check now, coalescing concurrent callers. With `maxAgeMs`, a check younger than that
+   * is good enough and nothing is sent to the engine.
+   */
+  async refresh(maxAgeMs = 0): Promise<void> {
+    const last = this.status.lastCheckedAt ? Date.parse(this.status.lastCheckedAt) : 0;
+    if (!this.inflight && maxAgeMs > 0 && this.clock.now().getTime() - last < maxAgeMs) return;
     if (!this.inflight) {
       this.inflight = this.check().finally(() => {
         this.inflight = null;

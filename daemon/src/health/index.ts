@@ -37,9 +37,9 @@ export class Health {
     return this.record([this.storeCheck(), ...this.engine.checks()]);
   }
 
-  /** Re-checks the engine now, then reports. */
-  async report(): Promise<HealthReport> {
-    await this.engine.refresh();
+  /** Re-checks the engine (unless a check is younger than `maxAgeMs`), then reports. */
+  async report(maxAgeMs = 0): Promise<HealthReport> {
+    await this.engine.refresh(maxAgeMs);
     return this.snapshot();
   }
 

@@ -5,8 +5,6 @@
 export interface EngineInfo {
   version: string;
   apiVersion: string;
-  /** OCI runtimes the engine offers (`runc`, `sysbox-runc` ...). */
-  runtimes: string[];
 }
 
 export interface ImageInfo {
@@ -21,6 +19,8 @@ export interface EnginePort {
   readonly host: string;
   /** Resolves when the engine answers; rejects with the transport error otherwise (adapters bound the wait). */
   info(): Promise<EngineInfo>;
+  /** OCI runtimes the engine offers (`runc`, `sysbox-runc` ...). */
+  runtimes(): Promise<string[]>;
   /** The image, or null when the engine does not have it. */
   image(ref: string): Promise<ImageInfo | null>;
 }

@@ -59,8 +59,12 @@ export class DockerEngine implements EnginePort {
 
   async info(): Promise<EngineInfo> {
     const v = await this.docker.version();
+    return { version: v.Version, apiVersion: v.ApiVersion };
+  }
+
+  async runtimes(): Promise<string[]> {
     const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
-    return { version: v.Version, apiVersion: v.ApiVersion, runtimes: Object.keys(info.Runtimes ?? {}).sort() };
+    return Object.keys(info.Runtimes ?? {}).sort();
   }
 
   async image(ref: string): Promise<ImageInfo | null> {
