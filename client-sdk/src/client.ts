@@ -10,6 +10,7 @@ import {
   type BerthEvent,
   type ErrorData,
   type HealthReport,
+  type LogLine,
   type MethodName,
   type ParamsOf,
   type ResultOf,
@@ -78,6 +79,7 @@ export class BerthClient {
     add: this.method('projects.add'),
     list: this.method('projects.list'),
     get: this.method('projects.get'),
+    update: this.method('projects.update'),
     remove: this.method('projects.remove'),
   };
 
@@ -86,6 +88,17 @@ export class BerthClient {
     list: this.method('agents.list'),
     get: this.method('agents.get'),
     remove: this.method('agents.remove'),
+  };
+
+  readonly sessions = {
+    start: this.method('sessions.start'),
+    list: this.method('sessions.list'),
+    get: this.method('sessions.get'),
+    stop: this.method('sessions.stop'),
+    restart: this.method('sessions.restart'),
+    remove: this.method('sessions.remove'),
+    logs: this.method('sessions.logs'),
+    exec: this.method('sessions.exec'),
   };
 
   /** Any method by name (for generic tooling); prefer the typed members above. */
@@ -126,6 +139,73 @@ export class BerthClient {
       if ((err as Error).name !== 'AbortError') throw err;
     } finally {
       res.destroy();
+    }
+  }
+
+  /**
+   * Log lines of a session from GET /sessions/:id/logs. With `follow`, keeps going until `signal`
+   * aborts or the session's container ends; if berthd restarts meanwhile, it reconnects and resumes
+   * after the last line it delivered (lines with the same timestamp as that one are not repeated).
+   */
+  async *logs(id: string, opts: { follow?: boolean; tail?: number; since?: string; signal?: AbortSignal } = {}): AsyncGenerator<LogLine> {
+    let since = opts.since;
+    let tail = opts.tail;
+    let lastTs: string | null = null;
+    const seenAtLast = new Set<string>();
+    for (let attempt = 0; ; attempt++) {
+      const q = new URLSearchParams();
+      if (opts.follow) q.set('follow', '1');
+      if (tail !== undefined) q.set('tail', String(tail));
+      if (since) q.set('since', since);
+      let res: IncomingMessage;
+      try {
+        res = await new Promise<IncomingMessage>((resolve, reject) => {
+          const req = request({ socketPath: this.socketPath, path: `/sessions/${encodeURIComponent(id)}/logs?${q}`, method: 'GET', signal: opts.signal }, resolve);
+          req.on('error', (err) => reject(this.transportError(err)));
+          req.end();
+        });
+      } catch (err) {
+        if (opts.signal?.aborted) return;
+        if (opts.follow && err instanceof BerthError && err.code === 'DAEMON_UNREACHABLE' && attempt < 600) {
+          await new Promise((r) => setTimeout(r, 250));
+          continue;
+        }
+        throw err;
+      }
+      if (res.statusCode !== 200) {
+        const text = await readAll(res);
+        const e = (JSON.parse(text || '{}') as { error?: Partial<ErrorData> & { message?: string } }).error;
+        throw new BerthError(isErrorCode(e?.code) ? e.code : 'INTERNAL_ERROR', e?.message ?? `HTTP ${res.statusCode}`);
+      }
+      attempt = 0;
+      let broken = false;
+      const lines = createInterface({ input: res, crlfDelay: Infinity });
+      try {
+        for await (const raw of lines) {
+          if (!raw) continue;
+          const l = JSON.parse(raw) as LogLine & { error?: unknown };
+          if (l.error) continue;
+          const key = `${l.stream}\u0000${l.line}`;
+          if (lastTs !== null && l.ts < lastTs) continue;
+          if (l.ts === lastTs && seenAtLast.has(key)) continue;
+          if (l.ts !== lastTs) {
+            lastTs = l.ts;
+            seenAtLast.clear();
+          }
+          seenAtLast.add(key);
+          yield l;
+        }
+      } catch (err) {
+        if (opts.signal?.aborted) return;
+        broken = true;
+      } finally {
+        res.destroy();
+      }
+      if (opts.signal?.aborted) return;
+      // A clean end means the container stopped; a broken stream means berthd went away: resume.
+      if (!opts.follow || (!broken && res.complete)) return;
+      since = lastTs ?? since;
+      tail = undefined;
     }
   }
 
@@ -176,6 +256,16 @@ export class BerthClient {
     }
     return err;
   }
+}
+
+function readAll(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let t = '';
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => (t += c));
+    res.on('end', () => resolve(t));
+    res.on('error', () => resolve(t));
+  });
 }
 
 function toBerthError(err: unknown): Error {

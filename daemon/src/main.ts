@@ -5,14 +5,19 @@ import { BerthError, type DaemonStatus } from '@berth/client-sdk/protocol';
 import { AgentService } from './agents/service.js';
 import { loadConfig, summarize, type Config } from './config/index.js';
 import { EventBus } from './events/bus.js';
-import { EngineMonitor } from './health/engine-monitor.js';
+import { EngineMonitor, systemClock } from './health/engine-monitor.js';
 import { Health } from './health/index.js';
 import { createLogger, type Logger } from './log.js';
 import { ProjectService } from './projects/service.js';
 import { RpcDispatcher } from './rpc/dispatcher.js';
 import { createHandlers } from './rpc/handlers.js';
 import { RpcServer } from './rpc/server.js';
-import { DockerEngine } from './runtime/docker/engine.js';
+import { Reconciler } from './reconcile/controller.js';
+import { EngineWatcher } from './reconcile/watch.js';
+import { DockerRuntime } from './runtime/docker/engine.js';
+import { networkName } from './runtime/labels.js';
+import { Secrets } from './sessions/secrets.js';
+import { SessionService } from './sessions/service.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
 
@@ -38,14 +43,46 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   }
 
   const store = Store.open(join(config.home, 'berth.db'));
+  const instanceId = store.meta.instanceId();
   const bus = new EventBus();
-  const engine = new DockerEngine({ dockerHost: config.dockerHost });
-  const monitor = new EngineMonitor(engine, config.agentDefaultImage, bus, log.child({ component: 'engine' }));
+  const runtime = new DockerRuntime({ dockerHost: config.dockerHost });
+  const monitor = new EngineMonitor(runtime, config.agentDefaultImage, bus, log.child({ component: 'engine' }));
   const health = new Health(store, monitor, bus, log.child({ component: 'health' }));
   monitor.onChecked = () => void health.snapshot();
 
-  const projects = new ProjectService(store.projects, bus, config.projectsRoot);
-  const agents = new AgentService(store.agents, bus);
+  const reconciler = new Reconciler(
+    {
+      sessions: store.sessions,
+      runtime,
+      bus,
+      log: log.child({ component: 'reconciler' }),
+      clock: systemClock,
+      secrets: new Secrets(config.home),
+      instanceId,
+      onEngineError: () => monitor.poke(),
+    },
+    { resyncMs: config.resyncSec * 1000, orphanGraceMs: config.orphanGraceSec * 1000 },
+  );
+  const watcher = new EngineWatcher(runtime, reconciler, monitor, log.child({ component: 'watch' }), systemClock);
+  bus.subscribe((e) => {
+    if (e.type === 'engine.available') reconciler.enqueueAll();
+  });
+
+  const projects = new ProjectService(store.projects, store.sessions, bus, config.projectsRoot, async (name) => {
+    await runtime.removeNetwork(networkName(name, false));
+    await runtime.removeNetwork(networkName(name, true));
+  });
+  const agents = new AgentService(store.agents, store.sessions, bus);
+  const sessions = new SessionService({
+    sessions: store.sessions,
+    projects: store.projects,
+    agents: store.agents,
+    runtime,
+    reconciler,
+    bus,
+    config,
+    log: log.child({ component: 'sessions' }),
+  });
 
   const status = async (): Promise<DaemonStatus> => {
     // Status is polled by editors and scripts: a two-second-old engine check is fresh enough.
@@ -54,6 +91,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     return {
       version: VERSION,
       pid: process.pid,
+      instanceId,
       startedAt: startedAt.toISOString(),
       uptimeSec: Math.round((Date.now() - startedAt.getTime()) / 1000),
       socket: config.socket,
@@ -63,8 +101,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     };
   };
 
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, status }), log.child({ component: 'rpc' }));
-  const server = new RpcServer({ dispatcher, health, bus, log: log.child({ component: 'server' }) });
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, status }), log.child({ component: 'rpc' }));
+  const server = new RpcServer({ dispatcher, health, bus, sessions, log: log.child({ component: 'server' }) });
 
   try {
     await server.listen(config.socket);
@@ -78,6 +116,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   await monitor.refresh();
   const loops = new AbortController();
   const monitorDone = monitor.start(loops.signal);
+  // Adoption: the reconciler looks at every session against the containers the engine has now; it
+  // never restarts or recreates a running agent whose session wants it running.
+  const reconcilerDone = reconciler.start(loops.signal);
+  const watcherDone = watcher.start(loops.signal);
+  reconciler.enqueueAll();
 
   bus.publish('daemon.started', { version: VERSION, pid: process.pid });
   log.info({ socket: config.socket }, `Started berthd on ${config.socket}`);
@@ -92,7 +135,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         bus.publish('daemon.stopping', { reason });
         loops.abort();
         await server.close();
-        await monitorDone;
+        await Promise.all([monitorDone, reconcilerDone, watcherDone]);
         store.close();
         log.info('Stopped berthd');
       })();

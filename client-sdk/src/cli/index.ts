@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { BerthClient, defaultSocketPath } from '../client.js';
-import { BerthError, type Agent, type AgentLimits } from '../protocol/index.js';
-import { ago, duration, emit, reportError, table, type Out } from './output.js';
+import { BerthError, type Agent, type AgentLimits, type NetworkMode, type RestartPolicy, type Session, type SessionState } from '../protocol/index.js';
+import { ago, duration, emit, reportError, table, until, type Out } from './output.js';
 
 interface Globals {
   json?: boolean;
@@ -13,14 +13,31 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-function parseEnv(pairs: string[]): Record<string, string> {
-  const env: Record<string, string> = {};
+function parsePairs(flag: string, pairs: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
   for (const p of pairs) {
     const i = p.indexOf('=');
-    if (i <= 0) throw new BerthError('INVALID_PARAMS', `--env takes KEY=VALUE, got ${JSON.stringify(p)}`);
-    env[p.slice(0, i)] = p.slice(i + 1);
+    if (i <= 0) throw new BerthError('INVALID_PARAMS', `${flag} takes KEY=VALUE, got ${JSON.stringify(p)}`);
+    out[p.slice(0, i)] = p.slice(i + 1);
   }
-  return env;
+  return out;
+}
+
+function sessionStatus(s: Session): string {
+  switch (s.state) {
+    case 'running':
+      return s.startedAt ? `running ${ago(s.startedAt).replace(' ago', '')}` : 'running';
+    case 'exited':
+      return s.nextRestartAt ? `exited (${s.exitCode}), restart ${until(s.nextRestartAt)}` : `exited (${s.exitCode})`;
+    case 'failed':
+      return `failed: ${s.error?.code ?? ''}`;
+    default:
+      return s.state;
+  }
+}
+
+function sessionRows(list: Session[]): string[][] {
+  return list.map((s) => [s.id, s.name, s.project, s.agent, s.mode, sessionStatus(s), String(s.restartCount), ago(s.createdAt)]);
 }
 
 function agentRows(agents: Agent[]): string[][] {
@@ -31,6 +48,13 @@ function agentRows(agents: Agent[]): string[][] {
     a.role ?? '',
     a.command.join(' '),
   ]);
+}
+
+/** A command's own exit status (berth exec passes the command's through). */
+class ExitCode extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
 }
 
 /** Runs the `berth` CLI; returns the process exit code. Output goes through `io` (tests capture it). */
@@ -109,6 +133,14 @@ export async function run(
       emit(out, p, () => `name   ${p.name}\npath   ${p.path}\nadded  ${p.createdAt}\n`);
     });
   project
+    .command('update <name>')
+    .description('change project settings')
+    .option('--network <mode>', 'default network for its sessions: bridge | internal | none')
+    .action(async (name: string, o: { network?: string }, cmd: Command) => {
+      const p = await connect(cmd).projects.update({ name, ...(o.network !== undefined ? { network: o.network as NetworkMode } : {}) });
+      emit(out, p, () => `updated project ${p.name}\n`);
+    });
+  project
     .command('rm <name>')
     .alias('remove')
     .description('forget a project (the repository on disk is not touched)')
@@ -128,7 +160,12 @@ export async function run(
     .option('--memory <size>', 'memory limit, e.g. 2g')
     .option('--cpus <n>', 'CPU limit, e.g. 1.5')
     .option('--pids <n>', 'process limit, e.g. 256')
-    .action(async (name: string, command: string[], o: { image?: string; role?: string; readOnly?: boolean; env: string[]; memory?: string; cpus?: string; pids?: string }, cmd: Command) => {
+    .option('--restart <policy>', 'never | on-failure (default) | always')
+    .option('--network <mode>', 'bridge | internal (no egress) | none')
+    .option('--read-only-rootfs', 'read-only root filesystem with a tmpfs /tmp')
+    .option('--cap-add <CAP>', 'Linux capability to add back (repeatable)', collect, [])
+    .option('--secret <ENV=name>', 'environment variable from a secret in $BERTH_HOME/secrets.yaml (repeatable)', collect, [])
+    .action(async (name: string, command: string[], o: { image?: string; role?: string; readOnly?: boolean; env: string[]; memory?: string; cpus?: string; pids?: string; restart?: string; network?: string; readOnlyRootfs?: boolean; capAdd: string[]; secret: string[] }, cmd: Command) => {
       const limits: AgentLimits = {};
       if (o.memory !== undefined) limits.memory = o.memory;
       if (o.cpus !== undefined) limits.cpus = Number(o.cpus);
@@ -140,8 +177,13 @@ export async function run(
         ...(o.image !== undefined ? { image: o.image } : {}),
         ...(o.role !== undefined ? { role: o.role } : {}),
         readOnly: o.readOnly === true,
-        env: parseEnv(o.env),
+        env: parsePairs('--env', o.env),
         limits,
+        ...(o.restart !== undefined ? { restartPolicy: o.restart as RestartPolicy } : {}),
+        ...(o.network !== undefined ? { network: o.network as NetworkMode } : {}),
+        readOnlyRootfs: o.readOnlyRootfs === true,
+        capAdd: o.capAdd,
+        secrets: parsePairs('--secret', o.secret),
       });
       emit(out, a, () => `defined agent ${a.name}: ${a.command.join(' ')}\n`);
     });
@@ -179,12 +221,138 @@ export async function run(
       emit(out, r, () => `removed agent ${r.removed}\n`);
     });
 
+  program
+    .command('start <project>')
+    .description('start a session: an agent in its own container on PROJECT')
+    .requiredOption('-a, --agent <agent>', 'agent profile to run')
+    .option('--read-only', 'read session: the main checkout, mounted read-only')
+    .option('--name <name>', 'session name (default PROJECT-N)')
+    .option('-e, --env <KEY=VALUE>', 'extra environment (repeatable)', collect, [])
+    .option('--restart <policy>', 'never | on-failure | always (default: the agent\'s)')
+    .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string }, cmd: Command) => {
+      const s = await connect(cmd).sessions.start({
+        project: projectName,
+        agent: o.agent,
+        ...(o.readOnly ? { mode: 'read' as const } : {}),
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...(o.env.length ? { env: parsePairs('--env', o.env) } : {}),
+        ...(o.restart !== undefined ? { restartPolicy: o.restart as RestartPolicy } : {}),
+      });
+      emit(out, s, () => `${s.id}  ${s.name}  ${sessionStatus(s)}  (${s.containerName})\n`);
+    });
+
+  program
+    .command('ps')
+    .description('list sessions (running and starting; -a for all)')
+    .option('-a, --all', 'include stopped, exited and failed sessions')
+    .option('-p, --project <project>', 'only this project')
+    .option('--state <state>', 'only sessions in this state')
+    .action(async (o: { all?: boolean; project?: string; state?: string }, cmd: Command) => {
+      const c = connect(cmd);
+      const items: Session[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await c.sessions.list({
+          limit: 500,
+          ...(o.project ? { project: o.project } : {}),
+          ...(o.state ? { state: o.state as SessionState } : {}),
+          ...(cursor ? { cursor } : {}),
+        });
+        items.push(...page.items);
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+      const shown = o.all || o.state ? items : items.filter((s) => ['pending', 'creating', 'running', 'stopping'].includes(s.state) || (s.state === 'exited' && s.nextRestartAt));
+      emit(out, shown, () =>
+        shown.length
+          ? table(['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'STATUS', 'RESTARTS', 'CREATED'], sessionRows(shown))
+          : o.all
+            ? 'no sessions\n'
+            : 'no running sessions (berth ps -a shows all)\n',
+      );
+    });
+
+  program
+    .command('inspect <id>')
+    .description('everything about one session')
+    .action(async (id: string, _o, cmd: Command) => {
+      const s = await connect(cmd).sessions.get({ id });
+      emit(out, s, () => `${JSON.stringify(s, null, 2)}\n`);
+    });
+
+  program
+    .command('logs <id>')
+    .description('output of a session')
+    .option('-f, --follow', 'keep printing new output')
+    .option('-n, --tail <n>', 'only the last N lines')
+    .option('--since <time>', 'only lines after this ISO time')
+    .option('-t, --timestamps', 'prefix each line with its time')
+    .action(async (id: string, o: { follow?: boolean; tail?: string; since?: string; timestamps?: boolean }, cmd: Command) => {
+      const c = connect(cmd);
+      const ctl = new AbortController();
+      const onSig = () => ctl.abort();
+      process.once('SIGINT', onSig);
+      try {
+        for await (const l of c.logs(id, {
+          follow: o.follow === true,
+          signal: ctl.signal,
+          ...(o.tail !== undefined ? { tail: Number(o.tail) } : {}),
+          ...(o.since ? { since: o.since } : {}),
+        })) {
+          if (out.json) out.stdout(`${JSON.stringify(l)}\n`);
+          else if (l.stream === 'stderr') out.stderr(`${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`);
+          else out.stdout(`${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`);
+        }
+      } finally {
+        process.off('SIGINT', onSig);
+      }
+    });
+
+  program
+    .command('stop <id>')
+    .description('stop a session: SIGTERM, then SIGKILL after --time seconds')
+    .option('-t, --time <sec>', 'grace period before SIGKILL', '10')
+    .action(async (id: string, o: { time: string }, cmd: Command) => {
+      const s = await connect(cmd).sessions.stop({ id, timeoutSec: Number(o.time) });
+      emit(out, s, () => `${s.name} ${sessionStatus(s)}\n`);
+    });
+
+  program
+    .command('restart <id>')
+    .description('a fresh container for the session, from the current agent profile (/agent is kept)')
+    .action(async (id: string, _o, cmd: Command) => {
+      const s = await connect(cmd).sessions.restart({ id });
+      emit(out, s, () => `${s.name} ${sessionStatus(s)}\n`);
+    });
+
+  program
+    .command('rm <id>')
+    .description('remove a session: its container and its /agent volume')
+    .action(async (id: string, _o, cmd: Command) => {
+      const r = await connect(cmd).sessions.remove({ id });
+      emit(out, r, () => `removed session ${r.name} (${r.removed})\n`);
+    });
+
+  program
+    .command('exec <id> <cmd...>')
+    .description('run a command in a running session, e.g. berth exec ID -- git status')
+    .option('--timeout <sec>', 'give up after this many seconds', '60')
+    .action(async (id: string, argv: string[], o: { timeout: string }, cmd: Command) => {
+      const r = await connect(cmd).sessions.exec({ id, cmd: argv, timeoutSec: Number(o.timeout) });
+      if (out.json) out.stdout(`${JSON.stringify(r)}\n`);
+      else {
+        out.stdout(r.stdout);
+        out.stderr(r.stderr);
+      }
+      if (r.exitCode !== 0) throw new ExitCode(r.exitCode);
+    });
+
   // --json may come before or after the subcommand; decide early so usage errors honour it too.
   out.json = argv.includes('--json');
   try {
     await program.parseAsync(argv);
     return 0;
   } catch (err) {
+    if (err instanceof ExitCode) return err.code;
     if (err instanceof CommanderError) {
       return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help'
         ? 0

@@ -25,6 +25,12 @@ export function ago(iso: string, now = Date.now()): string {
   return `${Math.floor(s / 86400)}d ago`;
 }
 
+/** `in 9s` for a time ahead, `now` for one passed. */
+export function until(iso: string, now = Date.now()): string {
+  const s = Math.round((Date.parse(iso) - now) / 1000);
+  return s <= 0 ? 'now' : `in ${duration(s)}`;
+}
+
 export function duration(sec: number): string {
   const d = Math.floor(sec / 86400);
   const h = Math.floor((sec % 86400) / 3600);

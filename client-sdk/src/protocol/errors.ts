@@ -38,15 +38,41 @@ export const errorRegistry = {
   PROJECT_NOT_FOUND: { rpc: 1100, hint: 'List projects with `berth project ls`; add one with `berth project add NAME PATH`.' },
   PROJECT_EXISTS: { rpc: 1101, hint: 'Choose another name, or remove the existing project first (`berth project rm NAME`).' },
   PROJECT_PATH_IN_USE: { rpc: 1102, hint: 'That repository is already a project; use the existing project name.' },
+  PROJECT_HAS_SESSIONS: { rpc: 1103, hint: 'Remove its sessions first (`berth ps -a`, then `berth rm ID`).' },
+  PROJECT_OWNED_BY_ROOT: {
+    rpc: 1104,
+    hint: 'Agents never run as root: chown the repository to the user who works on it (`sudo chown -R you: PATH`).',
+  },
 
   // Agents
   AGENT_NOT_FOUND: { rpc: 1200, hint: 'List agents with `berth agent ls`; define one with `berth agent add NAME -- CMD...`.' },
+  AGENT_IN_USE: { rpc: 1201, hint: 'Remove the sessions that run this agent first (`berth ps -a`).' },
+
+  // Sessions
+  SESSION_NOT_FOUND: { rpc: 1400, hint: 'List sessions with `berth ps -a`; address one by id, id prefix or name.' },
+  SESSION_AMBIGUOUS: { rpc: 1401, hint: 'Several sessions start with that id prefix: give more characters or the name.' },
+  SESSION_NAME_TAKEN: { rpc: 1402, hint: 'Another session (of another project or agent) has that name; choose another --name.' },
+  SESSION_NOT_RUNNING: { rpc: 1403, hint: 'Start it first (`berth restart ID`).' },
+  SESSION_START_TIMEOUT: { rpc: 1404, hint: 'The container did not reach running in time; see `berth inspect ID` and the daemon log.' },
+  SECRET_NOT_FOUND: { rpc: 1405, hint: 'Add the secret to $BERTH_HOME/secrets.yaml (mode 0600) as `name: value`.' },
+  SECRETS_FILE_INSECURE: { rpc: 1406, hint: 'Make $BERTH_HOME/secrets.yaml readable by its owner only: chmod 600 it.' },
+  EXEC_TIMEOUT: { rpc: 1407, hint: 'The command ran past timeoutSec; raise it, or make the command finish sooner.' },
 
   // Engine
   ENGINE_UNAVAILABLE: {
     rpc: 1300,
     hint: 'Start the Docker engine (`sudo systemctl start docker`) or set DOCKER_HOST; berthd retries on its own.',
   },
+  IMAGE_NOT_FOUND: {
+    rpc: 1301,
+    hint: 'Build the image (`docker build -t NAME images/base`) or point the agent at one the engine has (`berth agent add --image`).',
+  },
+  RUNTIME_NOT_FOUND: {
+    rpc: 1302,
+    hint: 'Install and register that OCI runtime with the engine, or unset AGENT_RUNTIME; the error lists the runtimes the engine has.',
+  },
+  CONTAINER_CREATE_FAILED: { rpc: 1303, hint: 'The engine refused the container; the message has its reason (limits, mounts, network).' },
+  CONTAINER_START_FAILED: { rpc: 1304, hint: 'The engine could not start the container; the message has its reason (mounts, runtime, command).' },
 
   // Daemon startup and client connection (not sent over RPC, but reported with the same codes)
   CONFIG_INVALID: { rpc: 1900, hint: 'Fix the named key in the config file or environment; README lists accepted values.' },

@@ -1,4 +1,17 @@
-import type { Agent, AgentLimits, DaemonStatus, Project } from './types.js';
+import type {
+  Agent,
+  AgentLimits,
+  DaemonStatus,
+  ExecResult,
+  LogLine,
+  NetworkMode,
+  Project,
+  RestartPolicy,
+  Session,
+  SessionList,
+  SessionMode,
+  SessionState,
+} from './types.js';
 
 /**
  * Every JSON-RPC method berthd serves, once: its params (by name) and its result.
@@ -10,6 +23,7 @@ export interface Methods {
   'projects.add': { params: { name: string; path: string }; result: Project };
   'projects.list': { params: Record<string, never>; result: Project[] };
   'projects.get': { params: { name: string }; result: Project };
+  'projects.update': { params: { name: string; network?: NetworkMode | null }; result: Project };
   'projects.remove': { params: { name: string }; result: { removed: string } };
 
   'agents.define': {
@@ -21,12 +35,41 @@ export interface Methods {
       role?: string | null;
       readOnly?: boolean;
       limits?: AgentLimits;
+      restartPolicy?: RestartPolicy;
+      network?: NetworkMode | null;
+      readOnlyRootfs?: boolean;
+      capAdd?: string[];
+      secrets?: Record<string, string>;
     };
     result: Agent;
   };
   'agents.list': { params: Record<string, never>; result: Agent[] };
   'agents.get': { params: { name: string }; result: Agent };
   'agents.remove': { params: { name: string }; result: { removed: string } };
+
+  'sessions.start': {
+    params: {
+      project: string;
+      agent: string;
+      mode?: SessionMode;
+      name?: string;
+      command?: string[];
+      env?: Record<string, string>;
+      limits?: AgentLimits;
+      restartPolicy?: RestartPolicy;
+    };
+    result: Session;
+  };
+  'sessions.list': {
+    params: { project?: string; state?: SessionState; limit?: number; cursor?: string };
+    result: SessionList;
+  };
+  'sessions.get': { params: { id: string }; result: Session };
+  'sessions.stop': { params: { id: string; timeoutSec?: number }; result: Session };
+  'sessions.restart': { params: { id: string }; result: Session };
+  'sessions.remove': { params: { id: string }; result: { removed: string; name: string } };
+  'sessions.logs': { params: { id: string; tail?: number; since?: string }; result: LogLine[] };
+  'sessions.exec': { params: { id: string; cmd: string[]; timeoutSec?: number }; result: ExecResult };
 }
 
 export type MethodName = keyof Methods;
@@ -42,11 +85,33 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'projects.add': ['name', 'path'],
   'projects.list': [],
   'projects.get': ['name'],
+  'projects.update': ['name', 'network'],
   'projects.remove': ['name'],
-  'agents.define': ['name', 'command', 'image', 'env', 'role', 'readOnly', 'limits'],
+  'agents.define': [
+    'name',
+    'command',
+    'image',
+    'env',
+    'role',
+    'readOnly',
+    'limits',
+    'restartPolicy',
+    'network',
+    'readOnlyRootfs',
+    'capAdd',
+    'secrets',
+  ],
   'agents.list': [],
   'agents.get': ['name'],
   'agents.remove': ['name'],
+  'sessions.start': ['project', 'agent', 'mode', 'name', 'command', 'env', 'limits', 'restartPolicy'],
+  'sessions.list': ['project', 'state', 'limit', 'cursor'],
+  'sessions.get': ['id'],
+  'sessions.stop': ['id', 'timeoutSec'],
+  'sessions.restart': ['id'],
+  'sessions.remove': ['id'],
+  'sessions.logs': ['id', 'tail', 'since'],
+  'sessions.exec': ['id', 'cmd', 'timeoutSec'],
 };
 
 export const methodNames = Object.keys(positionalParams) as MethodName[];

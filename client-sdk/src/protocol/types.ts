@@ -3,10 +3,15 @@
 /** `[a-z0-9][a-z0-9-]{0,62}`: project, agent and (later) session names. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
+export type NetworkMode = 'bridge' | 'internal' | 'none';
+export type RestartPolicy = 'never' | 'on-failure' | 'always';
+
 export interface Project {
   name: string;
   /** Absolute, symlink-free path of the repository's top directory. */
   path: string;
+  /** Network for this project's sessions unless the agent names one; null: `bridge`. */
+  network: NetworkMode | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -34,8 +39,66 @@ export interface Agent {
   /** Read-only agents get read sessions (the main checkout, mounted read-only). */
   readOnly: boolean;
   limits: AgentLimits;
+  /** What to do when the agent exits: default `on-failure` (exit 0 means done). */
+  restartPolicy: RestartPolicy;
+  /** null: the project's setting, else `bridge`. */
+  network: NetworkMode | null;
+  /** Read-only root filesystem with a tmpfs /tmp. */
+  readOnlyRootfs: boolean;
+  /** Linux capabilities added back after `CapDrop: ALL` (none by default). */
+  capAdd: string[];
+  /** Environment variable name → secret name in $BERTH_HOME/secrets.yaml. Values never leave berthd. */
+  secrets: Record<string, string>;
   createdAt: string;
   updatedAt: string;
+}
+
+export type SessionMode = 'write' | 'read';
+export type SessionDesired = 'running' | 'stopped' | 'removed';
+export type SessionState = 'pending' | 'creating' | 'running' | 'stopping' | 'stopped' | 'exited' | 'failed' | 'removed';
+
+/** One agent running against one project, in its own container. */
+export interface Session {
+  /** 12 hex digits; any unique prefix of 4 or more also addresses the session, as does its name. */
+  id: string;
+  name: string;
+  project: string;
+  agent: string;
+  mode: SessionMode;
+  desired: SessionDesired;
+  state: SessionState;
+  containerId: string | null;
+  containerName: string;
+  image: string;
+  command: string[];
+  restartPolicy: RestartPolicy;
+  /** Restarts berth made after the agent exited. */
+  restartCount: number;
+  /** When the next restart is due while a crash-looping agent backs off. */
+  nextRestartAt: string | null;
+  error: { code: string; message: string } | null;
+  exitCode: number | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface SessionList {
+  items: Session[];
+  /** Pass as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+export interface LogLine {
+  ts: string;
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+export interface ExecResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
 }
 
 export interface EngineStatus {
@@ -79,11 +142,15 @@ export interface ConfigSummary {
   projectsRoot: string;
   dockerHost: string | null;
   logLevel: string;
+  resyncSec: number;
+  orphanGraceSec: number;
 }
 
 export interface DaemonStatus {
   version: string;
   pid: number;
+  /** This daemon's identity on the engine: containers it owns carry it in `dev.berth.instance`. */
+  instanceId: string;
   startedAt: string;
   uptimeSec: number;
   socket: string;
@@ -102,7 +169,10 @@ export type BerthEvent =
   | EventOf<'project.added', { project: Project }>
   | EventOf<'project.removed', { name: string }>
   | EventOf<'agent.defined', { agent: Agent; created: boolean }>
-  | EventOf<'agent.removed', { name: string }>;
+  | EventOf<'agent.removed', { name: string }>
+  | EventOf<'session.created', { session: Session }>
+  | EventOf<'session.state', { session: Session; previous: SessionState }>
+  | EventOf<'session.removed', { id: string; name: string }>;
 
 export interface EventOf<T extends string, D> {
   seq: number;

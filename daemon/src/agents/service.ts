@@ -2,11 +2,13 @@ import { BerthError, type Agent, type ParamsOf } from '@berth/client-sdk/protoco
 import type { EventBus } from '../events/bus.js';
 import { assertName } from '../projects/service.js';
 import type { AgentsRepo } from '../store/agents.js';
+import type { SessionsRepo } from '../store/sessions.js';
 
 /** Agent profiles: what to run (image, argv), with which environment, role and limits. */
 export class AgentService {
   constructor(
     private readonly repo: AgentsRepo,
+    private readonly sessions: SessionsRepo,
     private readonly bus: EventBus,
     private readonly now: () => Date = () => new Date(),
   ) {}
@@ -23,6 +25,11 @@ export class AgentService {
       role: p.role ?? null,
       readOnly: p.readOnly ?? false,
       limits: p.limits ?? {},
+      restartPolicy: p.restartPolicy ?? 'on-failure',
+      network: p.network ?? null,
+      readOnlyRootfs: p.readOnlyRootfs ?? false,
+      capAdd: [...new Set(p.capAdd ?? [])].sort(),
+      secrets: p.secrets ?? {},
       createdAt: ts,
       updatedAt: ts,
     });
@@ -43,6 +50,8 @@ export class AgentService {
 
   remove(name: string): { removed: string } {
     this.get(name);
+    const n = this.sessions.countByAgent(name);
+    if (n > 0) throw new BerthError('AGENT_IN_USE', `agent ${name} runs in ${n} session(s)`, { details: { name, sessions: n } });
     this.repo.remove(name);
     this.bus.publish('agent.removed', { name });
     return { removed: name };

@@ -22,6 +22,8 @@ export const configKeys = {
   projectsRoot: 'PROJECTS_ROOT',
   dockerHost: 'DOCKER_HOST',
   logLevel: 'BERTH_LOG_LEVEL',
+  resyncSec: 'BERTH_RESYNC_SEC',
+  orphanGraceSec: 'BERTH_ORPHAN_GRACE_SEC',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -75,6 +77,8 @@ const fileSchema = z
       .regex(/^(unix|tcp|npipe|ssh):\/\/.+/, { message: 'an engine address like unix:///var/run/docker.sock or tcp://host:2375' })
       .nullable(),
     logLevel: z.enum(logLevels, { message: `one of: ${logLevels.join(', ')}` }),
+    resyncSec: z.coerce.number({ message: 'seconds, like 30' }).min(1, { message: 'at least 1 second' }).max(86400),
+    orphanGraceSec: z.coerce.number({ message: 'seconds, like 60' }).min(0, { message: '0 or more seconds' }).max(86400),
   })
   .strict();
 
@@ -112,6 +116,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     projectsRoot: join(userHome, 'projects'),
     dockerHost: null,
     logLevel: 'info',
+    resyncSec: '30',
+    orphanGraceSec: '60',
   };
   const source: Record<string, string> = {};
 
@@ -205,5 +211,7 @@ export function summarize(config: Config): ConfigSummary {
     projectsRoot: config.projectsRoot,
     dockerHost: config.dockerHost,
     logLevel: config.logLevel,
+    resyncSec: config.resyncSec,
+    orphanGraceSec: config.orphanGraceSec,
   };
 }

@@ -31,7 +31,7 @@ export interface BackoffPolicy {
   healthyIntervalMs: number;
 }
 
-export const defaultBackoff: BackoffPolicy = { initialMs: 1000, maxMs: 30_000, healthyIntervalMs: 10_000 };
+export const defaultBackoff: BackoffPolicy = { initialMs: 1000, maxMs: 5000, healthyIntervalMs: 10_000 };
 
 const ENGINE_REMEDIATION =
   'Start the Docker engine (`sudo systemctl start docker`, or `sudo bash scripts/ensure-docker.sh`), ' +

@@ -1,9 +1,10 @@
 import { realpath, stat } from 'node:fs/promises';
 import { isAbsolute, relative, sep } from 'node:path';
-import { BerthError, NAME_PATTERN, type Project } from '@berth/client-sdk/protocol';
+import { BerthError, NAME_PATTERN, type NetworkMode, type Project } from '@berth/client-sdk/protocol';
 import { workTreeTop } from '../checkouts/git.js';
 import type { EventBus } from '../events/bus.js';
 import type { ProjectsRepo } from '../store/projects.js';
+import type { SessionsRepo } from '../store/sessions.js';
 
 export function assertName(kind: string, name: string): void {
   if (!NAME_PATTERN.test(name)) {
@@ -24,8 +25,11 @@ export function isWithin(root: string, child: string): boolean {
 export class ProjectService {
   constructor(
     private readonly repo: ProjectsRepo,
+    private readonly sessions: SessionsRepo,
     private readonly bus: EventBus,
     private readonly projectsRoot: string,
+    /** Called after a project is forgotten, to drop its engine networks (best effort). */
+    private readonly onRemoved: (name: string) => Promise<void> = async () => {},
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -77,7 +81,7 @@ export class ProjectService {
       });
     }
     const ts = this.now().toISOString();
-    const project: Project = { name, path: real, createdAt: ts, updatedAt: ts };
+    const project: Project = { name, path: real, network: null, createdAt: ts, updatedAt: ts };
     try {
       this.repo.insert(project);
     } catch (err) {
@@ -105,11 +109,23 @@ export class ProjectService {
     return p;
   }
 
-  /** Forgets the project. The repository on disk is never touched. */
-  remove(name: string): { removed: string } {
+  update(name: string, changes: { network?: NetworkMode | null }): Project {
+    const p = this.get(name);
+    const next = { ...p, ...(changes.network !== undefined ? { network: changes.network } : {}), updatedAt: this.now().toISOString() };
+    this.repo.update(next);
+    return this.get(name);
+  }
+
+  /** Forgets the project. The repository on disk is never touched. Refused while it has sessions. */
+  async remove(name: string): Promise<{ removed: string }> {
     this.get(name);
+    const n = this.sessions.countByProject(name);
+    if (n > 0) {
+      throw new BerthError('PROJECT_HAS_SESSIONS', `project ${name} has ${n} session(s)`, { details: { name, sessions: n } });
+    }
     this.repo.remove(name);
     this.bus.publish('project.removed', { name });
+    await this.onRemoved(name).catch(() => {});
     return { removed: name };
   }
 }

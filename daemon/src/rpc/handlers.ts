@@ -1,11 +1,13 @@
 import type { DaemonStatus } from '@berth/client-sdk/protocol';
 import type { AgentService } from '../agents/service.js';
 import type { ProjectService } from '../projects/service.js';
+import type { SessionService } from '../sessions/service.js';
 import type { Handlers } from './dispatcher.js';
 
 export interface HandlerDeps {
   projects: ProjectService;
   agents: AgentService;
+  sessions: SessionService;
   status: () => Promise<DaemonStatus>;
 }
 
@@ -16,10 +18,19 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'projects.add': (p) => d.projects.add(p.name, p.path),
     'projects.list': () => d.projects.list(),
     'projects.get': (p) => d.projects.get(p.name),
+    'projects.update': (p) => d.projects.update(p.name, p),
     'projects.remove': (p) => d.projects.remove(p.name),
     'agents.define': (p) => d.agents.define(p),
     'agents.list': () => d.agents.list(),
     'agents.get': (p) => d.agents.get(p.name),
     'agents.remove': (p) => d.agents.remove(p.name),
+    'sessions.start': (p) => d.sessions.start(p),
+    'sessions.list': (p) => d.sessions.list(p),
+    'sessions.get': (p) => d.sessions.get(p.id),
+    'sessions.stop': (p) => d.sessions.stop(p.id, p.timeoutSec),
+    'sessions.restart': (p) => d.sessions.restart(p.id),
+    'sessions.remove': (p) => d.sessions.remove(p.id),
+    'sessions.logs': (p) => d.sessions.logs(p.id, p.tail, p.since),
+    'sessions.exec': (p) => d.sessions.exec(p.id, p.cmd, p.timeoutSec),
   };
 }

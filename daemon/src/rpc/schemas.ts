@@ -7,6 +7,16 @@ const byName = z.object({ name: z.string() }).strict();
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const IMAGE_REF = /^[a-z0-9][a-z0-9._/:@-]{0,254}$/i;
 
+const network = z.enum(['bridge', 'internal', 'none'], { message: 'one of: bridge, internal, none' });
+const restartPolicy = z.enum(['never', 'on-failure', 'always'], { message: 'one of: never, on-failure, always' });
+const CAP = /^[A-Z_]{2,32}$/;
+const sessionRef = z.string().min(1).max(128);
+const env = z.record(
+  z.string().regex(ENV_NAME, { message: 'environment variable names are letters, digits and _' }),
+  z.string().max(64 * 1024),
+);
+const command = z.array(z.string().max(64 * 1024)).min(1, { message: 'command needs at least the program to run' }).max(1024);
+
 const limits = z
   .object({
     memory: memorySchema.optional(),
@@ -23,22 +33,65 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'daemon.status': none,
   'projects.add': z.object({ name: z.string(), path: z.string().min(1) }).strict(),
   'projects.list': none,
+  'projects.update': z.object({ name: z.string(), network: network.nullable().optional() }).strict(),
   'projects.get': byName,
   'projects.remove': byName,
   'agents.define': z
     .object({
       name: z.string(),
-      command: z.array(z.string().max(64 * 1024)).min(1, { message: 'command needs at least the program to run' }).max(1024),
+      command,
       image: z.string().regex(IMAGE_REF, { message: 'an image reference, like claude-agent-base or repo/name:tag' }).nullable().optional(),
-      env: z
-        .record(z.string().regex(ENV_NAME, { message: 'environment variable names are letters, digits and _' }), z.string().max(64 * 1024))
-        .optional(),
+      env: env.optional(),
       role: z.string().max(200).nullable().optional(),
       readOnly: z.boolean().optional(),
       limits: limits.optional(),
+      restartPolicy: restartPolicy.optional(),
+      network: network.nullable().optional(),
+      readOnlyRootfs: z.boolean().optional(),
+      capAdd: z.array(z.string().regex(CAP, { message: 'a capability name like NET_BIND_SERVICE' })).max(40).optional(),
+      secrets: z
+        .record(
+          z.string().regex(ENV_NAME, { message: 'environment variable names are letters, digits and _' }),
+          z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, { message: 'a secret name from secrets.yaml' }),
+        )
+        .optional(),
     })
     .strict() as z.ZodType<ParamsOf<'agents.define'>>,
   'agents.list': none,
   'agents.get': byName,
   'agents.remove': byName,
+  'sessions.start': z
+    .object({
+      project: z.string(),
+      agent: z.string(),
+      mode: z.enum(['write', 'read'], { message: 'write or read' }).optional(),
+      name: z.string().optional(),
+      command: command.optional(),
+      env: env.optional(),
+      limits: limits.optional(),
+      restartPolicy: restartPolicy.optional(),
+    })
+    .strict() as z.ZodType<ParamsOf<'sessions.start'>>,
+  'sessions.list': z
+    .object({
+      project: z.string().optional(),
+      state: z.enum(['pending', 'creating', 'running', 'stopping', 'stopped', 'exited', 'failed', 'removed']).optional(),
+      limit: z.number().int().min(1).max(1000).optional(),
+      cursor: z.string().max(1024).optional(),
+    })
+    .strict(),
+  'sessions.get': z.object({ id: sessionRef }).strict(),
+  'sessions.stop': z.object({ id: sessionRef, timeoutSec: z.number().int().min(0).max(3600).optional() }).strict(),
+  'sessions.restart': z.object({ id: sessionRef }).strict(),
+  'sessions.remove': z.object({ id: sessionRef }).strict(),
+  'sessions.logs': z
+    .object({
+      id: sessionRef,
+      tail: z.number().int().min(0).max(100_000).optional(),
+      since: z.string().refine((v) => !Number.isNaN(Date.parse(v)), { message: 'an ISO timestamp' }).optional(),
+    })
+    .strict(),
+  'sessions.exec': z
+    .object({ id: sessionRef, cmd: command, timeoutSec: z.number().int().min(1).max(3600).optional() })
+    .strict(),
 };

@@ -5,6 +5,7 @@ import { BerthError, MAX_REQUEST_BYTES, type BerthEvent } from '@berth/client-sd
 import type { EventBus } from '../events/bus.js';
 import type { Health } from '../health/index.js';
 import type { Logger } from '../log.js';
+import type { SessionService } from '../sessions/service.js';
 import type { RpcDispatcher } from './dispatcher.js';
 import { prepareSocketPath } from './socket.js';
 
@@ -12,6 +13,7 @@ export interface ServerDeps {
   dispatcher: RpcDispatcher;
   health: Health;
   bus: EventBus;
+  sessions: SessionService;
   log: Logger;
   /** Interval of `{"type":"ping"}` keep-alive lines on /events. */
   heartbeatMs?: number;
@@ -95,6 +97,49 @@ export class RpcServer {
       res.on('close', cleanup);
       req.raw.on('close', cleanup);
     });
+
+    app.get<{ Params: { id: string }; Querystring: { follow?: string; tail?: string; since?: string } }>(
+      '/sessions/:id/logs',
+      async (req, reply) => {
+        const follow = req.query.follow === '1' || req.query.follow === 'true';
+        const tail = req.query.tail !== undefined ? Number(req.query.tail) : undefined;
+        if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) {
+          return reply.code(400).send({ error: new BerthError('INVALID_PARAMS', 'tail must be a whole number').toData() });
+        }
+        const ctl = new AbortController();
+        let lines: AsyncIterable<unknown> | unknown[];
+        try {
+          lines = await d.sessions.logStream(req.params.id, {
+            follow,
+            signal: ctl.signal,
+            ...(tail !== undefined ? { tail } : {}),
+            ...(req.query.since ? { since: req.query.since } : {}),
+          });
+        } catch (err) {
+          if (err instanceof BerthError) {
+            return reply.code(err.code === 'SESSION_NOT_FOUND' ? 404 : 409).send({ error: { message: err.message, ...err.toData() } });
+          }
+          throw err;
+        }
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
+        this.streams.add(res);
+        const abort = () => ctl.abort();
+        res.on('close', abort);
+        try {
+          for await (const l of lines) {
+            if (!res.write(`${JSON.stringify(l)}\n`)) await new Promise((r) => res.once('drain', r));
+          }
+        } catch (err) {
+          if (!ctl.signal.aborted) res.write(`${JSON.stringify({ error: err instanceof BerthError ? err.toData() : { code: 'INTERNAL_ERROR' }, message: (err as Error).message })}\n`);
+        } finally {
+          this.streams.delete(res);
+          res.off('close', abort);
+          res.end();
+        }
+      },
+    );
 
     // fastify.close() waits for open connections; event streams never end on their own.
     app.addHook('preClose', (done) => {

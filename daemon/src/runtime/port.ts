@@ -1,6 +1,9 @@
+import type { LogLine, NetworkMode } from '@berth/client-sdk/protocol';
+
 /**
- * The container engine as berthd sees it. Adapters (docker/, later local/) implement this with
- * berth's own types only: no dockerode object crosses this boundary.
+ * The container engine as berthd sees it. Adapters (docker/, local/) implement this with berth's
+ * own types only: no dockerode object crosses this boundary. Every operation is idempotent:
+ * stopping a stopped container or removing a missing one succeeds.
  */
 export interface EngineInfo {
   version: string;
@@ -23,4 +26,77 @@ export interface EnginePort {
   runtimes(): Promise<string[]>;
   /** The image, or null when the engine does not have it. */
   image(ref: string): Promise<ImageInfo | null>;
+}
+
+/** Everything needed to create one session's container. */
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  command: string[];
+  /** Final environment, secrets resolved. */
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  /** `uid:gid` the agent runs as; never root. */
+  user: string;
+  workdir: string;
+  mounts: { source: string; target: string; readOnly: boolean; kind: 'bind' | 'volume' }[];
+  memoryBytes: number;
+  nanoCpus: number;
+  pidsLimit: number;
+  network: NetworkMode;
+  /** For bridge/internal: the per-project network to join. */
+  networkName: string | null;
+  readOnlyRootfs: boolean;
+  capAdd: string[];
+  runtime: string | null;
+  /** Extra groups (the engine socket's group when AGENT_DOCKER_ACCESS=socket). */
+  groupAdd: string[];
+}
+
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+
+/** What the engine says about one berth container. */
+export interface ContainerObservation {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  status: ContainerStatus;
+  exitCode: number | null;
+  oomKilled: boolean;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface RuntimeEvent {
+  containerId: string;
+  sessionId: string | null;
+  action: string;
+  /** Engine time, nanoseconds since the epoch, for resubscribing with `since`. */
+  timeNano: bigint;
+}
+
+export interface ContainerRuntime extends EnginePort {
+  /** Every container carrying `labels` (all of them, running or not). */
+  list(labels: Record<string, string>): Promise<ContainerObservation[]>;
+  /** One container by id or name, or null. */
+  inspect(idOrName: string): Promise<ContainerObservation | null>;
+  /** Creates (not starts) the container; returns its id. A name already taken by a container with the same session label is adopted. */
+  create(spec: ContainerSpec): Promise<string>;
+  start(id: string): Promise<void>;
+  /** SIGTERM, then SIGKILL after `timeoutSec`. */
+  stop(id: string, timeoutSec: number): Promise<void>;
+  /** Removes the container (force); its named volumes stay unless `volumes` lists them. */
+  remove(id: string, opts?: { volumes?: string[] }): Promise<void>;
+  ensureNetwork(name: string, opts: { internal: boolean; labels: Record<string, string> }): Promise<void>;
+  ensureVolume(name: string, labels: Record<string, string>): Promise<void>;
+  removeNetwork(name: string): Promise<void>;
+  /**
+   * Opens the engine's event stream for containers carrying `labels`, replaying from `sinceNano`;
+   * resolves once subscribed. The iterable ends when `signal` aborts and throws when the stream breaks.
+   */
+  events(labels: Record<string, string>, sinceNano: bigint | null, signal: AbortSignal): Promise<AsyncIterable<RuntimeEvent>>;
+  logs(id: string, opts: { tail?: number; since?: string; follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogLine>;
+  exec(id: string, cmd: string[], opts: { timeoutSec: number; user?: string }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  /** The engine's socket on this host and its group, for AGENT_DOCKER_ACCESS=socket; null when remote. */
+  engineSocket(): Promise<{ path: string; gid: number | null } | null>;
 }

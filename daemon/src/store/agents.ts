@@ -9,6 +9,11 @@ interface Row {
   role: string | null;
   read_only: number;
   limits: string;
+  restart_policy: string;
+  network: string | null;
+  read_only_rootfs: number;
+  cap_add: string;
+  secrets: string;
   created_at: string;
   updated_at: string;
 }
@@ -21,6 +26,11 @@ const toAgent = (r: Row): Agent => ({
   role: r.role,
   readOnly: r.read_only === 1,
   limits: JSON.parse(r.limits) as Agent['limits'],
+  restartPolicy: r.restart_policy as Agent['restartPolicy'],
+  network: r.network as Agent['network'],
+  readOnlyRootfs: r.read_only_rootfs === 1,
+  capAdd: JSON.parse(r.cap_add) as string[],
+  secrets: JSON.parse(r.secrets) as Record<string, string>,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -34,10 +44,15 @@ export class AgentsRepo {
       get: db.prepare<[string], Row>('SELECT * FROM agents WHERE name = ?'),
       list: db.prepare<[], Row>('SELECT * FROM agents ORDER BY name'),
       upsert: db.prepare(
-        `INSERT INTO agents (name, image, command, env, role, read_only, limits, created_at, updated_at)
-         VALUES (@name, @image, @command, @env, @role, @readOnly, @limits, @createdAt, @updatedAt)
+        `INSERT INTO agents (name, image, command, env, role, read_only, limits, restart_policy, network, read_only_rootfs,
+           cap_add, secrets, created_at, updated_at)
+         VALUES (@name, @image, @command, @env, @role, @readOnly, @limits, @restartPolicy, @network, @readOnlyRootfs,
+           @capAdd, @secrets, @createdAt, @updatedAt)
          ON CONFLICT(name) DO UPDATE SET image = excluded.image, command = excluded.command, env = excluded.env,
-           role = excluded.role, read_only = excluded.read_only, limits = excluded.limits, updated_at = excluded.updated_at`,
+           role = excluded.role, read_only = excluded.read_only, limits = excluded.limits,
+           restart_policy = excluded.restart_policy, network = excluded.network,
+           read_only_rootfs = excluded.read_only_rootfs, cap_add = excluded.cap_add, secrets = excluded.secrets,
+           updated_at = excluded.updated_at`,
       ),
       remove: db.prepare<[string]>('DELETE FROM agents WHERE name = ?'),
     };
@@ -64,6 +79,11 @@ export class AgentsRepo {
         role: a.role,
         readOnly: a.readOnly ? 1 : 0,
         limits: JSON.stringify(a.limits),
+        restartPolicy: a.restartPolicy,
+        network: a.network,
+        readOnlyRootfs: a.readOnlyRootfs ? 1 : 0,
+        capAdd: JSON.stringify(a.capAdd),
+        secrets: JSON.stringify(a.secrets),
         createdAt: a.createdAt,
         updatedAt: a.updatedAt,
       });

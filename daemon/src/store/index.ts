@@ -1,6 +1,8 @@
 import { AgentsRepo } from './agents.js';
 import { openDb, type Db, type OpenOptions } from './db.js';
+import { MetaRepo } from './meta.js';
 import { ProjectsRepo } from './projects.js';
+import { SessionsRepo } from './sessions.js';
 
 export { openDb, migrate, schemaVersion, type Db } from './db.js';
 export { latestVersion, migrations } from './migrations.js';
@@ -9,10 +11,14 @@ export { latestVersion, migrations } from './migrations.js';
 export class Store {
   readonly projects: ProjectsRepo;
   readonly agents: AgentsRepo;
+  readonly sessions: SessionsRepo;
+  readonly meta: MetaRepo;
 
   constructor(readonly db: Db) {
     this.projects = new ProjectsRepo(db);
     this.agents = new AgentsRepo(db);
+    this.sessions = new SessionsRepo(db);
+    this.meta = new MetaRepo(db);
   }
 
   static open(file: string, opts?: OpenOptions): Store {

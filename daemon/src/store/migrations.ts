@@ -33,6 +33,56 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    description: 'sessions; agent restart/network/hardening/secrets; project network and session counter; meta',
+    up: `
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) STRICT;
+
+      ALTER TABLE projects ADD COLUMN network TEXT;
+      ALTER TABLE projects ADD COLUMN next_seq INTEGER NOT NULL DEFAULT 1;
+
+      ALTER TABLE agents ADD COLUMN restart_policy TEXT NOT NULL DEFAULT 'on-failure';
+      ALTER TABLE agents ADD COLUMN network TEXT;
+      ALTER TABLE agents ADD COLUMN read_only_rootfs INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE agents ADD COLUMN cap_add TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE agents ADD COLUMN secrets TEXT NOT NULL DEFAULT '{}';
+
+      CREATE TABLE sessions (
+        id              TEXT PRIMARY KEY,
+        name            TEXT NOT NULL UNIQUE,
+        project         TEXT NOT NULL REFERENCES projects(name),
+        agent           TEXT NOT NULL,
+        mode            TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        container_name  TEXT NOT NULL UNIQUE,
+        spec            TEXT NOT NULL,            -- JSON SessionSpec, frozen at start/restart
+        spec_hash       TEXT NOT NULL,
+        restart_policy  TEXT NOT NULL,
+        desired         TEXT NOT NULL,
+        generation      INTEGER NOT NULL DEFAULT 1, -- bumped by every change of desired state
+        recreate        INTEGER NOT NULL DEFAULT 0, -- 1: replace the container on the next pass (restart)
+        state           TEXT NOT NULL,
+        container_id    TEXT,
+        restart_count   INTEGER NOT NULL DEFAULT 0,
+        crash_count     INTEGER NOT NULL DEFAULT 0, -- consecutive failed runs, for backoff
+        next_restart_at TEXT,
+        handled_finish  TEXT,                     -- FinishedAt of the last exit already acted on
+        error_code      TEXT,
+        error_message   TEXT,
+        exit_code       INTEGER,
+        created_at      TEXT NOT NULL,
+        started_at      TEXT,
+        finished_at     TEXT,
+        updated_at      TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX sessions_by_project ON sessions (project, created_at, id);
+      CREATE INDEX sessions_by_created ON sessions (created_at, id);
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

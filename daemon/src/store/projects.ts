@@ -4,11 +4,19 @@ import type { Db } from './db.js';
 interface Row {
   name: string;
   path: string;
+  network: string | null;
+  next_seq: number;
   created_at: string;
   updated_at: string;
 }
 
-const toProject = (r: Row): Project => ({ name: r.name, path: r.path, createdAt: r.created_at, updatedAt: r.updated_at });
+const toProject = (r: Row): Project => ({
+  name: r.name,
+  path: r.path,
+  network: r.network as Project['network'],
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
 
 /** The `projects` table. */
 export class ProjectsRepo {
@@ -19,7 +27,11 @@ export class ProjectsRepo {
       get: db.prepare<[string], Row>('SELECT * FROM projects WHERE name = ?'),
       byPath: db.prepare<[string], Row>('SELECT * FROM projects WHERE path = ?'),
       list: db.prepare<[], Row>('SELECT * FROM projects ORDER BY name'),
-      insert: db.prepare('INSERT INTO projects (name, path, created_at, updated_at) VALUES (@name, @path, @createdAt, @updatedAt)'),
+      insert: db.prepare(
+        'INSERT INTO projects (name, path, network, created_at, updated_at) VALUES (@name, @path, @network, @createdAt, @updatedAt)',
+      ),
+      update: db.prepare('UPDATE projects SET network = @network, updated_at = @updatedAt WHERE name = @name'),
+      takeSeq: db.prepare<[string], { next_seq: number }>('UPDATE projects SET next_seq = next_seq + 1 WHERE name = ? RETURNING next_seq - 1 AS next_seq'),
       remove: db.prepare<[string]>('DELETE FROM projects WHERE name = ?'),
     };
   }
@@ -40,6 +52,17 @@ export class ProjectsRepo {
 
   insert(p: Project): void {
     this.db.transaction(() => this.stmts.insert.run(p))();
+  }
+
+  update(p: Pick<Project, 'name' | 'network' | 'updatedAt'>): void {
+    this.db.transaction(() => this.stmts.update.run(p))();
+  }
+
+  /** Hands out the project's next session number (container `berth-<project>-<n>`); never reused. */
+  takeSeq(name: string): number {
+    const r = this.stmts.takeSeq.get(name);
+    if (!r) throw new Error(`no project ${name}`);
+    return r.next_seq;
   }
 
   /** Returns whether a row was removed. */

@@ -1,5 +1,10 @@
+import { stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
-import type { EngineInfo, EnginePort, ImageInfo } from '../port.js';
+import { BerthError, type LogLine } from '@berth/client-sdk/protocol';
+import type { ContainerObservation, ContainerRuntime, ContainerSpec, ContainerStatus, EngineInfo, ImageInfo, RuntimeEvent } from '../port.js';
+import { LABELS } from '../labels.js';
+import { Demuxer, toEngineSince, toLogLine } from './demux.js';
 
 export interface DockerConnection {
   /** DOCKER_HOST as the docker CLI reads it; null means the local socket. */
@@ -10,7 +15,7 @@ export interface DockerConnection {
 
 /** Turns DOCKER_HOST into dockerode options, accepting what the docker CLI accepts. */
 export function dockerOptions(conn: DockerConnection): Docker.DockerOptions & { display: string } {
-  const timeout = conn.timeoutMs ?? 10_000;
+  const timeout = conn.timeoutMs ?? 30_000;
   const hostSetting = conn.dockerHost ?? 'unix:///var/run/docker.sock';
   const url = new URL(hostSetting);
   switch (url.protocol) {
@@ -42,19 +47,63 @@ export function dockerOptions(conn: DockerConnection): Docker.DockerOptions & { 
   }
 }
 
-function isNotFound(err: unknown): boolean {
-  return (err as { statusCode?: number }).statusCode === 404;
+type EngineErr = Error & { statusCode?: number; code?: string; json?: { message?: string } | null; reason?: string };
+
+const status = (err: unknown) => (err as EngineErr).statusCode;
+
+/** The engine's own words for a failed call. */
+export function engineMessage(err: unknown): string {
+  const e = err as EngineErr;
+  const m = e.json?.message ?? (typeof e.json === 'string' ? e.json : undefined) ?? e.message;
+  return String(m).replace(/^\(HTTP code \d+\) [^-]*- /, '').trim();
 }
 
-/** EnginePort over the Docker Engine API (dockerode). */
-export class DockerEngine implements EnginePort {
+/** Transport failures (engine down, socket gone) are ENGINE_UNAVAILABLE: transient, retried. */
+export function isTransportError(err: unknown): boolean {
+  const e = err as EngineErr;
+  if (e.statusCode !== undefined) return false;
+  return (
+    ['ECONNREFUSED', 'ENOENT', 'EPIPE', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code ?? '') ||
+    /socket hang up|timeout|ECONNREFUSED|ENOENT/i.test(e.message ?? '')
+  );
+}
+
+function wrapTransport(err: unknown, host: string): never {
+  if (err instanceof BerthError) throw err;
+  if (isTransportError(err)) {
+    throw new BerthError('ENGINE_UNAVAILABLE', `Docker engine at ${host} is unreachable: ${(err as Error).message}`, { cause: err });
+  }
+  throw err;
+}
+
+function toObservation(i: Docker.ContainerInspectInfo): ContainerObservation {
+  const zero = (t: string | undefined) => (!t || t.startsWith('0001-') ? null : t);
+  return {
+    id: i.Id,
+    name: i.Name.replace(/^\//, ''),
+    labels: i.Config.Labels ?? {},
+    status: i.State.Status as ContainerStatus,
+    exitCode: i.State.Status === 'exited' || i.State.Status === 'dead' ? i.State.ExitCode : null,
+    oomKilled: i.State.OOMKilled,
+    startedAt: zero(i.State.StartedAt),
+    finishedAt: zero(i.State.FinishedAt),
+  };
+}
+
+const labelFilter = (labels: Record<string, string>) => Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+
+/** ContainerRuntime over the Docker Engine API (dockerode). */
+export class DockerRuntime implements ContainerRuntime {
   readonly host: string;
   readonly docker: Docker;
+  /** Unix socket path of the engine, when it is local (for AGENT_DOCKER_ACCESS=socket). */
+  readonly socketPath: string | null;
 
   constructor(conn: DockerConnection) {
     const { display, ...opts } = dockerOptions(conn);
     this.host = display;
     this.docker = new Docker(opts);
+    this.socketPath = opts.socketPath ?? null;
   }
 
   async info(): Promise<EngineInfo> {
@@ -63,8 +112,12 @@ export class DockerEngine implements EnginePort {
   }
 
   async runtimes(): Promise<string[]> {
-    const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
-    return Object.keys(info.Runtimes ?? {}).sort();
+    try {
+      const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
+      return Object.keys(info.Runtimes ?? {}).sort();
+    } catch (err) {
+      wrapTransport(err, this.host);
+    }
   }
 
   async image(ref: string): Promise<ImageInfo | null> {
@@ -72,8 +125,302 @@ export class DockerEngine implements EnginePort {
       const i = await this.docker.getImage(ref).inspect();
       return { id: i.Id, tags: i.RepoTags ?? [], sizeBytes: i.Size, createdAt: i.Created };
     } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
+      if (status(err) === 404) return null;
+      wrapTransport(err, this.host);
+    }
+  }
+
+  async list(labels: Record<string, string>): Promise<ContainerObservation[]> {
+    try {
+      const rows = await this.docker.listContainers({ all: true, filters: { label: labelFilter(labels) } });
+      const out: ContainerObservation[] = [];
+      for (const r of rows) {
+        const o = await this.inspect(r.Id);
+        if (o) out.push(o);
+      }
+      return out;
+    } catch (err) {
+      wrapTransport(err, this.host);
+    }
+  }
+
+  async inspect(idOrName: string): Promise<ContainerObservation | null> {
+    try {
+      return toObservation(await this.docker.getContainer(idOrName).inspect());
+    } catch (err) {
+      if (status(err) === 404) return null;
+      wrapTransport(err, this.host);
+    }
+  }
+
+  async create(spec: ContainerSpec): Promise<string> {
+    const hostConfig: Docker.HostConfig = {
+      Init: true,
+      Privileged: false,
+      CapDrop: ['ALL'],
+      CapAdd: spec.capAdd,
+      SecurityOpt: ['no-new-privileges:true'],
+      Memory: spec.memoryBytes,
+      MemorySwap: spec.memoryBytes,
+      NanoCpus: spec.nanoCpus,
+      PidsLimit: spec.pidsLimit,
+      RestartPolicy: { Name: 'no' },
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+      ReadonlyRootfs: spec.readOnlyRootfs,
+      Tmpfs: spec.readOnlyRootfs ? { '/tmp': 'rw,nosuid,nodev,size=512m' } : {},
+      Mounts: spec.mounts.map((m) => ({
+        Type: m.kind,
+        Source: m.source,
+        Target: m.target,
+        ReadOnly: m.readOnly,
+        ...(m.kind === 'bind' ? { BindOptions: { Propagation: 'rprivate' } } : {}),
+      })) as Docker.MountSettings[],
+      NetworkMode: spec.network === 'none' ? 'none' : spec.networkName!,
+      GroupAdd: spec.groupAdd,
+      ...(spec.runtime ? { Runtime: spec.runtime } : {}),
+    };
+    try {
+      const c = await this.docker.createContainer({
+        name: spec.name,
+        Image: spec.image,
+        Cmd: spec.command,
+        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        Labels: spec.labels,
+        User: spec.user,
+        WorkingDir: spec.workdir,
+        Tty: false,
+        OpenStdin: false,
+        AttachStdin: false,
+        HostConfig: hostConfig,
+      });
+      return c.id;
+    } catch (err) {
+      const msg = engineMessage(err);
+      if (status(err) === 409) {
+        // Our own earlier attempt got there (a crash between create and recording it): adopt it.
+        const existing = await this.inspect(spec.name);
+        if (existing && existing.labels[LABELS.session] === spec.labels[LABELS.session]) return existing.id;
+        throw new BerthError('CONTAINER_CREATE_FAILED', `container name ${spec.name} is taken by another container: ${msg}`);
+      }
+      if (status(err) === 404 && /image/i.test(msg)) {
+        throw new BerthError('IMAGE_NOT_FOUND', `image ${spec.image} is not on the engine`, { details: { image: spec.image } });
+      }
+      if (/runtime/i.test(msg) && (status(err) ?? 0) >= 400) {
+        const have = await this.runtimes().catch(() => [] as string[]);
+        throw new BerthError('RUNTIME_NOT_FOUND', `OCI runtime ${spec.runtime} is not available; the engine has: ${have.join(', ') || 'none listed'}`, {
+          details: { runtime: spec.runtime, available: have },
+        });
+      }
+      if (status(err) !== undefined) throw new BerthError('CONTAINER_CREATE_FAILED', `cannot create container ${spec.name}: ${msg}`);
+      wrapTransport(err, this.host);
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).start();
+    } catch (err) {
+      if (status(err) === 304) return;
+      if (status(err) !== undefined) throw new BerthError('CONTAINER_START_FAILED', `cannot start container: ${engineMessage(err)}`);
+      wrapTransport(err, this.host);
+    }
+  }
+
+  async stop(id: string, timeoutSec: number): Promise<void> {
+    try {
+      await this.docker.getContainer(id).stop({ t: timeoutSec });
+    } catch (err) {
+      if (status(err) === 304 || status(err) === 404) return;
+      wrapTransport(err, this.host);
+    }
+  }
+
+  async remove(id: string, opts: { volumes?: string[] } = {}): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: true });
+    } catch (err) {
+      if (status(err) !== 404 && !(status(err) === 409 && /already in progress/.test(engineMessage(err)))) wrapTransport(err, this.host);
+    }
+    for (const v of opts.volumes ?? []) {
+      try {
+        await this.docker.getVolume(v).remove();
+      } catch (err) {
+        if (status(err) !== 404) wrapTransport(err, this.host);
+      }
+    }
+  }
+
+  async ensureNetwork(name: string, opts: { internal: boolean; labels: Record<string, string> }): Promise<void> {
+    try {
+      await this.docker.getNetwork(name).inspect();
+      return;
+    } catch (err) {
+      if (status(err) !== 404) wrapTransport(err, this.host);
+    }
+    try {
+      await this.docker.createNetwork({ Name: name, Driver: 'bridge', Internal: opts.internal, Labels: opts.labels, CheckDuplicate: true });
+    } catch (err) {
+      if (status(err) === 409) return; // created concurrently
+      if (status(err) !== undefined) throw new BerthError('CONTAINER_CREATE_FAILED', `cannot create network ${name}: ${engineMessage(err)}`);
+      wrapTransport(err, this.host);
+    }
+  }
+
+  async removeNetwork(name: string): Promise<void> {
+    try {
+      await this.docker.getNetwork(name).remove();
+    } catch (err) {
+      if (status(err) !== 404) wrapTransport(err, this.host);
+    }
+  }
+
+  async ensureVolume(name: string, labels: Record<string, string>): Promise<void> {
+    try {
+      await this.docker.createVolume({ Name: name, Labels: labels });
+    } catch (err) {
+      wrapTransport(err, this.host);
+    }
+  }
+
+  async events(labels: Record<string, string>, sinceNano: bigint | null, signal: AbortSignal): Promise<AsyncIterable<RuntimeEvent>> {
+    const since = sinceNano === null ? undefined : `${sinceNano / 1_000_000_000n}.${String(sinceNano % 1_000_000_000n).padStart(9, '0')}`;
+    let stream: Readable;
+    try {
+      stream = (await this.docker.getEvents({
+        ...(since ? { since } : {}),
+        filters: { type: ['container'], label: labelFilter(labels) },
+        abortSignal: signal,
+      } as Docker.GetEventsOptions)) as unknown as Readable;
+    } catch (err) {
+      wrapTransport(err, this.host);
+    }
+    const host = this.host;
+    return (async function* () {
+      const onAbort = () => stream.destroy();
+      signal.addEventListener('abort', onAbort, { once: true });
+      let pending = '';
+      try {
+        for await (const chunk of stream) {
+          pending += (chunk as Buffer).toString('utf8');
+          let nl: number;
+          while ((nl = pending.indexOf('\n')) >= 0) {
+            const line = pending.slice(0, nl).trim();
+            pending = pending.slice(nl + 1);
+            if (!line) continue;
+            const e = JSON.parse(line) as { id?: string; Action?: string; timeNano?: number; Actor?: { ID?: string; Attributes?: Record<string, string> } };
+            yield {
+              containerId: e.Actor?.ID ?? e.id ?? '',
+              sessionId: e.Actor?.Attributes?.[LABELS.session] ?? null,
+              action: e.Action ?? '',
+              timeNano: BigInt(e.timeNano ?? 0),
+            };
+          }
+        }
+        if (!signal.aborted) throw new BerthError('ENGINE_UNAVAILABLE', `event stream from ${host} ended`);
+      } catch (err) {
+        if (signal.aborted) return;
+        wrapTransport(err, host);
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        stream.destroy();
+      }
+    })();
+  }
+
+  async *logs(id: string, opts: { tail?: number; since?: string; follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogLine> {
+    const c = this.docker.getContainer(id);
+    const since = opts.since ? toEngineSince(opts.since) : undefined;
+    const base = { stdout: true, stderr: true, timestamps: true, ...(opts.tail !== undefined ? { tail: opts.tail } : {}), ...(since ? { since } : {}) };
+    const queue: LogLine[] = [];
+    const demux = new Demuxer((stream, raw) => queue.push(toLogLine(stream, raw)));
+    if (!opts.follow) {
+      let buf: Buffer;
+      try {
+        buf = (await c.logs({ ...base, follow: false })) as unknown as Buffer;
+      } catch (err) {
+        if (status(err) === 404) throw new BerthError('SESSION_NOT_RUNNING', 'the session has no container');
+        wrapTransport(err, this.host);
+      }
+      demux.push(Buffer.isBuffer(buf) ? buf : Buffer.from(buf as unknown as string));
+      demux.end();
+      yield* queue;
+      return;
+    }
+    let stream: Readable;
+    try {
+      stream = (await c.logs({ ...base, follow: true, ...(opts.signal ? { abortSignal: opts.signal } : {}) })) as unknown as Readable;
+    } catch (err) {
+      if (status(err) === 404) throw new BerthError('SESSION_NOT_RUNNING', 'the session has no container');
+      wrapTransport(err, this.host);
+    }
+    const onAbort = () => stream.destroy();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const chunk of stream) {
+        demux.push(chunk as Buffer);
+        while (queue.length) yield queue.shift()!;
+      }
+      demux.end();
+      while (queue.length) yield queue.shift()!;
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      wrapTransport(err, this.host);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      stream.destroy();
+    }
+  }
+
+  async exec(id: string, cmd: string[], opts: { timeoutSec: number; user?: string }): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    const c = this.docker.getContainer(id);
+    let exec: Docker.Exec;
+    try {
+      exec = await c.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false, ...(opts.user ? { User: opts.user } : {}) });
+    } catch (err) {
+      if (status(err) === 409) throw new BerthError('SESSION_NOT_RUNNING', 'the session container is not running');
+      if (status(err) !== undefined) throw new BerthError('CONTAINER_START_FAILED', `cannot exec: ${engineMessage(err)}`);
+      wrapTransport(err, this.host);
+    }
+    const out = { stdout: '', stderr: '' };
+    const MAX = 4 * 1024 * 1024;
+    const stream = (await exec.start({ hijack: true, stdin: false })) as unknown as Readable;
+    const demux = new Demuxer((s, line) => {
+      if (out[s].length < MAX) out[s] += `${line}\n`;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (c: Buffer) => demux.push(c));
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', reject);
+    });
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        stream.destroy();
+        reject(new BerthError('EXEC_TIMEOUT', `command did not finish within ${opts.timeoutSec}s`, { details: { cmd } }));
+      }, opts.timeoutSec * 1000);
+    });
+    try {
+      await Promise.race([done, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    demux.end();
+    // The exit code can lag the end of the stream by a moment.
+    for (let i = 0; i < 50; i++) {
+      const info = await exec.inspect();
+      if (!info.Running && info.ExitCode !== null) return { exitCode: info.ExitCode, ...out };
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return { exitCode: -1, ...out };
+  }
+
+  async engineSocket(): Promise<{ path: string; gid: number | null } | null> {
+    if (!this.socketPath) return null;
+    try {
+      return { path: this.socketPath, gid: (await stat(this.socketPath)).gid };
+    } catch {
+      return { path: this.socketPath, gid: null };
     }
   }
 }

@@ -1,0 +1,312 @@
+import { BerthError, type SessionState } from '@berth/client-sdk/protocol';
+import type { EventBus } from '../events/bus.js';
+import type { Clock } from '../health/engine-monitor.js';
+import type { Logger } from '../log.js';
+import { LABELS, agentVolumeName } from '../runtime/labels.js';
+import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js';
+import type { Secrets } from '../sessions/secrets.js';
+import { toContainerSpec } from '../sessions/spec.js';
+import { toSession, type ObservedPatch, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
+import { plan } from './plan.js';
+import { WorkQueue } from './queue.js';
+
+/** Errors that no retry will fix: the session goes to `failed` and waits for the user. */
+const TERMINAL = new Set([
+  'IMAGE_NOT_FOUND',
+  'RUNTIME_NOT_FOUND',
+  'CONTAINER_CREATE_FAILED',
+  'CONTAINER_START_FAILED',
+  'SECRET_NOT_FOUND',
+  'SECRETS_FILE_INSECURE',
+]);
+
+export interface ReconcilerOptions {
+  workers?: number;
+  /** Every this often every session is reconciled and orphans are swept. */
+  resyncMs?: number;
+  /** An orphan container (berth labels, no session) is removed once it has been seen this long. */
+  orphanGraceMs?: number;
+  /** Per-run deadline; a run past it counts as a failure and is retried with backoff. */
+  runTimeoutMs?: number;
+}
+
+export interface ReconcilerDeps {
+  sessions: SessionsRepo;
+  runtime: ContainerRuntime;
+  bus: EventBus;
+  log: Logger;
+  clock: Clock;
+  secrets: Secrets;
+  instanceId: string;
+  /** Called when the engine looks unreachable, so the monitor re-checks now. */
+  onEngineError?: () => void;
+}
+
+class GenerationMoved extends Error {}
+
+/**
+ * The session controller. RPC calls only write desired state and enqueue the session; this loop makes
+ * the engine match, one session (key) at a time per worker, level-triggered: each run re-reads the
+ * session and the container, asks plan() for the next step, does it, and repeats until plan() has
+ * nothing to do. A thrown error means retry with backoff; success forgets the backoff; a terminal
+ * error is recorded on the session and not retried. Exceptions stop here, never in the daemon.
+ */
+export class Reconciler {
+  private readonly queue: WorkQueue;
+  private readonly failures = new Map<string, number>();
+  private readonly stopTimeouts = new Map<string, number>();
+  private readonly orphansSeen = new Map<string, number>();
+  private readonly opts: Required<ReconcilerOptions>;
+  private runSeq = 0;
+
+  constructor(
+    private readonly d: ReconcilerDeps,
+    opts: ReconcilerOptions = {},
+  ) {
+    this.opts = {
+      workers: opts.workers ?? 8,
+      resyncMs: opts.resyncMs ?? 30_000,
+      orphanGraceMs: opts.orphanGraceMs ?? 60_000,
+      runTimeoutMs: opts.runTimeoutMs ?? 120_000,
+    };
+    this.queue = new WorkQueue(d.clock);
+  }
+
+  get ownLabels(): Record<string, string> {
+    return { [LABELS.managed]: 'true', [LABELS.instance]: this.d.instanceId };
+  }
+
+  enqueue(id: string): void {
+    this.queue.add(id);
+  }
+
+  enqueueAll(): void {
+    for (const id of this.d.sessions.ids()) this.queue.add(id);
+  }
+
+  /** The grace period for the next stop of this session (sessions.stop {timeoutSec}). */
+  setStopTimeout(id: string, sec: number): void {
+    this.stopTimeouts.set(id, sec);
+  }
+
+  /** Runs workers and the periodic resync until `signal` aborts. */
+  async start(signal: AbortSignal): Promise<void> {
+    const workers = Array.from({ length: this.opts.workers }, () => this.worker());
+    const resync = (async () => {
+      while (!signal.aborted) {
+        await this.d.clock.sleep(this.opts.resyncMs, signal);
+        if (signal.aborted) break;
+        this.enqueueAll();
+        await this.sweepOrphans().catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'Orphan sweep failed'));
+      }
+    })();
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    this.queue.stop();
+    await Promise.all([...workers, resync]);
+  }
+
+  private async worker(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === null) return;
+      const log = this.d.log.child({ sessionId: key, reconcileId: ++this.runSeq });
+      try {
+        const res = await this.withTimeout(this.reconcile(key, log));
+        this.failures.delete(key);
+        if (res.requeueAfterMs !== undefined) this.queue.addAfter(key, res.requeueAfterMs);
+      } catch (err) {
+        const n = (this.failures.get(key) ?? 0) + 1;
+        this.failures.set(key, n);
+        const delay = Math.min(30_000, 500 * 2 ** (n - 1));
+        if (err instanceof BerthError && err.code === 'ENGINE_UNAVAILABLE') {
+          this.d.onEngineError?.();
+          log.debug({ retryInMs: delay }, 'Engine unavailable; will retry');
+        } else {
+          log.warn({ err: (err as Error).message, retryInMs: delay }, 'Failed reconcile');
+        }
+        this.queue.addAfter(key, delay);
+      } finally {
+        this.queue.done(key);
+      }
+    }
+  }
+
+  private withTimeout<T>(p: Promise<T>): Promise<T> {
+    let t: NodeJS.Timeout;
+    return Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        t = setTimeout(() => reject(new Error(`reconcile run exceeded ${this.opts.runTimeoutMs} ms`)), this.opts.runTimeoutMs);
+      }),
+    ]).finally(() => clearTimeout(t));
+  }
+
+  /** One level-triggered run for one session. Exposed for tests. */
+  async reconcile(id: string, log = this.d.log): Promise<{ requeueAfterMs?: number }> {
+    for (let i = 0; i < 10; i++) {
+      const s = this.d.sessions.get(id);
+      if (!s) return {};
+      const c = await this.observe(s);
+      const step = plan(s, c, this.d.clock.now().getTime());
+      try {
+        switch (step.kind) {
+          case 'observe': {
+            this.record(s, step.patch);
+            return step.requeueAfterMs === undefined ? {} : { requeueAfterMs: step.requeueAfterMs };
+          }
+          case 'create':
+            await this.create(s, log);
+            break;
+          case 'start':
+            if (step.restart) {
+              this.record(s, { restartCount: s.restartCount + 1, nextRestartAt: null });
+              log.info({ containerId: c!.id, restartCount: s.restartCount + 1 }, 'Restarting agent after exit');
+            }
+            this.assertCurrent(s);
+            await this.terminal(s, () => this.d.runtime.start(c!.id));
+            break;
+          case 'stop': {
+            this.record(s, { state: 'stopping' });
+            const t = this.stopTimeouts.get(id) ?? 10;
+            log.info({ containerId: c!.id, timeoutSec: t }, 'Stopping agent');
+            await this.d.runtime.stop(c!.id, t);
+            this.stopTimeouts.delete(id);
+            break;
+          }
+          case 'remove': {
+            this.assertCurrent(s);
+            const volumes = s.desired === 'removed' ? [agentVolumeName(s.id)] : [];
+            log.info({ containerId: c!.id, desired: s.desired }, 'Removing container');
+            await this.d.runtime.remove(c!.id, { volumes });
+            if (step.thenPatch) this.record(this.d.sessions.get(id)!, { ...step.thenPatch, containerId: null });
+            break;
+          }
+          case 'delete': {
+            this.d.sessions.remove(id);
+            this.d.bus.publish('session.removed', { id, name: s.name });
+            log.info('Removed session');
+            return {};
+          }
+        }
+      } catch (err) {
+        if (err instanceof GenerationMoved) continue;
+        throw err;
+      }
+    }
+    return { requeueAfterMs: 1000 };
+  }
+
+  /** The session's container: by remembered id if still ours, else by label. */
+  private async observe(s: SessionRecord): Promise<ContainerObservation | null> {
+    if (s.containerId) {
+      const c = await this.d.runtime.inspect(s.containerId);
+      if (c && c.labels[LABELS.session] === s.id) return c;
+    }
+    const found = await this.d.runtime.list({ ...this.ownLabels, [LABELS.session]: s.id });
+    if (found.length > 1) {
+      // Never expected (names are unique); keep the one with our name, drop the rest.
+      for (const extra of found.filter((c) => c.name !== s.containerName)) await this.d.runtime.remove(extra.id);
+      return found.find((c) => c.name === s.containerName) ?? null;
+    }
+    return found[0] ?? null;
+  }
+
+  private async create(s: SessionRecord, log: typeof this.d.log): Promise<void> {
+    await this.terminal(s, async () => {
+      const image = await this.d.runtime.image(s.spec.image);
+      if (!image) {
+        throw new BerthError('IMAGE_NOT_FOUND', `image ${s.spec.image} is not on the engine`, { details: { image: s.spec.image } });
+      }
+      if (s.spec.runtime) {
+        const have = await this.d.runtime.runtimes();
+        if (!have.includes(s.spec.runtime)) {
+          throw new BerthError('RUNTIME_NOT_FOUND', `OCI runtime ${s.spec.runtime} is not available; the engine has: ${have.join(', ')}`, {
+            details: { runtime: s.spec.runtime, available: have },
+          });
+        }
+      }
+      const secretValues = this.d.secrets.resolve(s.spec.secrets);
+      const cur = this.record(s, { state: 'creating', containerId: null });
+      const labels = { ...this.ownLabels, [LABELS.project]: s.project };
+      const spec = toContainerSpec(
+        cur.spec,
+        { sessionId: s.id, project: s.project, agent: s.agent, containerName: s.containerName, specHash: s.specHash, instanceId: this.d.instanceId },
+        secretValues,
+        s.spec.dockerSocket ? await this.d.runtime.engineSocket() : null,
+      );
+      if (spec.networkName) await this.d.runtime.ensureNetwork(spec.networkName, { internal: s.spec.network === 'internal', labels });
+      await this.d.runtime.ensureVolume(agentVolumeName(s.id), { ...labels, [LABELS.session]: s.id });
+      this.assertCurrent(cur);
+      const id = await this.d.runtime.create(spec);
+      log.info({ containerId: id, name: s.containerName, image: s.spec.image }, 'Created container');
+      this.record(cur, { containerId: id });
+    });
+  }
+
+  /** Runs an engine write; a terminal failure marks the session failed instead of throwing. */
+  private async terminal(s: SessionRecord, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (err instanceof BerthError && TERMINAL.has(err.code)) {
+        this.d.log.warn({ sessionId: s.id, code: err.code, err: err.message }, 'Session failed');
+        const cur = this.d.sessions.get(s.id);
+        if (cur) this.record(cur, { state: 'failed', errorCode: err.code, errorMessage: err.message });
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private assertCurrent(s: SessionRecord): void {
+    const cur = this.d.sessions.get(s.id);
+    if (!cur || cur.generation !== s.generation) throw new GenerationMoved();
+  }
+
+  /**
+   * Writes only what differs; nothing when nothing changed (a no-change pass writes neither the
+   * store nor the engine). Throws GenerationMoved when desired state changed under us.
+   */
+  private record(s: SessionRecord, patch: ObservedPatch): SessionRecord {
+    const diff: ObservedPatch = {};
+    for (const [k, v] of Object.entries(patch) as [keyof ObservedPatch, never][]) {
+      if (s[k] !== v) (diff as Record<string, unknown>)[k] = v;
+    }
+    if (!Object.keys(diff).length) return s;
+    const next = this.d.sessions.observe(s.id, s.generation, diff, this.d.clock.now().toISOString());
+    if (!next) throw new GenerationMoved();
+    if (next.state !== s.state) this.publishState(next, s.state);
+    return next;
+  }
+
+  private publishState(s: SessionRecord, previous: SessionState): void {
+    this.d.bus.publish('session.state', { session: toSession(s), previous });
+  }
+
+  /** Removes containers that carry our labels but belong to no session, once seen for the grace period. */
+  async sweepOrphans(): Promise<string[]> {
+    const now = this.d.clock.now().getTime();
+    const known = new Set(this.d.sessions.ids());
+    const removed: string[] = [];
+    const seen = new Set<string>();
+    for (const c of await this.d.runtime.list(this.ownLabels)) {
+      const sid = c.labels[LABELS.session];
+      if (sid && known.has(sid)) continue;
+      seen.add(c.id);
+      const first = this.orphansSeen.get(c.id) ?? now;
+      this.orphansSeen.set(c.id, first);
+      if (now - first >= this.opts.orphanGraceMs) {
+        this.d.log.warn({ containerId: c.id, name: c.name, sessionId: sid }, 'Removing orphan container (its /agent volume is kept)');
+        await this.d.runtime.stop(c.id, 10);
+        await this.d.runtime.remove(c.id);
+        this.orphansSeen.delete(c.id);
+        removed.push(c.id);
+      }
+    }
+    for (const id of this.orphansSeen.keys()) if (!seen.has(id)) this.orphansSeen.delete(id);
+    return removed;
+  }
+}

@@ -1,0 +1,314 @@
+import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  BerthError,
+  type ExecResult,
+  type LogLine,
+  type ParamsOf,
+  type Session,
+  type SessionList,
+  type SessionState,
+} from '@berth/client-sdk/protocol';
+import type { AgentsRepo } from '../store/agents.js';
+import type { Config } from '../config/index.js';
+import type { EventBus } from '../events/bus.js';
+import type { Logger } from '../log.js';
+import { assertName } from '../projects/service.js';
+import type { Reconciler } from '../reconcile/controller.js';
+import { containerName } from '../runtime/labels.js';
+import type { ContainerRuntime } from '../runtime/port.js';
+import type { ProjectsRepo } from '../store/projects.js';
+import { toSession, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
+import { resolveSpec, specHash, type SessionSpec } from './spec.js';
+
+const SETTLED: ReadonlySet<SessionState> = new Set(['running', 'failed', 'exited', 'stopped']);
+const DEFAULT_LOG_TAIL = 1000;
+
+export interface SessionServiceDeps {
+  sessions: SessionsRepo;
+  projects: ProjectsRepo;
+  agents: AgentsRepo;
+  runtime: ContainerRuntime;
+  reconciler: Reconciler;
+  bus: EventBus;
+  config: Config;
+  log: Logger;
+  now?: () => Date;
+  /** How long sessions.start waits for the container to run. */
+  startTimeoutMs?: number;
+}
+
+interface Cursor {
+  c: string;
+  i: string;
+}
+
+/**
+ * Session RPCs. They validate, write desired state, enqueue the session for the reconciler and wait
+ * for it to settle; they never touch the engine's lifecycle themselves.
+ */
+export class SessionService {
+  private readonly now: () => Date;
+
+  constructor(private readonly d: SessionServiceDeps) {
+    this.now = d.now ?? (() => new Date());
+  }
+
+  async start(p: ParamsOf<'sessions.start'>): Promise<Session> {
+    assertName('project', p.project);
+    assertName('agent', p.agent);
+    if (p.name !== undefined) assertName('session', p.name);
+    const project = this.d.projects.get(p.project);
+    if (!project) throw new BerthError('PROJECT_NOT_FOUND', `no project named ${p.project}`, { details: { name: p.project } });
+    const agent = this.d.agents.get(p.agent);
+    if (!agent) throw new BerthError('AGENT_NOT_FOUND', `no agent named ${p.agent}`, { details: { name: p.agent } });
+    const mode = p.mode ?? (agent.readOnly ? 'read' : 'write');
+    const owner = await this.owner(project.path);
+    const overrides = {
+      ...(p.command ? { command: p.command } : {}),
+      ...(p.env ? { env: p.env } : {}),
+      ...(p.limits ? { limits: p.limits } : {}),
+    };
+    const spec = resolveSpec({
+      agent,
+      project,
+      config: this.d.config,
+      mode,
+      owner,
+      overrides,
+      sharedDir: join(this.d.config.home, 'shared'),
+    });
+    const hash = specHash(spec);
+    const ts = this.now().toISOString();
+
+    // Starting a session that exists by that name starts it again (one container, never two).
+    if (p.name !== undefined) {
+      const existing = this.d.sessions.byName(p.name);
+      if (existing) {
+        if (existing.project !== p.project || existing.agent !== p.agent) {
+          throw new BerthError('SESSION_NAME_TAKEN', `session name ${p.name} belongs to ${existing.project}/${existing.agent}`, {
+            details: { name: p.name, id: existing.id },
+          });
+        }
+        if (existing.desired !== 'running' || (existing.state !== 'running' && existing.state !== 'creating' && existing.state !== 'pending')) {
+          this.d.sessions.setDesired(existing.id, 'running', ts, { recreate: existing.state !== 'running', resetCrashes: true });
+        }
+        this.d.reconciler.enqueue(existing.id);
+        return this.settle(existing.id);
+      }
+    }
+
+    let record: SessionRecord | null = null;
+    for (let attempt = 0; attempt < 5 && !record; attempt++) {
+      const seq = this.d.projects.takeSeq(project.name);
+      const name = p.name ?? `${project.name}-${seq}`;
+      record = {
+        id: randomBytes(6).toString('hex'),
+        name,
+        project: project.name,
+        agent: agent.name,
+        mode,
+        seq,
+        containerName: containerName(project.name, seq),
+        spec,
+        specHash: hash,
+        restartPolicy: p.restartPolicy ?? agent.restartPolicy,
+        desired: 'running',
+        generation: 1,
+        recreate: false,
+        state: 'pending',
+        containerId: null,
+        restartCount: 0,
+        crashCount: 0,
+        nextRestartAt: null,
+        handledFinish: null,
+        errorCode: null,
+        errorMessage: null,
+        exitCode: null,
+        createdAt: ts,
+        startedAt: null,
+        finishedAt: null,
+        updatedAt: ts,
+      };
+      try {
+        this.d.sessions.insert(record);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
+        if (p.name !== undefined) {
+          // Lost a race with a concurrent start of the same name: that one is ours too.
+          const other = this.d.sessions.byName(p.name);
+          if (other) return this.settle(other.id);
+        }
+        record = null; // an automatic name collided with a chosen one: take the next number
+      }
+    }
+    if (!record) throw new BerthError('INTERNAL_ERROR', 'could not allocate a session name');
+    this.d.log.info({ sessionId: record.id, name: record.name, project: project.name, agent: agent.name, mode }, 'Session created');
+    this.d.bus.publish('session.created', { session: toSession(record) });
+    this.d.reconciler.enqueue(record.id);
+    return this.settle(record.id);
+  }
+
+  list(p: ParamsOf<'sessions.list'>): SessionList {
+    const limit = p.limit ?? 100;
+    let after: { createdAt: string; id: string } | undefined;
+    if (p.cursor) {
+      try {
+        const c = JSON.parse(Buffer.from(p.cursor, 'base64url').toString('utf8')) as Cursor;
+        if (typeof c.c !== 'string' || typeof c.i !== 'string') throw new Error('bad cursor');
+        after = { createdAt: c.c, id: c.i };
+      } catch {
+        throw new BerthError('INVALID_PARAMS', 'cursor is not one this daemon handed out', { details: { cursor: p.cursor } });
+      }
+    }
+    const rows = this.d.sessions.page({ ...(p.project ? { project: p.project } : {}), ...(p.state ? { state: p.state } : {}), limit: limit + 1, ...(after ? { after } : {}) });
+    const items = rows.slice(0, limit);
+    const last = items.at(-1);
+    const nextCursor =
+      rows.length > limit && last ? Buffer.from(JSON.stringify({ c: last.createdAt, i: last.id } satisfies Cursor)).toString('base64url') : null;
+    return { items: items.map(toSession), nextCursor };
+  }
+
+  get(idOrName: string): Session {
+    return toSession(this.resolve(idOrName));
+  }
+
+  async stop(idOrName: string, timeoutSec = 10): Promise<Session> {
+    const s = this.resolve(idOrName);
+    if (s.desired !== 'stopped') {
+      this.d.reconciler.setStopTimeout(s.id, timeoutSec);
+      this.d.sessions.setDesired(s.id, 'stopped', this.now().toISOString());
+    }
+    this.d.reconciler.enqueue(s.id);
+    const done = await this.waitFor(s.id, (x) => x.state === 'stopped' || x.state === 'failed' || x.desired !== 'stopped', (timeoutSec + 30) * 1000);
+    return toSession(done ?? s);
+  }
+
+  /** A fresh container from the current agent profile (same overrides, same /agent volume). */
+  async restart(idOrName: string): Promise<Session> {
+    const s = this.resolve(idOrName);
+    const project = this.d.projects.get(s.project);
+    const agent = this.d.agents.get(s.agent);
+    let spec: SessionSpec = s.spec;
+    if (project && agent) {
+      spec = resolveSpec({
+        agent,
+        project,
+        config: this.d.config,
+        mode: s.mode,
+        owner: await this.owner(project.path),
+        overrides: s.spec.overrides,
+        sharedDir: s.spec.shared,
+      });
+    }
+    this.d.sessions.setDesired(s.id, 'running', this.now().toISOString(), { spec, specHash: specHash(spec), recreate: true, resetCrashes: true });
+    this.d.reconciler.enqueue(s.id);
+    return this.settle(s.id);
+  }
+
+  async remove(idOrName: string): Promise<{ removed: string; name: string }> {
+    const s = this.resolve(idOrName);
+    this.d.sessions.setDesired(s.id, 'removed', this.now().toISOString());
+    this.d.reconciler.enqueue(s.id);
+    await this.waitFor(s.id, () => false, 60_000);
+    if (this.d.sessions.get(s.id)) {
+      throw new BerthError('ENGINE_UNAVAILABLE', `session ${s.name} is marked for removal; berthd finishes it when the engine answers`, {
+        details: { id: s.id },
+      });
+    }
+    return { removed: s.id, name: s.name };
+  }
+
+  async logs(idOrName: string, tail?: number, since?: string): Promise<LogLine[]> {
+    const s = this.resolve(idOrName);
+    if (!s.containerId) return [];
+    const out: LogLine[] = [];
+    for await (const l of this.d.runtime.logs(s.containerId, { tail: tail ?? DEFAULT_LOG_TAIL, ...(since ? { since } : {}) })) out.push(l);
+    return out;
+  }
+
+  /** Lines for GET /sessions/:id/logs; follows while the caller keeps the stream open. */
+  async logStream(idOrName: string, opts: { tail?: number; since?: string; follow: boolean; signal: AbortSignal }): Promise<AsyncIterable<LogLine> | LogLine[]> {
+    const s = this.resolve(idOrName);
+    if (!s.containerId) {
+      if (!opts.follow) return [];
+      // Not created yet: wait for a container.
+      const ready = await this.waitFor(s.id, (x) => x.containerId !== null, 120_000, opts.signal);
+      if (!ready?.containerId) return [];
+      return this.d.runtime.logs(ready.containerId, { ...opts, tail: opts.tail ?? DEFAULT_LOG_TAIL });
+    }
+    return this.d.runtime.logs(s.containerId, { ...opts, tail: opts.tail ?? DEFAULT_LOG_TAIL });
+  }
+
+  async exec(idOrName: string, cmd: string[], timeoutSec = 60): Promise<ExecResult> {
+    const s = this.resolve(idOrName);
+    if (s.state !== 'running' || !s.containerId) {
+      throw new BerthError('SESSION_NOT_RUNNING', `session ${s.name} is ${s.state}`, { details: { id: s.id, state: s.state } });
+    }
+    return this.d.runtime.exec(s.containerId, cmd, { timeoutSec, user: s.spec.user });
+  }
+
+  /** id, unique id prefix (4+), or name. */
+  resolve(idOrName: string): SessionRecord {
+    const exact = this.d.sessions.get(idOrName) ?? this.d.sessions.byName(idOrName);
+    if (exact) return exact;
+    if (/^[0-9a-f]{4,11}$/.test(idOrName)) {
+      const m = this.d.sessions.byIdPrefix(idOrName);
+      if (m.length === 1) return m[0]!;
+      if (m.length > 1) throw new BerthError('SESSION_AMBIGUOUS', `more than one session id starts with ${idOrName}`, { details: { prefix: idOrName } });
+    }
+    throw new BerthError('SESSION_NOT_FOUND', `no session ${JSON.stringify(idOrName)}`, { details: { id: idOrName } });
+  }
+
+  private async owner(path: string): Promise<{ uid: number; gid: number }> {
+    const st = await stat(path);
+    if (st.uid === 0) {
+      throw new BerthError('PROJECT_OWNED_BY_ROOT', `${path} is owned by root, and agents never run as root`, { details: { path } });
+    }
+    return { uid: st.uid, gid: st.gid };
+  }
+
+  /** Waits until the session settles; a failure becomes the call's error (the session stays, `failed`). */
+  private async settle(id: string): Promise<Session> {
+    const s = await this.waitFor(
+      id,
+      (x) => x.desired !== 'running' || (!x.recreate && SETTLED.has(x.state)),
+      this.d.startTimeoutMs ?? 120_000,
+    );
+    if (!s) throw new BerthError('SESSION_NOT_FOUND', `session ${id} was removed while starting`, { details: { id } });
+    if (s.state === 'failed' && s.desired === 'running') {
+      const code = (s.errorCode ?? 'CONTAINER_START_FAILED') as BerthError['code'];
+      throw new BerthError(code, `session ${s.name} failed: ${s.errorMessage ?? code}`, { details: { id: s.id, name: s.name } });
+    }
+    if (s.desired === 'running' && (s.recreate || !SETTLED.has(s.state))) {
+      throw new BerthError('SESSION_START_TIMEOUT', `session ${s.name} is still ${s.state}`, { details: { id: s.id, state: s.state } });
+    }
+    return toSession(s);
+  }
+
+  /** Resolves with the record once `pred` holds (or at the timeout / removal, with what there is). */
+  private waitFor(id: string, pred: (s: SessionRecord) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<SessionRecord | undefined> {
+    return new Promise((resolve) => {
+      let finished = false;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener('abort', finish);
+        resolve(this.d.sessions.get(id));
+      };
+      const check = () => {
+        const cur = this.d.sessions.get(id);
+        if (!cur || pred(cur)) finish();
+      };
+      const unsubscribe = this.d.bus.subscribe((e) => {
+        if ((e.type === 'session.state' && e.data.session.id === id) || (e.type === 'session.removed' && e.data.id === id)) check();
+      });
+      const timer = setTimeout(finish, timeoutMs);
+      signal?.addEventListener('abort', finish, { once: true });
+      check();
+    });
+  }
+}

@@ -1,0 +1,136 @@
+import { createHash } from 'node:crypto';
+import type { Agent, AgentLimits, NetworkMode, Project, SessionMode } from '@berth/client-sdk/protocol';
+import { parseMemory, type Config } from '../config/index.js';
+import { LABELS, agentVolumeName, networkName } from '../runtime/labels.js';
+import type { ContainerSpec } from '../runtime/port.js';
+
+/**
+ * What a session's container must look like, resolved once from the agent profile, the project,
+ * the daemon's configuration and the call's overrides, then frozen in the session. A daemon
+ * restart or a changed profile never changes a running session; `sessions.restart` re-resolves.
+ * Secrets appear by reference only.
+ */
+export interface SessionSpec {
+  image: string;
+  command: string[];
+  env: Record<string, string>;
+  /** env name → secret name. */
+  secrets: Record<string, string>;
+  workspace: { source: string; readOnly: boolean };
+  shared: string;
+  /** uid:gid of the project's owner. */
+  user: string;
+  memoryBytes: number;
+  nanoCpus: number;
+  pidsLimit: number;
+  network: NetworkMode;
+  readOnlyRootfs: boolean;
+  capAdd: string[];
+  runtime: string | null;
+  dockerSocket: boolean;
+  /** What the start call overrode, kept so a restart re-resolves the profile with the same overrides. */
+  overrides: { command?: string[]; env?: Record<string, string>; limits?: AgentLimits };
+}
+
+export interface SpecInput {
+  agent: Agent;
+  project: Project;
+  config: Config;
+  mode: SessionMode;
+  owner: { uid: number; gid: number };
+  overrides: { command?: string[]; env?: Record<string, string>; limits?: AgentLimits };
+  sharedDir: string;
+}
+
+export function resolveSpec(i: SpecInput): SessionSpec {
+  const limits = { ...i.agent.limits, ...i.overrides.limits };
+  return {
+    image: i.agent.image ?? i.config.agentDefaultImage,
+    command: i.overrides.command ?? i.agent.command,
+    env: { ...i.agent.env, ...i.overrides.env },
+    secrets: { ...i.agent.secrets },
+    workspace: { source: i.project.path, readOnly: i.mode === 'read' },
+    shared: i.sharedDir,
+    user: `${i.owner.uid}:${i.owner.gid}`,
+    memoryBytes: parseMemory(limits.memory ?? i.config.agentMemoryLimit)!,
+    nanoCpus: Math.round((limits.cpus ?? i.config.agentCpuLimit) * 1e9),
+    pidsLimit: limits.pids ?? i.config.agentPidsLimit,
+    network: i.agent.network ?? i.project.network ?? 'bridge',
+    readOnlyRootfs: i.agent.readOnlyRootfs,
+    capAdd: [...i.agent.capAdd].sort(),
+    runtime: i.config.agentRuntime,
+    dockerSocket: i.config.agentDockerAccess === 'socket',
+    overrides: i.overrides,
+  };
+}
+
+function stable(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(stable);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(
+      Object.keys(v as object)
+        .sort()
+        .map((k) => [k, stable((v as Record<string, unknown>)[k])]),
+    );
+  }
+  return v;
+}
+
+/** Short content hash of a spec, carried by the container as `dev.berth.spec-hash`. */
+export function specHash(spec: SessionSpec): string {
+  return createHash('sha256').update(JSON.stringify(stable(spec))).digest('hex').slice(0, 16);
+}
+
+export interface ContainerIdentity {
+  sessionId: string;
+  project: string;
+  agent: string;
+  containerName: string;
+  specHash: string;
+  instanceId: string;
+}
+
+/** The engine-level container for a session. `secretValues` are resolved by the caller at create time. */
+export function toContainerSpec(
+  spec: SessionSpec,
+  id: ContainerIdentity,
+  secretValues: Record<string, string>,
+  engineSocket: { path: string; gid: number | null } | null,
+): ContainerSpec {
+  const mounts: ContainerSpec['mounts'] = [
+    { kind: 'bind', source: spec.workspace.source, target: '/workspace', readOnly: spec.workspace.readOnly },
+    { kind: 'bind', source: spec.shared, target: '/shared', readOnly: true },
+    { kind: 'volume', source: agentVolumeName(id.sessionId), target: '/agent', readOnly: false },
+  ];
+  const groupAdd: string[] = [];
+  if (spec.dockerSocket && engineSocket) {
+    mounts.push({ kind: 'bind', source: engineSocket.path, target: '/var/run/docker.sock', readOnly: false });
+    if (engineSocket.gid !== null) groupAdd.push(String(engineSocket.gid));
+  }
+  return {
+    name: id.containerName,
+    image: spec.image,
+    command: spec.command,
+    env: { ...spec.env, ...secretValues, BERTH_SESSION: id.sessionId, BERTH_PROJECT: id.project, BERTH_AGENT: id.agent, HOME: '/agent' },
+    labels: {
+      [LABELS.managed]: 'true',
+      [LABELS.instance]: id.instanceId,
+      [LABELS.session]: id.sessionId,
+      [LABELS.project]: id.project,
+      [LABELS.agent]: id.agent,
+      [LABELS.specHash]: id.specHash,
+    },
+    user: spec.user,
+    workdir: '/workspace',
+    mounts,
+    memoryBytes: spec.memoryBytes,
+    nanoCpus: spec.nanoCpus,
+    pidsLimit: spec.pidsLimit,
+    network: spec.network,
+    networkName: spec.network === 'none' ? null : networkName(id.project, spec.network === 'internal'),
+    readOnlyRootfs: spec.readOnlyRootfs,
+    capAdd: spec.capAdd,
+    runtime: spec.runtime,
+    groupAdd,
+  };
+}
