@@ -5,9 +5,12 @@
 set -euo pipefail
 
 IMAGE=${BERTH_TEST_BUSYBOX_IMAGE:-berth-test-busybox:latest}
+# Bump when the rootfs below changes, so machines with an older image rebuild it.
+VERSION=2
 log() { echo "build-test-images: $*" >&2; }
 
-if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+have=$(docker image inspect -f '{{index .Config.Labels "dev.berth.test.version"}}' "$IMAGE" 2>/dev/null || true)
+if [ "$have" = "$VERSION" ]; then
   exit 0
 fi
 
@@ -29,7 +32,8 @@ fi
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,etc,tmp,workspace,shared,agent,proc,sys,dev}
-chmod 1777 "$root/tmp"
+# /agent is each session's own volume; a new volume copies this directory's mode, so any agent uid can write it.
+chmod 1777 "$root/tmp" "$root/agent"
 cp "$bb" "$root/bin/busybox"
 for app in $("$root/bin/busybox" --list); do
   [ "$app" = busybox ] || ln -sf busybox "$root/bin/$app"
@@ -40,6 +44,7 @@ tar -C "$root" -c . | docker import \
   --change 'ENV PATH=/bin' \
   --change 'WORKDIR /workspace' \
   --change 'LABEL dev.berth.test=true' \
+  --change "LABEL dev.berth.test.version=$VERSION" \
   --change 'CMD ["sh"]' \
   - "$IMAGE" >/dev/null
 log "built $IMAGE"

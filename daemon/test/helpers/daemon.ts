@@ -96,11 +96,44 @@ export class DaemonProcess implements AsyncDisposable {
     return this.waitExit();
   }
 
+  /** This daemon's engine identity (label `dev.berth.instance`), read from its database. */
+  instanceId: string | null = null;
+
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.exitCode === null) await this.stop('SIGTERM').catch(() => this.proc.kill('SIGKILL'));
     this.clientInstance?.close();
+    await removeInstanceObjects(this.home);
     if (this.ownsHome) await rm(this.home, { recursive: true, force: true });
   }
+}
+
+/** Removes every container, volume and network a test daemon (by its home's instance id) made. */
+export async function removeInstanceObjects(home: string): Promise<void> {
+  const { execFileSync } = await import('node:child_process');
+  const { existsSync } = await import('node:fs');
+  const db = join(home, 'berth.db');
+  if (!existsSync(db)) return;
+  let id = '';
+  try {
+    const Database = (await import('better-sqlite3')).default;
+    const h = new Database(db, { readonly: true, fileMustExist: true });
+    try {
+      id = (h.prepare("SELECT value FROM meta WHERE key = 'instance_id'").get() as { value: string } | undefined)?.value ?? '';
+    } finally {
+      h.close();
+    }
+  } catch {
+    return;
+  }
+  if (!id) return;
+  const f = `label=dev.berth.instance=${id}`;
+  const list = (...a: string[]) => execFileSync('docker', a, { encoding: 'utf8' }).split('\n').filter(Boolean);
+  const containers = list('ps', '-aq', '--filter', f);
+  if (containers.length) execFileSync('docker', ['rm', '-f', '-v', ...containers], { stdio: 'ignore' });
+  const volumes = list('volume', 'ls', '-q', '--filter', f);
+  if (volumes.length) execFileSync('docker', ['volume', 'rm', '-f', ...volumes], { stdio: 'ignore' });
+  const networks = list('network', 'ls', '-q', '--filter', f);
+  for (const n of networks) execFileSync('docker', ['network', 'rm', n], { stdio: 'ignore' });
 }
 
 function httpOk(socketPath: string): Promise<boolean> {
@@ -125,7 +158,7 @@ export function spawnDaemon(opts: DaemonOptions & { home: string; ownsHome?: boo
     HOME: opts.home,
     BERTH_HOME: opts.home,
     PROJECTS_ROOT: join(opts.home, 'projects'),
-    AGENT_DEFAULT_IMAGE: process.env.BERTH_TEST_IMAGE ?? 'berth-test-empty:latest',
+    AGENT_DEFAULT_IMAGE: process.env.BERTH_TEST_IMAGE ?? 'berth-test-busybox:latest',
     ...opts.env,
   };
   const proc = spawn(process.execPath, [BERTHD_BIN, ...(opts.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -180,13 +213,18 @@ export function getJson(socketPath: string, path: string): Promise<{ status: num
   });
 }
 
-/** A real git repository with one commit. */
-export async function makeRepo(dir: string): Promise<string> {
+/** The non-root owner test repositories get (agents run as the project's owner, never root). */
+export const TEST_UID = 1000;
+
+/** A real git repository with one commit, owned by TEST_UID unless `owner` says otherwise. */
+export async function makeRepo(dir: string, opts: { owner?: number } = {}): Promise<string> {
   const { execFileSync } = await import('node:child_process');
   await mkdir(dir, { recursive: true });
   const git = (...a: string[]) => execFileSync('git', a, { cwd: dir, stdio: 'pipe' });
   git('init', '-q', '-b', 'main');
   git('-c', 'user.email=t@berth.dev', '-c', 'user.name=berth test', 'commit', '-q', '--allow-empty', '-m', 'init');
+  const owner = opts.owner ?? TEST_UID;
+  if (owner !== 0) execFileSync('chown', ['-R', `${owner}:${owner}`, dir]);
   return dir;
 }
 
@@ -204,3 +242,20 @@ export async function poll<T>(fn: () => Promise<T | undefined | null | false>, t
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
+
+/** A daemon with project `web` (a repo owned by TEST_UID) ready for sessions. */
+export async function startWithProject(opts: DaemonOptions = {}, project = 'web'): Promise<{ d: DaemonProcess; repo: string }> {
+  const d = await startDaemon(opts);
+  const repo = await makeRepo(join(d.home, 'projects', project));
+  await d.client.projects.add({ name: project, path: repo });
+  try {
+    const s = await d.client.daemon.status();
+    d.instanceId = s.instanceId;
+  } catch {
+    // status is best effort here
+  }
+  return { d, repo };
+}
+
+/** `sh -c SCRIPT` as an agent command, for scripted test agents in the busybox image. */
+export const sh = (script: string) => ['sh', '-c', script];

@@ -6,7 +6,9 @@ import { rm } from 'node:fs/promises';
 const run = promisify(execFile);
 
 /** A one-file image, made offline with `docker import`: enough for "the default image exists". */
-export const TEST_IMAGE = 'berth-test-empty:latest';
+export const TEST_IMAGE = 'berth-test-busybox:latest';
+/** A one-file image with no shell: present, but nothing in it runs. */
+export const EMPTY_IMAGE = 'berth-test-empty:latest';
 export const TEST_LABEL = 'dev.berth.test';
 
 export async function docker(...args: string[]): Promise<string> {
@@ -16,18 +18,21 @@ export async function docker(...args: string[]): Promise<string> {
 
 export async function ensureTestImage(): Promise<void> {
   try {
-    await docker('image', 'inspect', TEST_IMAGE);
+    await docker('image', 'inspect', EMPTY_IMAGE);
     return;
   } catch {
     // build below
   }
   await run('bash', [
     '-c',
-    `set -e; d=$(mktemp -d); echo berth > "$d/README"; tar -C "$d" -c . | docker import --change "LABEL ${TEST_LABEL}=true" - ${TEST_IMAGE} >/dev/null; rm -rf "$d"`,
+    `set -e; d=$(mktemp -d); echo berth > "$d/README"; tar -C "$d" -c . | docker import --change "LABEL ${TEST_LABEL}=true" - ${EMPTY_IMAGE} >/dev/null; rm -rf "$d"`,
   ]);
 }
 
-/** Removes what a crashed earlier run may have left: anything labelled as a test object. */
+/**
+ * Removes what a crashed earlier run may have left: test-labelled containers, and berth objects whose
+ * owning daemon's home (a temp dir) is gone.
+ */
 export async function sweepTestLeftovers(): Promise<void> {
   const ids = await docker('ps', '-aq', '--filter', `label=${TEST_LABEL}`);
   if (ids) await docker('rm', '-f', ...ids.split('\n'));

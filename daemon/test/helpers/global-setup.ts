@@ -15,5 +15,8 @@ export default async function setup(): Promise<void> {
   }
   await sweepTestLeftovers();
   await ensureTestImage();
+  execFileSync('bash', [fileURLToPath(new URL('../../../scripts/build-test-images.sh', import.meta.url))], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   process.env.BERTH_TEST_IMAGE = TEST_IMAGE;
 }
