@@ -300,7 +300,7 @@ export class Reconciler {
       this.orphansSeen.set(c.id, first);
       if (now - first >= this.opts.orphanGraceMs) {
         this.d.log.warn({ containerId: c.id, name: c.name, sessionId: sid }, 'Removing orphan container (its /agent volume is kept)');
-        await this.d.runtime.stop(c.id, 10);
+        await this.d.runtime.stop(c.id, 3);
         await this.d.runtime.remove(c.id);
         this.orphansSeen.delete(c.id);
         removed.push(c.id);
