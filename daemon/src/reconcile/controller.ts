@@ -154,7 +154,8 @@ export class Reconciler {
       try {
         switch (step.kind) {
           case 'observe': {
-            this.record(s, step.patch);
+            // A write may make the next step possible (clearing `recreate`, say): plan again.
+            if (this.record(s, step.patch) !== s) continue;
             return step.requeueAfterMs === undefined ? {} : { requeueAfterMs: step.requeueAfterMs };
           }
           case 'create':

@@ -262,7 +262,15 @@ export class SessionService {
   }
 
   private async owner(path: string): Promise<{ uid: number; gid: number }> {
-    const st = await stat(path);
+    let st;
+    try {
+      st = await stat(path);
+    } catch {
+      throw new BerthError('PATH_NOT_FOUND', `the project directory ${path} is gone`, {
+        hint: 'Restore the repository at that path, or remove the project and add it again where it is now.',
+        details: { path },
+      });
+    }
     if (st.uid === 0) {
       throw new BerthError('PROJECT_OWNED_BY_ROOT', `${path} is owned by root, and agents never run as root`, { details: { path } });
     }

@@ -96,6 +96,8 @@ const labelFilter = (labels: Record<string, string>) => Object.entries(labels).m
 export class DockerRuntime implements ContainerRuntime {
   readonly host: string;
   readonly docker: Docker;
+  /** For long-lived streams (events, followed logs, exec output): no request timeout. */
+  private readonly streams: Docker;
   /** Unix socket path of the engine, when it is local (for AGENT_DOCKER_ACCESS=socket). */
   readonly socketPath: string | null;
 
@@ -103,6 +105,7 @@ export class DockerRuntime implements ContainerRuntime {
     const { display, ...opts } = dockerOptions(conn);
     this.host = display;
     this.docker = new Docker(opts);
+    this.streams = new Docker({ ...opts, timeout: 0 });
     this.socketPath = opts.socketPath ?? null;
   }
 
@@ -286,7 +289,7 @@ export class DockerRuntime implements ContainerRuntime {
     const since = sinceNano === null ? undefined : `${sinceNano / 1_000_000_000n}.${String(sinceNano % 1_000_000_000n).padStart(9, '0')}`;
     let stream: Readable;
     try {
-      stream = (await this.docker.getEvents({
+      stream = (await this.streams.getEvents({
         ...(since ? { since } : {}),
         filters: { type: ['container'], label: labelFilter(labels) },
         abortSignal: signal,
@@ -328,7 +331,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async *logs(id: string, opts: { tail?: number; since?: string; follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogLine> {
-    const c = this.docker.getContainer(id);
+    const c = (opts.follow ? this.streams : this.docker).getContainer(id);
     const since = opts.since ? toEngineSince(opts.since) : undefined;
     const base = { stdout: true, stderr: true, timestamps: true, ...(opts.tail !== undefined ? { tail: opts.tail } : {}), ...(since ? { since } : {}) };
     const queue: LogLine[] = [];
@@ -372,7 +375,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async exec(id: string, cmd: string[], opts: { timeoutSec: number; user?: string }): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-    const c = this.docker.getContainer(id);
+    const c = this.streams.getContainer(id);
     let exec: Docker.Exec;
     try {
       exec = await c.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, AttachStdin: false, Tty: false, ...(opts.user ? { User: opts.user } : {}) });
