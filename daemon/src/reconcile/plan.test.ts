@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import type { ContainerObservation } from '../runtime/port.js';
+import { BACKOFF_RESET_MS, crashBackoffMs, plan, type PlanSession } from './plan.js';
+
+const T0 = Date.parse('2026-11-22T10:00:00.000Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+
+const session = (over: Partial<PlanSession> = {}): PlanSession => ({
+  desired: 'running',
+  state: 'pending',
+  restartPolicy: 'on-failure',
+  specHash: 'h1',
+  recreate: false,
+  crashCount: 0,
+  nextRestartAt: null,
+  handledFinish: null,
+  containerId: null,
+  exitCode: null,
+  finishedAt: null,
+  ...over,
+});
+
+const container = (over: Partial<ContainerObservation> = {}): ContainerObservation => ({
+  id: 'c1',
+  name: 'berth-web-1',
+  labels: { 'dev.berth.spec-hash': 'h1' },
+  status: 'running',
+  exitCode: null,
+  oomKilled: false,
+  startedAt: iso(T0 - 60_000),
+  finishedAt: null,
+  ...over,
+});
+
+const exited = (code: number, ranMs = 1000, over: Partial<ContainerObservation> = {}) =>
+  container({ status: 'exited', exitCode: code, startedAt: iso(T0 - ranMs - 10), finishedAt: iso(T0 - 10), ...over });
+
+describe('plan', () => {
+  it('creates when nothing exists, then starts what was created', () => {
+    expect(plan(session(), null, T0)).toEqual({ kind: 'create' });
+    expect(plan(session({ state: 'creating' }), container({ status: 'created' }), T0)).toEqual({ kind: 'start', restart: false });
+  });
+
+  it('adopts a running container: records it, never touches it, even when its spec hash is stale', () => {
+    for (const c of [container(), container({ labels: { 'dev.berth.spec-hash': 'old' } })]) {
+      const step = plan(session({ state: 'pending' }), c, T0);
+      expect(step).toMatchObject({ kind: 'observe', patch: { state: 'running', containerId: 'c1' } });
+    }
+  });
+
+  it('a no-change pass is an observe with nothing new', () => {
+    const c = container();
+    const s = session({ state: 'running', containerId: 'c1' });
+    const step = plan(s, c, T0);
+    expect(step.kind).toBe('observe');
+    if (step.kind !== 'observe') return;
+    const changed = Object.entries(step.patch).filter(([k, v]) => (s as unknown as Record<string, unknown>)[k] !== v && !(k === 'startedAt' || k === 'errorCode' || k === 'errorMessage'));
+    expect(changed).toEqual([]);
+  });
+
+  it('stops a live container whose session wants it stopped, and records stopped once it exited', () => {
+    expect(plan(session({ desired: 'stopped', state: 'running' }), container(), T0)).toEqual({ kind: 'stop' });
+    const step = plan(session({ desired: 'stopped', state: 'stopping' }), exited(143), T0);
+    expect(step).toMatchObject({ kind: 'observe', patch: { state: 'stopped', exitCode: 143, handledFinish: iso(T0 - 10), nextRestartAt: null } });
+  });
+
+  it('an exit observed after a stop is never a crash, even when desired flips back later', () => {
+    const c = exited(137);
+    const stopped = plan(session({ desired: 'stopped' }), c, T0);
+    if (stopped.kind !== 'observe') throw new Error('expected observe');
+    // The session later wants to run again but has not asked for a fresh container: the old exit is handled.
+    const after = plan(session({ restartPolicy: 'always', handledFinish: stopped.patch.handledFinish!, nextRestartAt: null }), c, T0);
+    expect(after).toEqual({ kind: 'observe', patch: {} });
+  });
+
+  it('removes, then deletes, a session that is to be removed', () => {
+    expect(plan(session({ desired: 'removed' }), container(), T0)).toEqual({ kind: 'remove' });
+    expect(plan(session({ desired: 'removed' }), null, T0)).toEqual({ kind: 'delete' });
+  });
+
+  it('recreates on request: remove the container, then clear the flag', () => {
+    expect(plan(session({ recreate: true }), container(), T0)).toMatchObject({ kind: 'remove', thenPatch: { recreate: false } });
+    expect(plan(session({ recreate: true }), null, T0)).toMatchObject({ kind: 'observe', patch: { recreate: false, state: 'pending' } });
+  });
+
+  it('recreates a stopped container whose spec hash differs before starting it again', () => {
+    const c = exited(1, 1000, { labels: { 'dev.berth.spec-hash': 'old' } });
+    const s = session({ handledFinish: c.finishedAt, nextRestartAt: iso(T0 - 1), crashCount: 1 });
+    expect(plan(s, c, T0)).toEqual({ kind: 'remove' });
+    expect(plan(session(), container({ status: 'created', labels: { 'dev.berth.spec-hash': 'old' } }), T0)).toEqual({ kind: 'remove' });
+  });
+
+  it('restart policies: exit 0 under on-failure is done; failure restarts; never never; always always', () => {
+    expect(plan(session(), exited(0), T0)).toMatchObject({ kind: 'observe', patch: { state: 'exited', exitCode: 0, nextRestartAt: null } });
+    expect(plan(session(), exited(2), T0)).toMatchObject({ kind: 'observe', patch: { crashCount: 1, nextRestartAt: iso(T0 + 10_000) }, requeueAfterMs: 10_000 });
+    expect(plan(session({ restartPolicy: 'never' }), exited(2), T0)).toMatchObject({ patch: { nextRestartAt: null } });
+    expect(plan(session({ restartPolicy: 'always' }), exited(0), T0)).toMatchObject({ patch: { crashCount: 1 } });
+    expect(plan(session(), exited(0, 1000, { oomKilled: true }), T0)).toMatchObject({ patch: { crashCount: 1 } });
+  });
+
+  it('waits out the backoff, then restarts the same container', () => {
+    const c = exited(1);
+    const s = session({ state: 'exited', handledFinish: c.finishedAt, crashCount: 1, nextRestartAt: iso(T0 + 10_000) });
+    expect(plan(s, c, T0 + 4000)).toEqual({ kind: 'observe', patch: {}, requeueAfterMs: 6000 });
+    expect(plan(s, c, T0 + 10_000)).toEqual({ kind: 'start', restart: true });
+  });
+
+  it('backoff doubles from 10 s to a 5 min cap, and resets after 10 min of clean running', () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 20].map(crashBackoffMs)).toEqual([10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]);
+    expect(plan(session({ crashCount: 6 }), exited(1, 1000), T0)).toMatchObject({ patch: { crashCount: 7 }, requeueAfterMs: 300_000 });
+    expect(plan(session({ crashCount: 6 }), exited(1, BACKOFF_RESET_MS), T0)).toMatchObject({ patch: { crashCount: 1 }, requeueAfterMs: 10_000 });
+    // Running long enough forgets earlier crashes.
+    const long = container({ startedAt: iso(T0 - BACKOFF_RESET_MS) });
+    expect(plan(session({ crashCount: 4, state: 'running' }), long, T0)).toMatchObject({ patch: { crashCount: 0 } });
+    const short = container({ startedAt: iso(T0 - 60_000) });
+    expect(plan(session({ crashCount: 4, state: 'running' }), short, T0)).toMatchObject({ requeueAfterMs: BACKOFF_RESET_MS - 60_000 });
+  });
+
+  it('leaves a failed session alone until the user acts', () => {
+    expect(plan(session({ state: 'failed' }), null, T0)).toEqual({ kind: 'observe', patch: {} });
+    expect(plan(session({ state: 'failed' }), container({ status: 'created' }), T0)).toEqual({ kind: 'observe', patch: {} });
+  });
+});
