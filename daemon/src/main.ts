@@ -16,6 +16,7 @@ import { Reconciler } from './reconcile/controller.js';
 import { EngineWatcher } from './reconcile/watch.js';
 import { DockerRuntime } from './runtime/docker/engine.js';
 import { networkName } from './runtime/labels.js';
+import { LocalRuntime } from './runtime/local/runtime.js';
 import { Secrets } from './sessions/secrets.js';
 import { SessionService } from './sessions/service.js';
 import { Store } from './store/index.js';
@@ -45,7 +46,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const store = Store.open(join(config.home, 'berth.db'));
   const instanceId = store.meta.instanceId();
   const bus = new EventBus();
-  const runtime = new DockerRuntime({ dockerHost: config.dockerHost });
+  const runtime = config.agentMode === 'local' ? new LocalRuntime(config.home) : new DockerRuntime({ dockerHost: config.dockerHost });
   const monitor = new EngineMonitor(runtime, config.agentDefaultImage, bus, log.child({ component: 'engine' }));
   const health = new Health(store, monitor, bus, log.child({ component: 'health' }));
   monitor.onChecked = () => void health.snapshot();

@@ -271,7 +271,8 @@ export class SessionService {
         details: { path },
       });
     }
-    if (st.uid === 0) {
+    // Local agents run as berthd's own user whatever owns the project; containers take the owner's uid.
+    if (st.uid === 0 && this.d.config.agentMode === 'docker') {
       throw new BerthError('PROJECT_OWNED_BY_ROOT', `${path} is owned by root, and agents never run as root`, { details: { path } });
     }
     return { uid: st.uid, gid: st.gid };
