@@ -56,6 +56,8 @@ export class Reconciler {
   private readonly failures = new Map<string, number>();
   private readonly stopTimeouts = new Map<string, number>();
   private readonly orphansSeen = new Map<string, number>();
+  /** Networks known to exist: saves an engine round trip per start. Forgotten when a create says otherwise. */
+  private readonly networks = new Set<string>();
   private readonly opts: Required<ReconcilerOptions>;
   private runSeq = 0;
 
@@ -238,10 +240,24 @@ export class Reconciler {
         secretValues,
         s.spec.dockerSocket ? await this.d.runtime.engineSocket() : null,
       );
-      if (spec.networkName) await this.d.runtime.ensureNetwork(spec.networkName, { internal: s.spec.network === 'internal', labels });
+      if (spec.networkName && !this.networks.has(spec.networkName)) {
+        await this.d.runtime.ensureNetwork(spec.networkName, { internal: s.spec.network === 'internal', labels });
+        this.networks.add(spec.networkName);
+      }
       await this.d.runtime.ensureVolume(agentVolumeName(s.id), { ...labels, [LABELS.session]: s.id });
       this.assertCurrent(cur);
-      const id = await this.d.runtime.create(spec);
+      let id: string;
+      try {
+        id = await this.d.runtime.create(spec);
+      } catch (err) {
+        // The network went away behind our back (project removed, docker network prune): make it again.
+        if (spec.networkName && err instanceof BerthError && /network/i.test(err.message)) {
+          this.networks.delete(spec.networkName);
+          await this.d.runtime.ensureNetwork(spec.networkName, { internal: s.spec.network === 'internal', labels });
+          this.networks.add(spec.networkName);
+          id = await this.d.runtime.create(spec);
+        } else throw err;
+      }
       log.info({ containerId: id, name: s.containerName, image: s.spec.image }, 'Created container');
       this.record(cur, { containerId: id });
     });

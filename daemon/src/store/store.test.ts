@@ -30,13 +30,23 @@ describe('store', () => {
       openDb(file, { targetVersion: from }).close();
       const store = Store.open(file);
       expect(schemaVersion(store.db)).toBe(latestVersion);
-      store.projects.insert({ name: 'p', path: '/x', createdAt: 'a', updatedAt: 'a' });
+      store.projects.insert({ name: 'p', path: '/x', network: null, createdAt: 'a', updatedAt: 'a' });
       store.close();
       const again = Store.open(file);
       expect(again.projects.get('p')?.path).toBe('/x');
       again.close();
     },
   );
+
+  it('hands out session numbers per project, never twice', () => {
+    const s = Store.open(dbFile());
+    s.projects.insert({ name: 'p', path: '/x', network: null, createdAt: 'a', updatedAt: 'a' });
+    s.projects.insert({ name: 'q', path: '/y', network: null, createdAt: 'a', updatedAt: 'a' });
+    expect([s.projects.takeSeq('p'), s.projects.takeSeq('p'), s.projects.takeSeq('q'), s.projects.takeSeq('p')]).toEqual([1, 2, 1, 3]);
+    expect(s.meta.instanceId()).toMatch(/^[0-9a-f]{12}$/);
+    expect(s.meta.instanceId()).toBe(s.meta.instanceId());
+    s.close();
+  });
 
   it('re-opening is a no-op migration', () => {
     const file = dbFile();
@@ -66,7 +76,20 @@ describe('store', () => {
 
   it('agents round-trip with JSON columns and keep createdAt on redefine', () => {
     const s = Store.open(dbFile());
-    const base = { name: 'a', image: null, command: ['x', 'y z'], env: { K: 'v' }, role: null, readOnly: true, limits: { pids: 64 } };
+    const base = {
+      name: 'a',
+      image: null,
+      command: ['x', 'y z'],
+      env: { K: 'v' },
+      role: null,
+      readOnly: true,
+      limits: { pids: 64 },
+      restartPolicy: 'always' as const,
+      network: 'internal' as const,
+      readOnlyRootfs: true,
+      capAdd: ['NET_BIND_SERVICE'],
+      secrets: { TOKEN: 'gh' },
+    };
     expect(s.agents.upsert({ ...base, createdAt: 't1', updatedAt: 't1' }).created).toBe(true);
     const again = s.agents.upsert({ ...base, command: ['z'], createdAt: 't2', updatedAt: 't2' });
     expect(again).toEqual({ created: false, agent: { ...base, command: ['z'], createdAt: 't1', updatedAt: 't2' } });

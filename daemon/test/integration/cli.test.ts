@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN, makeRepo, startDaemon, tempDir, type DaemonProcess } from '../helpers/daemon.js';
+import { BERTH_BIN, makeRepo, poll, startDaemon, tempDir, type DaemonProcess } from '../helpers/daemon.js';
 
 const exec = promisify(execFile);
 
@@ -95,5 +95,51 @@ describe('berth CLI', () => {
     );
     expect((r as { code: number }).code).toBe(1);
     expect((r as { stderr: string }).stderr).toMatch(/error\[DAEMON_UNREACHABLE\].*berth\.sock.*\n  hint: Start berthd/);
+  });
+});
+
+describe('berth CLI: sessions', () => {
+  it('start | ps | logs | exec | inspect | stop | restart | rm', async () => {
+    const { startWithProject, sh } = await import('../helpers/daemon.js');
+    const { d } = await startWithProject();
+    await using _ = d;
+    const berth = async (...args: string[]) => {
+      try {
+        const r = await exec(process.execPath, [BERTH_BIN, '--socket', d.socket, ...args]);
+        return { code: 0, stdout: r.stdout, stderr: r.stderr };
+      } catch (err) {
+        const e = err as { code: number; stdout: string; stderr: string };
+        return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+      }
+    };
+    await d.client.agents.define({ name: 'talker', command: sh('echo hello from agent; echo warn >&2; sleep 3600') });
+
+    const started = await berth('start', 'web', '--agent', 'talker', '--name', 'chat');
+    expect(started.code, started.stderr).toBe(0);
+    expect(started.stdout).toMatch(/^[0-9a-f]{12}  chat  running/);
+    const json = JSON.parse((await berth('--json', 'inspect', 'chat')).stdout);
+    expect(json).toMatchObject({ name: 'chat', state: 'running', agent: 'talker' });
+
+    const ps = await berth('ps');
+    expect(ps.stdout).toMatch(/^ID\s+NAME\s+PROJECT\s+AGENT\s+MODE\s+STATUS\s+RESTARTS\s+CREATED\n[0-9a-f]{12}\s+chat\s+web\s+talker\s+write\s+running/);
+
+    await poll(async () => (await berth('logs', 'chat')).stdout.includes('hello from agent'), 10_000, 'logs');
+    const logs = await berth('logs', 'chat');
+    expect(logs.stdout).toBe('hello from agent\n');
+    expect(logs.stderr).toBe('warn\n');
+    const jl = (await berth('--json', 'logs', 'chat')).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(jl.map((l: { stream: string }) => l.stream).sort()).toEqual(['stderr', 'stdout']);
+
+    const ex = await berth('exec', 'chat', '--', 'sh', '-c', 'echo out; exit 3');
+    expect(ex).toMatchObject({ code: 3, stdout: 'out\n' });
+
+    expect((await berth('stop', 'chat', '-t', '1')).stdout).toBe('chat stopped\n');
+    expect((await berth('ps')).stdout).toMatch(/no running sessions/);
+    expect((await berth('ps', '-a')).stdout).toMatch(/chat\s+web\s+talker\s+write\s+stopped/);
+    expect((await berth('restart', 'chat')).stdout).toMatch(/^chat running/);
+    expect((await berth('rm', json.id.slice(0, 6))).stdout).toBe(`removed session chat (${json.id})\n`);
+    const gone = await berth('inspect', 'chat');
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/error\[SESSION_NOT_FOUND\]/);
   });
 });

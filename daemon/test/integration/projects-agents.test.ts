@@ -41,7 +41,7 @@ describe('projects and agents over RPC, on real git repositories', () => {
     expect(await d.client.projects.remove({ name: 'web' })).toEqual({ removed: 'web' });
     expect(await codeOf(d.client.projects.get({ name: 'web' }))).toBe('PROJECT_NOT_FOUND');
     const { execFileSync } = await import('node:child_process');
-    expect(execFileSync('git', ['log', '--oneline'], { cwd: join(root, 'web') }).toString()).toContain('init');
+    expect(execFileSync('git', ['-c', 'safe.directory=*', 'log', '--oneline'], { cwd: join(root, 'web') }).toString()).toContain('init');
   });
 
   it('stores the symlink-free path', async () => {
