@@ -99,6 +99,9 @@ export class BerthClient {
     remove: this.method('sessions.remove'),
     logs: this.method('sessions.logs'),
     exec: this.method('sessions.exec'),
+    status: this.method('sessions.status'),
+    diff: this.method('sessions.diff'),
+    merge: this.method('sessions.merge'),
   };
 
   /** Any method by name (for generic tooling); prefer the typed members above. */

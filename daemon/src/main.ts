@@ -19,6 +19,9 @@ import { networkName } from './runtime/labels.js';
 import { LocalRuntime } from './runtime/local/runtime.js';
 import { Secrets } from './sessions/secrets.js';
 import { SessionService } from './sessions/service.js';
+import { SessionCheckouts } from './sessions/checkouts.js';
+import { CheckoutManager } from './checkouts/manager.js';
+import { setGitGlobalConfig } from './checkouts/git.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
 
@@ -43,6 +46,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
 
+  setGitGlobalConfig(join(config.home, 'gitconfig'));
   const store = Store.open(join(config.home, 'berth.db'));
   const instanceId = store.meta.instanceId();
   const bus = new EventBus();
@@ -69,9 +73,15 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     if (e.type === 'engine.available') reconciler.enqueueAll();
   });
 
-  const projects = new ProjectService(store.projects, store.sessions, bus, config.projectsRoot, async (name) => {
-    await runtime.removeNetwork(networkName(name, false));
-    await runtime.removeNetwork(networkName(name, true));
+  const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
+  const checkouts = new SessionCheckouts(checkoutManager, store.sessions, store.projects, log.child({ component: 'checkouts' }));
+  const projects = new ProjectService(store.projects, store.sessions, bus, config.projectsRoot, {
+    reposDir: join(config.home, 'repos'),
+    checkouts: checkoutManager,
+    onRemoved: async (name) => {
+      await runtime.removeNetwork(networkName(name, false));
+      await runtime.removeNetwork(networkName(name, true));
+    },
   });
   const agents = new AgentService(store.agents, store.sessions, bus);
   const sessions = new SessionService({
@@ -83,6 +93,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     bus,
     config,
     log: log.child({ component: 'sessions' }),
+    checkouts,
   });
 
   const status = async (): Promise<DaemonStatus> => {
@@ -122,6 +133,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const reconcilerDone = reconciler.start(loops.signal);
   const watcherDone = watcher.start(loops.signal);
   reconciler.enqueueAll();
+  checkouts.start();
 
   bus.publish('daemon.started', { version: VERSION, pid: process.pid });
   log.info({ socket: config.socket }, `Started berthd on ${config.socket}`);
@@ -135,6 +147,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         log.info({ reason }, 'Stopping berthd');
         bus.publish('daemon.stopping', { reason });
         loops.abort();
+        checkouts.stop();
         await server.close();
         await Promise.all([monitorDone, reconcilerDone, watcherDone]);
         store.close();

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { BerthClient, defaultSocketPath } from '../client.js';
-import { BerthError, type Agent, type AgentLimits, type NetworkMode, type RestartPolicy, type Session, type SessionState } from '../protocol/index.js';
+import { BerthError, type Agent, type AgentLimits, type NetworkMode, type RestartPolicy, type Session, type SessionState, type WorktreePolicy } from '../protocol/index.js';
 import { ago, duration, emit, reportError, table, until, type Out } from './output.js';
 
 interface Globals {
@@ -84,9 +84,22 @@ export async function run(
     .configureOutput({ writeOut: out.stdout, writeErr: out.stderr });
 
   program
-    .command('status')
-    .description('show the daemon, the engine and health checks')
-    .action(async (_o, cmd: Command) => {
+    .command('status [id]')
+    .description('without ID: the daemon, the engine and health checks; with ID: a session\'s branch, commits and uncommitted files')
+    .action(async (id: string | undefined, _o, cmd: Command) => {
+      if (id !== undefined) {
+        const st = await connect(cmd).sessions.status({ id });
+        emit(out, st, () => {
+          const lines = [
+            `branch   ${st.branch ?? '(none)'}${st.base && st.base !== st.branch ? ` (base ${st.base}: ${st.ahead} ahead, ${st.behind} behind)` : ''}`,
+            `commit   ${st.lastCommit ? `${st.lastCommit.sha.slice(0, 12)} ${st.lastCommit.subject} (${st.lastCommit.author})` : '(none)'}`,
+            st.dirty.length ? `changes  ${st.dirty.length} uncommitted:` : 'changes  none',
+            ...st.dirty.map((d) => `  ${d.status.padEnd(2)} ${d.path}`),
+          ];
+          return lines.join('\n') + '\n';
+        });
+        return;
+      }
       const s = await connect(cmd).daemon.status();
       emit(out, s, () => {
         const engine = s.engine.available
@@ -109,11 +122,22 @@ export async function run(
 
   const project = program.command('project').description('manage projects (git repositories under PROJECTS_ROOT)');
   project
-    .command('add <name> <path>')
-    .description('register the git repository at PATH as project NAME')
-    .action(async (name: string, path: string, _o, cmd: Command) => {
-      const p = await connect(cmd).projects.add({ name, path: resolve(path) });
-      emit(out, p, () => `added project ${p.name} (${p.path})\n`);
+    .command('add <name> [path]')
+    .description('register the git repository at PATH as project NAME, or clone one with --git URL')
+    .option('--git <url>', 'clone this URL into $BERTH_HOME/repos/NAME (https://, ssh://, user@host:path, file://)')
+    .option('--ssh-key <file>', 'deploy key for an ssh URL')
+    .option('--branch <branch>', 'base branch for write sessions (default: what the main checkout has checked out)')
+    .option('--worktrees <policy>', 'always (default) | when-shared')
+    .action(async (name: string, path: string | undefined, o: { git?: string; sshKey?: string; branch?: string; worktrees?: string }, cmd: Command) => {
+      if ((path === undefined) === (o.git === undefined)) throw new BerthError('INVALID_PARAMS', 'give either PATH or --git URL');
+      const p = await connect(cmd).projects.add({
+        name,
+        ...(path !== undefined ? { path: resolve(path) } : { gitUrl: o.git! }),
+        ...(o.sshKey ? { sshKeyPath: resolve(o.sshKey) } : {}),
+        ...(o.branch ? { branch: o.branch } : {}),
+        ...(o.worktrees ? { worktrees: o.worktrees as WorktreePolicy } : {}),
+      });
+      emit(out, p, () => `added project ${p.name} (${p.path}${p.gitUrl ? ` from ${p.gitUrl}` : ''})\n`);
     });
   project
     .command('ls')
@@ -136,8 +160,13 @@ export async function run(
     .command('update <name>')
     .description('change project settings')
     .option('--network <mode>', 'default network for its sessions: bridge | internal | none')
-    .action(async (name: string, o: { network?: string }, cmd: Command) => {
-      const p = await connect(cmd).projects.update({ name, ...(o.network !== undefined ? { network: o.network as NetworkMode } : {}) });
+    .option('--worktrees <policy>', 'always | when-shared')
+    .action(async (name: string, o: { network?: string; worktrees?: string }, cmd: Command) => {
+      const p = await connect(cmd).projects.update({
+        name,
+        ...(o.network !== undefined ? { network: o.network as NetworkMode } : {}),
+        ...(o.worktrees !== undefined ? { worktrees: o.worktrees as WorktreePolicy } : {}),
+      });
       emit(out, p, () => `updated project ${p.name}\n`);
     });
   project
@@ -326,10 +355,37 @@ export async function run(
 
   program
     .command('rm <id>')
-    .description('remove a session: its container and its /agent volume')
-    .action(async (id: string, _o, cmd: Command) => {
-      const r = await connect(cmd).sessions.remove({ id });
-      emit(out, r, () => `removed session ${r.name} (${r.removed})\n`);
+    .description('remove a session: container, /agent volume and checkout; work is kept (see the output)')
+    .option('-f, --force', 'remove even with uncommitted changes (they are saved on refs/berth/wip/NAME)')
+    .option('--delete-branch', 'delete the session branch even if unmerged (its commits stay on refs/berth/archive/NAME)')
+    .action(async (id: string, o: { force?: boolean; deleteBranch?: boolean }, cmd: Command) => {
+      const r = await connect(cmd).sessions.remove({ id, ...(o.force ? { force: true } : {}), ...(o.deleteBranch ? { deleteBranch: true } : {}) });
+      emit(out, r, () => [`removed session ${r.name} (${r.removed})`, ...r.notes.map((n) => `  ${n}`)].join('\n') + '\n');
+    });
+
+  program
+    .command('diff <id>')
+    .description('the session\'s changes (committed and not) against its base branch')
+    .option('--stat', 'only a summary per file')
+    .action(async (id: string, o: { stat?: boolean }, cmd: Command) => {
+      const d = await connect(cmd).sessions.diff({ id, ...(o.stat ? { stat: true } : {}) });
+      emit(out, d, () => d.diff + (d.truncated ? '\n[diff truncated at 1 MiB]\n' : ''));
+    });
+
+  program
+    .command('merge <id>')
+    .description('merge the session branch into its base branch in the main checkout (which must be clean and on the base)')
+    .option('--ff', 'fast-forward only')
+    .option('--squash', 'one commit with all the changes')
+    .option('-m, --message <msg>', 'commit message')
+    .action(async (id: string, o: { ff?: boolean; squash?: boolean; message?: string }, cmd: Command) => {
+      if (o.ff && o.squash) throw new BerthError('INVALID_PARAMS', 'choose one of --ff and --squash');
+      const r = await connect(cmd).sessions.merge({
+        id,
+        strategy: o.ff ? 'ff' : o.squash ? 'squash' : 'merge',
+        ...(o.message ? { message: o.message } : {}),
+      });
+      emit(out, r, () => `merged ${r.branch} into ${r.base} (${r.strategy}): ${r.commit.slice(0, 12)}\n`);
     });
 
   program

@@ -56,6 +56,20 @@ export const errorRegistry = {
   SESSION_START_TIMEOUT: { rpc: 1404, hint: 'The container did not reach running in time; see `berth inspect ID` and the daemon log.' },
   SECRET_NOT_FOUND: { rpc: 1405, hint: 'Add the secret to $BERTH_HOME/secrets.yaml (mode 0600) as `name: value`.' },
   SECRETS_FILE_INSECURE: { rpc: 1406, hint: 'Make $BERTH_HOME/secrets.yaml readable by its owner only: chmod 600 it.' },
+  DIRTY_CHECKOUT: {
+    rpc: 1408,
+    hint: 'Commit or discard the changes in the session, or remove with --force: berth keeps them on refs/berth/wip/<session>.',
+  },
+  NO_CHECKOUT: { rpc: 1409, hint: 'Read sessions (and one sharing the main checkout) have no branch of their own to diff or merge.' },
+  CHECKOUT_FAILED: { rpc: 1410, hint: 'berth could not make the session checkout; the message has git\'s reason.' },
+  MERGE_CONFLICT: {
+    rpc: 1411,
+    hint: 'Nothing was changed. Resolve by hand (`git merge berth/<session>` in the project), or rebase the session branch.',
+  },
+  MAIN_CHECKOUT_DIRTY: { rpc: 1412, hint: 'Commit or stash the changes in the project\'s main checkout, then merge again.' },
+  NOT_ON_BASE_BRANCH: { rpc: 1413, hint: 'Check out the base branch in the project\'s main checkout (`git switch BASE`), then merge again.' },
+  MERGE_NOT_FAST_FORWARD: { rpc: 1414, hint: 'The base moved on: merge with --merge or --squash instead of --ff.' },
+  GIT_CLONE_FAILED: { rpc: 1415, hint: 'Check the URL, the deploy key (sshKeyPath) and that the host is reachable; the message has git\'s reason.' },
   EXEC_TIMEOUT: { rpc: 1407, hint: 'The command ran past timeoutSec; raise it, or make the command finish sooner.' },
 
   // Engine

@@ -4,13 +4,18 @@ import type {
   DaemonStatus,
   ExecResult,
   LogLine,
+  MergeResult,
   NetworkMode,
   Project,
   RestartPolicy,
+  RemoveResult,
   Session,
+  SessionDiff,
   SessionList,
   SessionMode,
   SessionState,
+  SessionStatus,
+  WorktreePolicy,
 } from './types.js';
 
 /**
@@ -20,10 +25,13 @@ import type {
 export interface Methods {
   'daemon.status': { params: Record<string, never>; result: DaemonStatus };
 
-  'projects.add': { params: { name: string; path: string }; result: Project };
+  'projects.add': {
+    params: { name: string; path?: string; gitUrl?: string; sshKeyPath?: string; branch?: string; worktrees?: WorktreePolicy };
+    result: Project;
+  };
   'projects.list': { params: Record<string, never>; result: Project[] };
   'projects.get': { params: { name: string }; result: Project };
-  'projects.update': { params: { name: string; network?: NetworkMode | null }; result: Project };
+  'projects.update': { params: { name: string; network?: NetworkMode | null; worktrees?: WorktreePolicy }; result: Project };
   'projects.remove': { params: { name: string }; result: { removed: string } };
 
   'agents.define': {
@@ -67,7 +75,10 @@ export interface Methods {
   'sessions.get': { params: { id: string }; result: Session };
   'sessions.stop': { params: { id: string; timeoutSec?: number }; result: Session };
   'sessions.restart': { params: { id: string }; result: Session };
-  'sessions.remove': { params: { id: string }; result: { removed: string; name: string } };
+  'sessions.remove': { params: { id: string; force?: boolean; deleteBranch?: boolean }; result: RemoveResult };
+  'sessions.status': { params: { id: string }; result: SessionStatus };
+  'sessions.diff': { params: { id: string; stat?: boolean }; result: SessionDiff };
+  'sessions.merge': { params: { id: string; strategy?: 'ff' | 'merge' | 'squash'; message?: string }; result: MergeResult };
   'sessions.logs': { params: { id: string; tail?: number; since?: string }; result: LogLine[] };
   'sessions.exec': { params: { id: string; cmd: string[]; timeoutSec?: number }; result: ExecResult };
 }
@@ -82,10 +93,10 @@ export type ResultOf<M extends MethodName> = Methods[M]['result'];
  */
 export const positionalParams: { readonly [M in MethodName]: readonly (keyof ParamsOf<M> & string)[] } = {
   'daemon.status': [],
-  'projects.add': ['name', 'path'],
+  'projects.add': ['name', 'path', 'gitUrl', 'sshKeyPath', 'branch', 'worktrees'],
   'projects.list': [],
   'projects.get': ['name'],
-  'projects.update': ['name', 'network'],
+  'projects.update': ['name', 'network', 'worktrees'],
   'projects.remove': ['name'],
   'agents.define': [
     'name',
@@ -109,7 +120,10 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'sessions.get': ['id'],
   'sessions.stop': ['id', 'timeoutSec'],
   'sessions.restart': ['id'],
-  'sessions.remove': ['id'],
+  'sessions.remove': ['id', 'force', 'deleteBranch'],
+  'sessions.status': ['id'],
+  'sessions.diff': ['id', 'stat'],
+  'sessions.merge': ['id', 'strategy', 'message'],
   'sessions.logs': ['id', 'tail', 'since'],
   'sessions.exec': ['id', 'cmd', 'timeoutSec'],
 };

@@ -6,10 +6,23 @@ export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 export type NetworkMode = 'bridge' | 'internal' | 'none';
 export type RestartPolicy = 'never' | 'on-failure' | 'always';
 
+export type WorktreePolicy = 'always' | 'when-shared';
+
 export interface Project {
   name: string;
-  /** Absolute, symlink-free path of the repository's top directory. */
+  /** Absolute, symlink-free path of the repository's main checkout. */
   path: string;
+  /** For projects cloned by berthd: where from (path is then `$BERTH_HOME/repos/<name>`). */
+  gitUrl: string | null;
+  /** Branch write sessions start from; null: whatever the main checkout has checked out. */
+  branch: string | null;
+  /** Private key for the git URL (ssh). */
+  sshKeyPath: string | null;
+  /**
+   * `always` (default): every write session gets its own checkout and branch. `when-shared`: the
+   * only active write session works in the main checkout itself; later ones get their own.
+   */
+  worktrees: WorktreePolicy;
   /** Network for this project's sessions unless the agent names one; null: `bridge`. */
   network: NetworkMode | null;
   createdAt: string;
@@ -78,6 +91,8 @@ export interface Session {
   nextRestartAt: string | null;
   error: { code: string; message: string } | null;
   exitCode: number | null;
+  /** A write session's own checkout; null for read sessions and for one sharing the main checkout. */
+  checkout: { dir: string; branch: string; base: string } | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -87,6 +102,43 @@ export interface SessionList {
   items: Session[];
   /** Pass as `cursor` for the next page; null on the last page. */
   nextCursor: string | null;
+}
+
+export interface SessionStatus {
+  /** The session branch (`berth/<name>`), or the main checkout's branch for read/shared sessions. */
+  branch: string | null;
+  base: string | null;
+  /** Commits on the branch that the base lacks, and the reverse. */
+  ahead: number;
+  behind: number;
+  /** Uncommitted changes, as `git status --porcelain` letters (`M`, `A`, `D`, `??` ...). */
+  dirty: { path: string; status: string }[];
+  lastCommit: { sha: string; subject: string; author: string; date: string } | null;
+}
+
+export interface SessionDiff {
+  base: string;
+  branch: string;
+  /** Unified diff (or `--stat` output) of the checkout's files against the base. */
+  diff: string;
+  /** The diff was cut at the size cap. */
+  truncated: boolean;
+}
+
+export interface MergeResult {
+  strategy: 'ff' | 'merge' | 'squash';
+  base: string;
+  branch: string;
+  /** The base branch's new tip. */
+  commit: string;
+}
+
+export interface RemoveResult {
+  removed: string;
+  name: string;
+  /** What berth kept of the session's work, and how to get it back. */
+  kept: { branch?: string; wip?: string; archive?: string };
+  notes: string[];
 }
 
 export interface LogLine {

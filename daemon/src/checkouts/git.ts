@@ -1,23 +1,74 @@
-import { simpleGit, type SimpleGit } from 'simple-git';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { simpleGit } from 'simple-git';
 
 /**
- * git as berthd runs it on repositories it does not fully trust: never the repository's hooks,
- * fsmonitor or pager, and no prompts. Later issues extend this with explicit git/work dirs.
+ * git as berthd runs it. Hooks, fsmonitor, pagers, prompts, credential helpers, external diff and
+ * textconv are off on every call; configuration from outside the repository (system, global) is not
+ * read. Repositories an agent can write are never run as themselves: see checkouts/manager.ts.
  */
 export const HARDENED_GIT_CONFIG = [
   'core.hooksPath=/dev/null',
   'core.fsmonitor=false',
+  'core.untrackedCache=false',
   'core.pager=cat',
   'core.askPass=',
   'credential.helper=',
   'protocol.ext.allow=never',
+  'diff.external=',
+  'gc.auto=0',
+  'maintenance.auto=false',
 ];
 
-export function gitAt(dir: string, extraConfig: string[] = []): SimpleGit {
-  return simpleGit({
-    baseDir: dir,
-    config: [...HARDENED_GIT_CONFIG, `safe.directory=${dir}`, ...extraConfig],
-    timeout: { block: 30_000 },
+export interface GitCall {
+  /** Working directory of the git process. */
+  cwd: string;
+  env?: Record<string, string>;
+  /** Extra `-c key=value` entries. */
+  config?: string[];
+  timeoutMs?: number;
+}
+
+/**
+ * berthd's own "global" git config, in place of the user's: the only place git honours
+ * `safe.directory` from (berthd works on repositories other users own, by design).
+ */
+const GLOBAL_CONFIG = ['[safe]', '\tdirectory = *', '[core]', '\thooksPath = /dev/null', '\tfsmonitor = false', '[protocol "ext"]', '\tallow = never', ''].join('\n');
+let globalConfigPath: string | null = null;
+
+/** Where berthd keeps that file (main sets `$BERTH_HOME/gitconfig`); written now. */
+export function setGitGlobalConfig(path: string): void {
+  writeFileSync(path, GLOBAL_CONFIG, { mode: 0o600 });
+  globalConfigPath = path;
+}
+
+function globalConfig(): string {
+  if (!globalConfigPath) setGitGlobalConfig(join(mkdtempSync(join(tmpdir(), 'berth-git-')), 'gitconfig'));
+  return globalConfigPath!;
+}
+
+/** A minimal environment: nothing from berthd's own environment leaks into git's config lookup. */
+export function gitEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: '/nonexistent',
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: globalConfig(),
+    GIT_OPTIONAL_LOCKS: '0',
+    LC_ALL: 'C',
+    ...extra,
+  };
+}
+
+/** Runs `git args...` hardened; resolves stdout. Rejects with git's stderr in the message. */
+export async function git(args: string[], call: GitCall): Promise<string> {
+  const g = simpleGit({
+    baseDir: call.cwd,
+    config: [...HARDENED_GIT_CONFIG, 'safe.directory=*', ...(call.config ?? [])],
+    timeout: { block: call.timeoutMs ?? 120_000 },
+    maxConcurrentProcesses: 16,
     // simple-git refuses these keys to protect callers that pass user input into config; ours are
     // constants that switch the dangerous features *off*, so they are allowed explicitly.
     unsafe: {
@@ -27,19 +78,16 @@ export function gitAt(dir: string, extraConfig: string[] = []): SimpleGit {
       allowUnsafeAskPass: true,
       allowUnsafeCredentialHelper: true,
       allowUnsafeProtocolOverride: true,
+      allowUnsafeDiffExternal: true,
+      allowUnsafeConfigPaths: true,
+      allowUnsafeSshCommand: true,
     },
-  }).env({ ...gitEnv() });
+  }).env(gitEnv(call.env));
+  return g.raw(args);
 }
 
-/** A minimal environment: nothing from berthd's own environment leaks into git's config lookup. */
-function gitEnv(): Record<string, string> {
-  return {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    HOME: process.env.HOME ?? '/nonexistent',
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_CONFIG_NOSYSTEM: '1',
-    LC_ALL: 'C',
-  };
+export function gitAt(dir: string) {
+  return { raw: (args: string[]) => git(args, { cwd: dir }) };
 }
 
 /**
@@ -47,7 +95,7 @@ function gitEnv(): Record<string, string> {
  */
 export async function workTreeTop(dir: string): Promise<string | null> {
   try {
-    const top = (await gitAt(dir).revparse(['--show-toplevel'])).trim();
+    const top = (await git(['rev-parse', '--show-toplevel'], { cwd: dir })).trim();
     return top || null;
   } catch {
     return null;

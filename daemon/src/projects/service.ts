@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
-import { isAbsolute, relative, sep } from 'node:path';
-import { BerthError, NAME_PATTERN, type NetworkMode, type Project } from '@berth/client-sdk/protocol';
-import { workTreeTop } from '../checkouts/git.js';
+import { isAbsolute, join, relative, sep } from 'node:path';
+import { BerthError, NAME_PATTERN, type NetworkMode, type ParamsOf, type Project, type WorktreePolicy } from '@berth/client-sdk/protocol';
+import { git, workTreeTop } from '../checkouts/git.js';
+import type { CheckoutManager } from '../checkouts/manager.js';
 import type { EventBus } from '../events/bus.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionsRepo } from '../store/sessions.js';
@@ -28,12 +30,78 @@ export class ProjectService {
     private readonly sessions: SessionsRepo,
     private readonly bus: EventBus,
     private readonly projectsRoot: string,
-    /** Called after a project is forgotten, to drop its engine networks (best effort). */
-    private readonly onRemoved: (name: string) => Promise<void> = async () => {},
-    private readonly now: () => Date = () => new Date(),
+    private readonly opts: {
+      /** Where projects given by URL are cloned (`<reposDir>/<name>`). */
+      reposDir: string;
+      checkouts: CheckoutManager;
+      /** Called after a project is forgotten, to drop its engine networks (best effort). */
+      onRemoved?: (name: string) => Promise<void>;
+      now?: () => Date;
+    },
   ) {}
 
-  async add(name: string, path: string): Promise<Project> {
+  private get now(): () => Date {
+    return this.opts.now ?? (() => new Date());
+  }
+
+  async add(p: ParamsOf<'projects.add'>): Promise<Project> {
+    const extra = { branch: p.branch ?? null, worktrees: p.worktrees ?? ('always' as WorktreePolicy) };
+    if (p.gitUrl !== undefined) return this.addFromUrl(p.name, p.gitUrl, p.sshKeyPath ?? null, extra);
+    return this.addPath(p.name, p.path ?? '', extra);
+  }
+
+  /** Clones `url` into `$BERTH_HOME/repos/<name>` (or adopts an earlier clone of the same URL there). */
+  private async addFromUrl(name: string, url: string, sshKeyPath: string | null, extra: { branch: string | null; worktrees: WorktreePolicy }): Promise<Project> {
+    assertName('project', name);
+    if (this.repo.get(name)) throw new BerthError('PROJECT_EXISTS', `a project named ${name} already exists`, { details: { name } });
+    if (sshKeyPath !== null) {
+      if (!isAbsolute(sshKeyPath)) throw new BerthError('INVALID_PARAMS', 'sshKeyPath must be absolute', { details: { sshKeyPath } });
+      const st = await stat(sshKeyPath).catch(() => null);
+      if (!st?.isFile()) throw new BerthError('PATH_NOT_FOUND', `ssh key ${sshKeyPath} does not exist`, { details: { sshKeyPath } });
+    }
+    const dir = join(this.opts.reposDir, name);
+    let adopted = false;
+    if (existsSync(dir)) {
+      const origin = (await git(['config', '--get', 'remote.origin.url'], { cwd: dir }).catch(() => '')).trim();
+      if (origin !== url) {
+        throw new BerthError('GIT_CLONE_FAILED', `${dir} already exists and is not a clone of ${url}`, {
+          hint: 'Move that directory away, or add the project under another name.',
+          details: { dir },
+        });
+      }
+      adopted = true;
+    } else {
+      const rootOwner = await stat(this.projectsRoot).catch(() => null);
+      await this.opts.checkouts.cloneProject(url, dir, {
+        ...(extra.branch ? { branch: extra.branch } : {}),
+        sshKeyPath,
+        owner: rootOwner && rootOwner.uid !== 0 ? { uid: rootOwner.uid, gid: rootOwner.gid } : null,
+      });
+    }
+    const ts = this.now().toISOString();
+    const project: Project = { name, path: dir, network: null, gitUrl: url, sshKeyPath, ...extra, createdAt: ts, updatedAt: ts };
+    this.insert(project);
+    if (adopted) this.bus.publish('project.added', { project });
+    else this.bus.publish('project.added', { project });
+    return project;
+  }
+
+  private insert(project: Project): void {
+    try {
+      this.repo.insert(project);
+    } catch (err) {
+      // Lost a race with a concurrent add of the same name or path.
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
+        throw new BerthError('PROJECT_EXISTS', `a project named ${project.name} already exists`, { details: { name: project.name } });
+      }
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new BerthError('PROJECT_PATH_IN_USE', `${project.path} is already a project`, { details: { path: project.path } });
+      }
+      throw err;
+    }
+  }
+
+  private async addPath(name: string, path: string, extra: { branch: string | null; worktrees: WorktreePolicy }): Promise<Project> {
     assertName('project', name);
     if (!isAbsolute(path)) {
       throw new BerthError('INVALID_PARAMS', `project path must be absolute, got ${JSON.stringify(path)}`, {
@@ -81,19 +149,8 @@ export class ProjectService {
       });
     }
     const ts = this.now().toISOString();
-    const project: Project = { name, path: real, network: null, createdAt: ts, updatedAt: ts };
-    try {
-      this.repo.insert(project);
-    } catch (err) {
-      // Lost a race with a concurrent add of the same name or path.
-      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
-        throw new BerthError('PROJECT_EXISTS', `a project named ${name} already exists`, { details: { name } });
-      }
-      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
-        throw new BerthError('PROJECT_PATH_IN_USE', `${real} is already a project`, { details: { path: real } });
-      }
-      throw err;
-    }
+    const project: Project = { name, path: real, network: null, gitUrl: null, sshKeyPath: null, ...extra, createdAt: ts, updatedAt: ts };
+    this.insert(project);
     this.bus.publish('project.added', { project });
     return project;
   }
@@ -109,14 +166,23 @@ export class ProjectService {
     return p;
   }
 
-  update(name: string, changes: { network?: NetworkMode | null }): Project {
+  update(name: string, changes: { network?: NetworkMode | null; worktrees?: WorktreePolicy }): Project {
     const p = this.get(name);
-    const next = { ...p, ...(changes.network !== undefined ? { network: changes.network } : {}), updatedAt: this.now().toISOString() };
+    const next = {
+      ...p,
+      ...(changes.network !== undefined ? { network: changes.network } : {}),
+      ...(changes.worktrees !== undefined ? { worktrees: changes.worktrees } : {}),
+      updatedAt: this.now().toISOString(),
+    };
     this.repo.update(next);
     return this.get(name);
   }
 
-  /** Forgets the project. The repository on disk is never touched. Refused while it has sessions. */
+  /**
+   * Forgets the project. The repository on disk is never touched (a clone berthd made stays in
+   * `$BERTH_HOME/repos/<name>`, and adding the same URL under that name again adopts it).
+   * Refused while the project has sessions.
+   */
   async remove(name: string): Promise<{ removed: string }> {
     this.get(name);
     const n = this.sessions.countByProject(name);
@@ -125,7 +191,7 @@ export class ProjectService {
     }
     this.repo.remove(name);
     this.bus.publish('project.removed', { name });
-    await this.onRemoved(name).catch(() => {});
+    await (this.opts.onRemoved?.(name) ?? Promise.resolve()).catch(() => {});
     return { removed: name };
   }
 }

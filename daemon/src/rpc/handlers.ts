@@ -15,7 +15,7 @@ export interface HandlerDeps {
 export function createHandlers(d: HandlerDeps): Handlers {
   return {
     'daemon.status': () => d.status(),
-    'projects.add': (p) => d.projects.add(p.name, p.path),
+    'projects.add': (p) => d.projects.add(p),
     'projects.list': () => d.projects.list(),
     'projects.get': (p) => d.projects.get(p.name),
     'projects.update': (p) => d.projects.update(p.name, p),
@@ -29,7 +29,10 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'sessions.get': (p) => d.sessions.get(p.id),
     'sessions.stop': (p) => d.sessions.stop(p.id, p.timeoutSec),
     'sessions.restart': (p) => d.sessions.restart(p.id),
-    'sessions.remove': (p) => d.sessions.remove(p.id),
+    'sessions.remove': (p) => d.sessions.remove(p.id, p),
+    'sessions.status': (p) => d.sessions.status(p.id),
+    'sessions.diff': (p) => d.sessions.diff(p.id, p.stat),
+    'sessions.merge': (p) => d.sessions.merge(p.id, p.strategy, p.message),
     'sessions.logs': (p) => d.sessions.logs(p.id, p.tail, p.since),
     'sessions.exec': (p) => d.sessions.exec(p.id, p.cmd, p.timeoutSec),
   };

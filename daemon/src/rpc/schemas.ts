@@ -31,9 +31,26 @@ const limits = z
  */
 export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'daemon.status': none,
-  'projects.add': z.object({ name: z.string(), path: z.string().min(1) }).strict(),
+  'projects.add': z
+    .object({
+      name: z.string(),
+      path: z.string().min(1).optional(),
+      gitUrl: z
+        .string()
+        .min(1)
+        .max(2048)
+        .refine((u) => !u.startsWith('-') && !/^ext::/i.test(u), { message: 'a git URL (https://, ssh://, user@host:path or file://)' })
+        .optional(),
+      sshKeyPath: z.string().min(1).optional(),
+      branch: z.string().regex(/^(?!-)[A-Za-z0-9._\/-]{1,200}$/, { message: 'a branch name' }).optional(),
+      worktrees: z.enum(['always', 'when-shared'], { message: 'always or when-shared' }).optional(),
+    })
+    .strict()
+    .refine((p) => (p.path === undefined) !== (p.gitUrl === undefined), { message: 'give exactly one of path or gitUrl' }),
   'projects.list': none,
-  'projects.update': z.object({ name: z.string(), network: network.nullable().optional() }).strict(),
+  'projects.update': z
+    .object({ name: z.string(), network: network.nullable().optional(), worktrees: z.enum(['always', 'when-shared']).optional() })
+    .strict(),
   'projects.get': byName,
   'projects.remove': byName,
   'agents.define': z
@@ -83,7 +100,12 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'sessions.get': z.object({ id: sessionRef }).strict(),
   'sessions.stop': z.object({ id: sessionRef, timeoutSec: z.number().int().min(0).max(3600).optional() }).strict(),
   'sessions.restart': z.object({ id: sessionRef }).strict(),
-  'sessions.remove': z.object({ id: sessionRef }).strict(),
+  'sessions.remove': z.object({ id: sessionRef, force: z.boolean().optional(), deleteBranch: z.boolean().optional() }).strict(),
+  'sessions.status': z.object({ id: sessionRef }).strict(),
+  'sessions.diff': z.object({ id: sessionRef, stat: z.boolean().optional() }).strict(),
+  'sessions.merge': z
+    .object({ id: sessionRef, strategy: z.enum(['ff', 'merge', 'squash']).optional(), message: z.string().min(1).max(10_000).optional() })
+    .strict(),
   'sessions.logs': z
     .object({
       id: sessionRef,

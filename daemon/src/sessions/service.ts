@@ -5,12 +5,17 @@ import {
   BerthError,
   type ExecResult,
   type LogLine,
+  type MergeResult,
   type ParamsOf,
+  type RemoveResult,
+  type SessionDiff,
+  type SessionStatus,
   type Session,
   type SessionList,
   type SessionState,
 } from '@berth/client-sdk/protocol';
 import type { AgentsRepo } from '../store/agents.js';
+import type { SessionCheckouts } from './checkouts.js';
 import type { Config } from '../config/index.js';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
@@ -34,6 +39,7 @@ export interface SessionServiceDeps {
   bus: EventBus;
   config: Config;
   log: Logger;
+  checkouts: SessionCheckouts;
   now?: () => Date;
   /** How long sessions.start waits for the container to run. */
   startTimeoutMs?: number;
@@ -126,6 +132,10 @@ export class SessionService {
         errorCode: null,
         errorMessage: null,
         exitCode: null,
+        checkoutDir: null,
+        branch: null,
+        base: null,
+        baseSha: null,
         createdAt: ts,
         startedAt: null,
         finishedAt: null,
@@ -144,6 +154,32 @@ export class SessionService {
       }
     }
     if (!record) throw new BerthError('INTERNAL_ERROR', 'could not allocate a session name');
+    const created = record;
+
+    // A write session gets its own checkout and branch, unless the project lets the only active
+    // write session share the main checkout (worktrees: when-shared).
+    const sharing = mode === 'write' && project.worktrees === 'when-shared' && this.d.sessions.sharingMain(project.name).every((x) => x.id === created.id);
+    if (mode === 'write' && !sharing) {
+      try {
+        const co = await this.d.checkouts.manager.create(project, created.name, { agent: agent.name, owner });
+        const withCheckout = resolveSpec({
+          agent,
+          project,
+          config: this.d.config,
+          mode,
+          owner,
+          overrides,
+          sharedDir: join(this.d.config.home, 'shared'),
+          checkout: { dir: co.dir, gitObjects: join(project.path, '.git', 'objects') },
+        });
+        this.d.sessions.setCheckout(created.id, { checkoutDir: co.dir, branch: co.branch, base: co.base, baseSha: co.baseSha }, withCheckout, specHash(withCheckout));
+        record = this.d.sessions.get(created.id)!;
+        this.d.checkouts.watch(record);
+      } catch (err) {
+        this.d.sessions.remove(created.id);
+        throw err;
+      }
+    }
     this.d.log.info({ sessionId: record.id, name: record.name, project: project.name, agent: agent.name, mode }, 'Session created');
     this.d.bus.publish('session.created', { session: toSession(record) });
     this.d.reconciler.enqueue(record.id);
@@ -200,6 +236,7 @@ export class SessionService {
         owner: await this.owner(project.path),
         overrides: s.spec.overrides,
         sharedDir: s.spec.shared,
+        checkout: s.checkoutDir ? { dir: s.checkoutDir, gitObjects: join(project.path, '.git', 'objects') } : null,
       });
     }
     this.d.sessions.setDesired(s.id, 'running', this.now().toISOString(), { spec, specHash: specHash(spec), recreate: true, resetCrashes: true });
@@ -207,8 +244,20 @@ export class SessionService {
     return this.settle(s.id);
   }
 
-  async remove(idOrName: string): Promise<{ removed: string; name: string }> {
+  /**
+   * Removes the container and volume, then the checkout, never losing work: a checkout with
+   * uncommitted changes is refused unless `force` (which saves them on refs/berth/wip/<name>).
+   */
+  async remove(idOrName: string, opts: { force?: boolean; deleteBranch?: boolean } = {}): Promise<RemoveResult> {
     const s = this.resolve(idOrName);
+    if (s.checkoutDir && !opts.force) {
+      const dirty = await this.d.checkouts.dirty(s);
+      if (dirty.length) {
+        throw new BerthError('DIRTY_CHECKOUT', `session ${s.name} has uncommitted changes: ${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ' …' : ''}`, {
+          details: { id: s.id, paths: dirty },
+        });
+      }
+    }
     this.d.sessions.setDesired(s.id, 'removed', this.now().toISOString());
     this.d.reconciler.enqueue(s.id);
     await this.waitFor(s.id, () => false, 60_000);
@@ -217,7 +266,20 @@ export class SessionService {
         details: { id: s.id },
       });
     }
-    return { removed: s.id, name: s.name };
+    const { kept, notes } = await this.d.checkouts.remove(s, { force: opts.force === true, deleteBranch: opts.deleteBranch === true });
+    return { removed: s.id, name: s.name, kept, notes };
+  }
+
+  async status(idOrName: string): Promise<SessionStatus> {
+    return this.d.checkouts.status(this.resolve(idOrName));
+  }
+
+  async diff(idOrName: string, stat = false): Promise<SessionDiff> {
+    return this.d.checkouts.diff(this.resolve(idOrName), stat);
+  }
+
+  async merge(idOrName: string, strategy: 'ff' | 'merge' | 'squash' = 'merge', message?: string): Promise<MergeResult> {
+    return this.d.checkouts.merge(this.resolve(idOrName), strategy, message);
   }
 
   async logs(idOrName: string, tail?: number, since?: string): Promise<LogLine[]> {

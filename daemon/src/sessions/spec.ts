@@ -17,6 +17,8 @@ export interface SessionSpec {
   /** env name → secret name. */
   secrets: Record<string, string>;
   workspace: { source: string; readOnly: boolean };
+  /** The project's object store, mounted read-only at the same path so the checkout's alternates resolve. */
+  gitObjects?: string | null;
   shared: string;
   /** uid:gid of the project's owner. */
   user: string;
@@ -40,6 +42,8 @@ export interface SpecInput {
   owner: { uid: number; gid: number };
   overrides: { command?: string[]; env?: Record<string, string>; limits?: AgentLimits };
   sharedDir: string;
+  /** The session's own checkout (write sessions), instead of the project directory. */
+  checkout?: { dir: string; gitObjects: string } | null;
 }
 
 export function resolveSpec(i: SpecInput): SessionSpec {
@@ -49,7 +53,8 @@ export function resolveSpec(i: SpecInput): SessionSpec {
     command: i.overrides.command ?? i.agent.command,
     env: { ...i.agent.env, ...i.overrides.env },
     secrets: { ...i.agent.secrets },
-    workspace: { source: i.project.path, readOnly: i.mode === 'read' },
+    workspace: { source: i.checkout?.dir ?? i.project.path, readOnly: i.mode === 'read' },
+    gitObjects: i.checkout?.gitObjects ?? null,
     shared: i.sharedDir,
     user: `${i.owner.uid}:${i.owner.gid}`,
     memoryBytes: parseMemory(limits.memory ?? i.config.agentMemoryLimit)!,
@@ -99,6 +104,7 @@ export function toContainerSpec(
 ): ContainerSpec {
   const mounts: ContainerSpec['mounts'] = [
     { kind: 'bind', source: spec.workspace.source, target: '/workspace', readOnly: spec.workspace.readOnly },
+    ...(spec.gitObjects ? [{ kind: 'bind' as const, source: spec.gitObjects, target: spec.gitObjects, readOnly: true }] : []),
     { kind: 'bind', source: spec.shared, target: '/shared', readOnly: true },
     { kind: 'volume', source: agentVolumeName(id.sessionId), target: '/agent', readOnly: false },
   ];

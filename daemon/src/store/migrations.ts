@@ -83,6 +83,21 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX sessions_by_created ON sessions (created_at, id);
     `,
   },
+  {
+    version: 3,
+    description: 'git-URL projects, worktree policy; session checkouts',
+    up: `
+      ALTER TABLE projects ADD COLUMN git_url TEXT;
+      ALTER TABLE projects ADD COLUMN branch TEXT;
+      ALTER TABLE projects ADD COLUMN ssh_key_path TEXT;
+      ALTER TABLE projects ADD COLUMN worktrees TEXT NOT NULL DEFAULT 'always';
+
+      ALTER TABLE sessions ADD COLUMN checkout_dir TEXT;  -- the session's own clone, or NULL
+      ALTER TABLE sessions ADD COLUMN branch TEXT;        -- berth/<name>
+      ALTER TABLE sessions ADD COLUMN base TEXT;          -- branch it started from
+      ALTER TABLE sessions ADD COLUMN base_sha TEXT;      -- commit it started from
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

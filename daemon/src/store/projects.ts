@@ -6,6 +6,10 @@ interface Row {
   path: string;
   network: string | null;
   next_seq: number;
+  git_url: string | null;
+  branch: string | null;
+  ssh_key_path: string | null;
+  worktrees: string;
   created_at: string;
   updated_at: string;
 }
@@ -14,6 +18,10 @@ const toProject = (r: Row): Project => ({
   name: r.name,
   path: r.path,
   network: r.network as Project['network'],
+  gitUrl: r.git_url,
+  branch: r.branch,
+  sshKeyPath: r.ssh_key_path,
+  worktrees: r.worktrees as Project['worktrees'],
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -28,9 +36,10 @@ export class ProjectsRepo {
       byPath: db.prepare<[string], Row>('SELECT * FROM projects WHERE path = ?'),
       list: db.prepare<[], Row>('SELECT * FROM projects ORDER BY name'),
       insert: db.prepare(
-        'INSERT INTO projects (name, path, network, created_at, updated_at) VALUES (@name, @path, @network, @createdAt, @updatedAt)',
+        `INSERT INTO projects (name, path, network, git_url, branch, ssh_key_path, worktrees, created_at, updated_at)
+         VALUES (@name, @path, @network, @gitUrl, @branch, @sshKeyPath, @worktrees, @createdAt, @updatedAt)`,
       ),
-      update: db.prepare('UPDATE projects SET network = @network, updated_at = @updatedAt WHERE name = @name'),
+      update: db.prepare('UPDATE projects SET network = @network, worktrees = @worktrees, updated_at = @updatedAt WHERE name = @name'),
       takeSeq: db.prepare<[string], { next_seq: number }>('UPDATE projects SET next_seq = next_seq + 1 WHERE name = ? RETURNING next_seq - 1 AS next_seq'),
       remove: db.prepare<[string]>('DELETE FROM projects WHERE name = ?'),
     };
@@ -54,7 +63,7 @@ export class ProjectsRepo {
     this.db.transaction(() => this.stmts.insert.run(p))();
   }
 
-  update(p: Pick<Project, 'name' | 'network' | 'updatedAt'>): void {
+  update(p: Pick<Project, 'name' | 'network' | 'worktrees' | 'updatedAt'>): void {
     this.db.transaction(() => this.stmts.update.run(p))();
   }
 

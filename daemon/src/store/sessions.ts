@@ -26,6 +26,11 @@ export interface SessionRecord {
   errorCode: string | null;
   errorMessage: string | null;
   exitCode: number | null;
+  /** The session's own clone, when it has one. */
+  checkoutDir: string | null;
+  branch: string | null;
+  base: string | null;
+  baseSha: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -74,6 +79,10 @@ interface Row {
   error_code: string | null;
   error_message: string | null;
   exit_code: number | null;
+  checkout_dir: string | null;
+  branch: string | null;
+  base: string | null;
+  base_sha: string | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -103,6 +112,10 @@ const toRecord = (r: Row): SessionRecord => ({
   errorCode: r.error_code,
   errorMessage: r.error_message,
   exitCode: r.exit_code,
+  checkoutDir: r.checkout_dir,
+  branch: r.branch,
+  base: r.base,
+  baseSha: r.base_sha,
   createdAt: r.created_at,
   startedAt: r.started_at,
   finishedAt: r.finished_at,
@@ -128,6 +141,7 @@ export function toSession(r: SessionRecord): Session {
     nextRestartAt: r.nextRestartAt,
     error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
     exitCode: r.exitCode,
+    checkout: r.checkoutDir && r.branch && r.base ? { dir: r.checkoutDir, branch: r.branch, base: r.base } : null,
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
@@ -181,6 +195,20 @@ export class SessionsRepo {
 
   countByProject(project: string): number {
     return this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE project = ?').get(project)!.n;
+  }
+
+  /** Write sessions working in the project's main checkout (worktrees: when-shared). */
+  sharingMain(project: string): SessionRecord[] {
+    return this.db
+      .prepare<[string], Row>("SELECT * FROM sessions WHERE project = ? AND mode = 'write' AND checkout_dir IS NULL AND desired != 'removed'")
+      .all(project)
+      .map(toRecord);
+  }
+
+  setCheckout(id: string, c: { checkoutDir: string | null; branch: string | null; base: string | null; baseSha: string | null }, spec: SessionSpec, specHash: string): void {
+    this.db
+      .prepare('UPDATE sessions SET checkout_dir = @checkoutDir, branch = @branch, base = @base, base_sha = @baseSha, spec = @spec, spec_hash = @specHash WHERE id = @id')
+      .run({ id, ...c, spec: JSON.stringify(spec), specHash });
   }
 
   countByAgent(agent: string): number {

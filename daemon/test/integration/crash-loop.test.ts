@@ -8,6 +8,8 @@ import { Reconciler } from '../../src/reconcile/controller.js';
 import { DockerRuntime } from '../../src/runtime/docker/engine.js';
 import { Secrets } from '../../src/sessions/secrets.js';
 import { SessionService } from '../../src/sessions/service.js';
+import { SessionCheckouts } from '../../src/sessions/checkouts.js';
+import { CheckoutManager } from '../../src/checkouts/manager.js';
 import { Store } from '../../src/store/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { docker } from '../helpers/docker.js';
@@ -40,9 +42,10 @@ describe('crash-loop backoff (real engine, injected clock)', () => {
       { workers: 2, resyncMs: 1e9 },
     );
     void reconciler.start(loops.signal);
-    sessions = new SessionService({ sessions: store.sessions, projects: store.projects, agents: store.agents, runtime, reconciler, bus, config, log });
+    const checkouts = new SessionCheckouts(new CheckoutManager(home, log), store.sessions, store.projects, log);
+    sessions = new SessionService({ sessions: store.sessions, projects: store.projects, agents: store.agents, runtime, reconciler, bus, config, log, checkouts });
     const ts = clock.now().toISOString();
-    store.projects.insert({ name: 'web', path: repo, network: null, createdAt: ts, updatedAt: ts });
+    store.projects.insert({ name: 'web', path: repo, network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', createdAt: ts, updatedAt: ts });
     store.agents.upsert({
       name: 'crasher',
       image: null,
