@@ -69,6 +69,13 @@ export async function git(args: string[], call: GitCall): Promise<string> {
     config: [...HARDENED_GIT_CONFIG, 'safe.directory=*', ...(call.config ?? [])],
     timeout: { block: call.timeoutMs ?? 120_000 },
     maxConcurrentProcesses: 16,
+    // simple-git's default only fails a command that wrote to stderr; a non-zero exit is a failure
+    // whatever it printed (a quiet `merge` that conflicts, `merge-base --is-ancestor`).
+    errors: (error, result) => {
+      if (error) return error;
+      if (result.exitCode === 0) return undefined;
+      return Buffer.concat([...result.stdOut, ...result.stdErr, Buffer.from(`\n(exit ${result.exitCode})`)]);
+    },
     // simple-git refuses these keys to protect callers that pass user input into config; ours are
     // constants that switch the dangerous features *off*, so they are allowed explicitly.
     unsafe: {
