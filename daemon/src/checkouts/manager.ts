@@ -415,8 +415,19 @@ export class CheckoutManager {
     const kept: { branch?: string; wip?: string; archive?: string } = {};
     const notes: string[] = [];
     if (!existsSync(c.workTree)) return { kept, notes, removed: true };
-    const dirty = await this.dirty(c, projectRepo);
-    await this.sync(c, projectRepo);
+    let dirty: { path: string; status: string }[];
+    try {
+      dirty = await this.dirty(c, projectRepo);
+      await this.sync(c, projectRepo);
+    } catch (err) {
+      // A checkout berth cannot read safely is not deleted either: whatever is in it stays.
+      if (err instanceof BerthError && err.code === 'CHECKOUT_FAILED') {
+        notes.push(`checkout ${c.workTree} was kept untouched: ${err.message}`);
+        await this.dropShadow(c.key);
+        return { kept, notes, removed: false };
+      }
+      throw err;
+    }
     if (dirty.length && !opts.force) {
       notes.push(`checkout ${c.workTree} has uncommitted changes and was kept; remove it yourself, or save them first`);
       return { kept, notes, removed: false };
