@@ -28,6 +28,11 @@ export interface GitCall {
   /** Extra `-c key=value` entries. */
   config?: string[];
   timeoutMs?: number;
+  /**
+   * Run as this user (berthd as root making files for the project's owner): what git writes is
+   * theirs from the start. Runs without berthd's global config, which only root can read.
+   */
+  as?: { uid: number; gid: number } | null;
 }
 
 /**
@@ -68,6 +73,7 @@ export async function git(args: string[], call: GitCall): Promise<string> {
     baseDir: call.cwd,
     config: [...HARDENED_GIT_CONFIG, 'safe.directory=*', ...(call.config ?? [])],
     timeout: { block: call.timeoutMs ?? 120_000 },
+    ...(call.as ? { spawnOptions: { uid: call.as.uid, gid: call.as.gid } } : {}),
     maxConcurrentProcesses: 16,
     // simple-git's default only fails a command that wrote to stderr; a non-zero exit is a failure
     // whatever it printed (a quiet `merge` that conflicts, `merge-base --is-ancestor`).
@@ -89,7 +95,7 @@ export async function git(args: string[], call: GitCall): Promise<string> {
       allowUnsafeConfigPaths: true,
       allowUnsafeSshCommand: true,
     },
-  }).env(gitEnv(call.env));
+  }).env(call.as ? { ...gitEnv(call.env), GIT_CONFIG_GLOBAL: '/dev/null' } : gitEnv(call.env));
   return g.raw(args);
 }
 

@@ -145,19 +145,40 @@ export class CheckoutManager {
         });
       }
       const branch = `berth/${name}`;
+      // As root, git runs as the project's owner, so the checkout is theirs without a chown pass.
+      const owner = process.getuid?.() === 0 && meta.owner.uid !== 0 ? meta.owner : null;
+      const make = async (as: { uid: number; gid: number } | null) => {
+        const parent = join(project.path, WORKTREES_DIR);
+        await mkdir(parent, { recursive: true });
+        if (owner) await chownTree(parent, owner, false);
+        await git(
+          [
+            'clone', '--quiet', '--shared', '--no-checkout',
+            '--config', `user.name=${meta.agent} (berth session ${name})`,
+            '--config', `user.email=${name}@berth.invalid`,
+            '--', project.path, dir,
+          ],
+          { cwd: project.path, as },
+        );
+        await git(['checkout', '--quiet', '-b', branch, baseSha], { cwd: dir, as });
+        await git(['remote', 'remove', 'origin'], { cwd: dir, as });
+      };
       try {
-        await mkdir(join(project.path, WORKTREES_DIR), { recursive: true });
-        await git(['clone', '--quiet', '--shared', '--no-checkout', '--', project.path, dir], { cwd: project.path });
-        const c = { cwd: dir };
-        await git(['checkout', '--quiet', '-b', branch, baseSha], c);
-        await git(['config', 'user.name', `${meta.agent} (berth session ${name})`], c);
-        await git(['config', 'user.email', `${name}@berth.invalid`], c);
-        await git(['remote', 'remove', 'origin'], c);
+        // As root, git runs as the project's owner so the checkout is theirs from the start; when the
+        // owner cannot reach the repository (a parent directory closed to them), root makes it and
+        // hands it over.
+        try {
+          await make(owner);
+        } catch (err) {
+          if (!owner) throw err;
+          await rm(dir, { recursive: true, force: true });
+          await make(null);
+          await chownTree(dir, owner);
+        }
       } catch (err) {
         await rm(dir, { recursive: true, force: true });
         throw new BerthError('CHECKOUT_FAILED', `cannot make the checkout for ${name}: ${gitMessage(err)}`);
       }
-      await chownTree(dir, meta.owner);
       this.log.info({ project: project.name, dir, branch, base, baseSha }, 'Created session checkout');
       return { dir, branch, base, baseSha };
     });
@@ -550,9 +571,9 @@ function hashKey(s: string): string {
 }
 
 /** Files the agent writes must belong to the project's owner: when berthd is root, hand the tree over. */
-export async function chownTree(dir: string, owner: { uid: number; gid: number } | null | undefined): Promise<void> {
+export async function chownTree(dir: string, owner: { uid: number; gid: number } | null | undefined, recursive = true): Promise<void> {
   if (!owner || process.getuid?.() !== 0 || owner.uid === 0) return;
-  await run('chown', ['-R', '-h', `${owner.uid}:${owner.gid}`, dir]);
+  await run('chown', [...(recursive ? ['-R'] : []), '-h', `${owner.uid}:${owner.gid}`, dir]);
 }
 
 /** Whether a host process named git has its working directory in `dir`. */

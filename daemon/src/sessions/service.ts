@@ -174,7 +174,6 @@ export class SessionService {
         });
         this.d.sessions.setCheckout(created.id, { checkoutDir: co.dir, branch: co.branch, base: co.base, baseSha: co.baseSha }, withCheckout, specHash(withCheckout));
         record = this.d.sessions.get(created.id)!;
-        this.d.checkouts.watch(record);
       } catch (err) {
         this.d.sessions.remove(created.id);
         throw err;
@@ -183,7 +182,13 @@ export class SessionService {
     this.d.log.info({ sessionId: record.id, name: record.name, project: project.name, agent: agent.name, mode }, 'Session created');
     this.d.bus.publish('session.created', { session: toSession(record) });
     this.d.reconciler.enqueue(record.id);
-    return this.settle(record.id);
+    try {
+      return await this.settle(record.id);
+    } finally {
+      // Watching the checkout's refs starts once the container is up, so it does not slow the start.
+      const cur = this.d.sessions.get(record.id);
+      if (cur) this.d.checkouts.watch(cur);
+    }
   }
 
   list(p: ParamsOf<'sessions.list'>): SessionList {

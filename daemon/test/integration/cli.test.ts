@@ -85,7 +85,10 @@ describe('berth CLI', () => {
 
     const usage = await berth('project', 'add', 'only-name');
     expect(usage.code).toBe(1);
-    expect(usage.stderr).toMatch(/missing required argument/);
+    expect(usage.stderr).toMatch(/error\[INVALID_PARAMS\]: give either PATH or --git URL/);
+    const unknown = await berth('frobnicate');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/unknown command/);
   });
 
   it('says how to start berthd when nothing listens', async () => {
@@ -137,7 +140,7 @@ describe('berth CLI: sessions', () => {
     expect((await berth('ps')).stdout).toMatch(/no running sessions/);
     expect((await berth('ps', '-a')).stdout).toMatch(/chat\s+web\s+talker\s+write\s+stopped/);
     expect((await berth('restart', 'chat')).stdout).toMatch(/^chat running/);
-    expect((await berth('rm', json.id.slice(0, 6))).stdout).toBe(`removed session chat (${json.id})\n`);
+    expect((await berth('rm', json.id.slice(0, 6))).stdout).toBe(`removed session chat (${json.id})\n  branch berth/chat was fully merged into main and is deleted\n`);
     const gone = await berth('inspect', 'chat');
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/error\[SESSION_NOT_FOUND\]/);

@@ -26,8 +26,9 @@ describe('AGENT_MODE=local', () => {
 
     await poll(async () => (await c.sessions.logs({ id: s.id })).length > 3, 10_000, 'local logs');
     const logs = await c.sessions.logs({ id: s.id });
-    expect(logs[0]).toMatchObject({ stream: 'stdout', line: `started in ${repo}` });
-    expect((await c.sessions.exec({ id: s.id, cmd: sh('pwd; echo $BERTH_SESSION') })).stdout).toBe(`${repo}\n${s.id}\n`);
+    expect(s.checkout!.dir).toBe(`${repo}/.worktrees/${s.name}`);
+    expect(logs[0]).toMatchObject({ stream: 'stdout', line: `started in ${s.checkout!.dir}` });
+    expect((await c.sessions.exec({ id: s.id, cmd: sh('pwd; echo $BERTH_SESSION') })).stdout).toBe(`${s.checkout!.dir}\n${s.id}\n`);
 
     // The agent outlives a daemon killed with -9, and is adopted, not restarted.
     const state = JSON.parse(await readFile(join(d.home, 'local', 'containers', s.containerId!, 'state.json'), 'utf8')) as { pid: number };

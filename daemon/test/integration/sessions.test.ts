@@ -68,7 +68,7 @@ describe('sessions on the real engine', () => {
     expect((await inspect(r.containerId!)).State.Running).toBe(false);
     expect(await codeOf(c.sessions.exec({ id: s.id, cmd: ['true'] }))).toBe('SESSION_NOT_RUNNING');
 
-    expect(await c.sessions.remove({ id: s.name })).toEqual({ removed: s.id, name: s.name });
+    expect(await c.sessions.remove({ id: s.name })).toMatchObject({ removed: s.id, name: s.name, kept: {} });
     await expect(docker('inspect', r.containerId!)).rejects.toThrow();
     await expect(docker('volume', 'inspect', `berth-agent-${s.id}`)).rejects.toThrow();
     expect(await codeOf(c.sessions.get({ id: s.id }))).toBe('SESSION_NOT_FOUND');
@@ -138,7 +138,10 @@ describe('sessions on the real engine', () => {
     expect(h.NetworkMode).toBe('berth-net-web');
     expect(i.Config.User).toBe(`${TEST_UID}:${TEST_UID}`);
     const mounts = Object.fromEntries(i.Mounts.map((m: { Destination: string; RW: boolean; Source: string; Type: string; Name?: string }) => [m.Destination, m]));
-    expect(mounts['/workspace']).toMatchObject({ Type: 'bind', RW: true, Source: repo });
+    expect(mounts['/workspace']).toMatchObject({ Type: 'bind', RW: true, Source: s.checkout!.dir });
+    expect(s.checkout!.dir).toBe(join(repo, '.worktrees', s.name));
+    expect(mounts[join(repo, '.git', 'objects')]).toMatchObject({ Type: 'bind', RW: false });
+    expect(Object.keys(mounts).sort()).toEqual(['/agent', '/shared', '/workspace', join(repo, '.git', 'objects')].sort());
     expect(mounts['/shared']).toMatchObject({ Type: 'bind', RW: false, Source: join(d.home, 'shared') });
     expect(mounts['/agent']).toMatchObject({ Type: 'volume', RW: true, Name: `berth-agent-${s.id}` });
     expect(mounts['/var/run/docker.sock']).toBeUndefined();
@@ -161,10 +164,10 @@ describe('sessions on the real engine', () => {
     const w = await d.client.sessions.start({ project: 'web', agent: 'reader', mode: 'write' });
     expect((await d.client.sessions.exec({ id: w.id, cmd: sh('echo hi > /workspace/made-by-agent') })).exitCode).toBe(0);
     const { stat } = await import('node:fs/promises');
-    const st = await stat(join(repo, 'made-by-agent'));
+    const st = await stat(join(w.checkout!.dir, 'made-by-agent'));
     expect([st.uid, st.gid]).toEqual([TEST_UID, TEST_UID]);
-    expect(await readFile(join(repo, 'made-by-agent'), 'utf8')).toBe('hi\n');
-    await d.client.sessions.remove({ id: w.id });
+    expect(await readFile(join(w.checkout!.dir, 'made-by-agent'), 'utf8')).toBe('hi\n');
+    await d.client.sessions.remove({ id: w.id, force: true });
   });
 
   it('lists with filters and pagination', async () => {
