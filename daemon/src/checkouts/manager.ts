@@ -108,12 +108,11 @@ export class CheckoutManager {
 
   // ---- creating and removing session checkouts -------------------------------------------------
 
+  /** The branch the main checkout has checked out (read from `.git/HEAD`; the project's own repository). */
   async currentBranch(repo: string): Promise<string | null> {
-    try {
-      return (await git(['symbolic-ref', '--short', '-q', 'HEAD'], { cwd: repo })).trim() || null;
-    } catch {
-      return null;
-    }
+    const head = (await safeRead(repo, '.git/HEAD', 4096))?.toString('utf8').trim() ?? '';
+    const m = /^ref: refs\/heads\/(.+)$/.exec(head);
+    return m && !m[1]!.includes('..') ? m[1]! : null;
   }
 
   private async revParse(repo: string, ref: string): Promise<string | null> {
@@ -136,6 +135,7 @@ export class CheckoutManager {
         });
       }
       const baseSha = await this.revParse(project.path, `refs/heads/${base}`);
+      // (Three git processes in all: the base, the clone, the checkout; the rest is file work.)
       if (!baseSha) throw new BerthError('CHECKOUT_FAILED', `base branch ${base} of ${project.name} has no commit yet`, { hint: 'Make a first commit in the project.' });
       await this.excludeWorktrees(project.path);
       const dir = join(project.path, WORKTREES_DIR, name);
@@ -161,7 +161,11 @@ export class CheckoutManager {
           { cwd: project.path, as },
         );
         await git(['checkout', '--quiet', '-b', branch, baseSha], { cwd: dir, as });
-        await git(['remote', 'remove', 'origin'], { cwd: dir, as });
+        // The clone's remote would name a host path the container cannot reach: drop it, and the
+        // tracking branch section with it, straight from the config file git just wrote.
+        const cfg = join(dir, '.git', 'config');
+        const text = await readFile(cfg, 'utf8');
+        await writeFile(cfg, text.replace(/^\[(remote "origin"|branch "[^"]*")\][^[]*/gm, ''));
       };
       try {
         // As root, git runs as the project's owner so the checkout is theirs from the start; when the

@@ -25,7 +25,7 @@ import { containerName } from '../runtime/labels.js';
 import type { ContainerRuntime } from '../runtime/port.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import { toSession, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
-import { resolveSpec, specHash, type SessionSpec } from './spec.js';
+import { resolveSpec, specHash, type SessionSpec, type SpecInput } from './spec.js';
 
 const SETTLED: ReadonlySet<SessionState> = new Set(['running', 'failed', 'exited', 'stopped']);
 const DEFAULT_LOG_TAIL = 1000;
@@ -76,15 +76,7 @@ export class SessionService {
       ...(p.env ? { env: p.env } : {}),
       ...(p.limits ? { limits: p.limits } : {}),
     };
-    const spec = resolveSpec({
-      agent,
-      project,
-      config: this.d.config,
-      mode,
-      owner,
-      overrides,
-      sharedDir: join(this.d.config.home, 'shared'),
-    });
+    const spec = this.spec({ agent, project, mode, owner, overrides });
     const hash = specHash(spec);
     const ts = this.now().toISOString();
 
@@ -162,16 +154,7 @@ export class SessionService {
     if (mode === 'write' && !sharing) {
       try {
         const co = await this.d.checkouts.manager.create(project, created.name, { agent: agent.name, owner });
-        const withCheckout = resolveSpec({
-          agent,
-          project,
-          config: this.d.config,
-          mode,
-          owner,
-          overrides,
-          sharedDir: join(this.d.config.home, 'shared'),
-          checkout: { dir: co.dir, gitObjects: join(project.path, '.git', 'objects') },
-        });
+        const withCheckout = this.spec({ agent, project, mode, owner, overrides, checkoutDir: co.dir });
         this.d.sessions.setCheckout(created.id, { checkoutDir: co.dir, branch: co.branch, base: co.base, baseSha: co.baseSha }, withCheckout, specHash(withCheckout));
         record = this.d.sessions.get(created.id)!;
       } catch (err) {
@@ -233,16 +216,7 @@ export class SessionService {
     const agent = this.d.agents.get(s.agent);
     let spec: SessionSpec = s.spec;
     if (project && agent) {
-      spec = resolveSpec({
-        agent,
-        project,
-        config: this.d.config,
-        mode: s.mode,
-        owner: await this.owner(project.path),
-        overrides: s.spec.overrides,
-        sharedDir: s.spec.shared,
-        checkout: s.checkoutDir ? { dir: s.checkoutDir, gitObjects: join(project.path, '.git', 'objects') } : null,
-      });
+      spec = this.spec({ agent, project, mode: s.mode, owner: await this.owner(project.path), overrides: s.spec.overrides, checkoutDir: s.checkoutDir });
     }
     this.d.sessions.setDesired(s.id, 'running', this.now().toISOString(), { spec, specHash: specHash(spec), recreate: true, resetCrashes: true });
     this.d.reconciler.enqueue(s.id);
@@ -314,6 +288,17 @@ export class SessionService {
       throw new BerthError('SESSION_NOT_RUNNING', `session ${s.name} is ${s.state}`, { details: { id: s.id, state: s.state } });
     }
     return this.d.runtime.exec(s.containerId, cmd, { timeoutSec, user: s.spec.user });
+  }
+
+  /** The container spec from the profile, the project, the daemon's config and the call's overrides. */
+  private spec(i: Omit<SpecInput, 'config' | 'sharedDir' | 'checkout'> & { checkoutDir?: string | null }): SessionSpec {
+    const { checkoutDir, ...rest } = i;
+    return resolveSpec({
+      ...rest,
+      config: this.d.config,
+      sharedDir: join(this.d.config.home, 'shared'),
+      checkout: checkoutDir ? { dir: checkoutDir, gitObjects: join(i.project.path, '.git', 'objects') } : null,
+    });
   }
 
   /** id, unique id prefix (4+), or name. */

@@ -1,0 +1,68 @@
+// Shared set-up for the benchmarks: arguments, the engine and test image, a berthd in a temp home.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthClient } from '../client-sdk/dist/index.js';
+
+export const root = fileURLToPath(new URL('..', import.meta.url));
+export const IMAGE = 'berth-test-busybox:latest';
+
+export function arg(name, dflt) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+}
+
+export const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+export const ms = (t) => Number(process.hrtime.bigint() - t) / 1e6;
+
+/** Makes sure an engine runs and the offline test image exists. */
+export function prepareEngine() {
+  execFileSync('bash', [join(root, 'scripts/ensure-docker.sh')], { stdio: 'inherit' });
+  execFileSync('bash', [join(root, 'scripts/build-test-images.sh')], { stdio: 'inherit' });
+}
+
+/** A fresh home and a berthd on it, with the bench limits; resolves once the socket answers. */
+export async function startBerthd(prefix) {
+  const home = mkdtempSync(join(tmpdir(), prefix));
+  const daemon = spawn(process.execPath, [join(root, 'daemon/bin/berthd.js'), '--log-level', 'warn'], {
+    env: { ...process.env, BERTH_HOME: home, PROJECTS_ROOT: join(home, 'projects'), AGENT_DEFAULT_IMAGE: IMAGE, AGENT_MEMORY_LIMIT: '256m', AGENT_CPU_LIMIT: '1', AGENT_PIDS_LIMIT: '128' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const client = new BerthClient({ socketPath: join(home, 'berth.sock'), timeoutMs: 600_000 });
+  for (let i = 0; i < 100; i++) {
+    try {
+      await client.daemon.status();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  const rssMiB = () => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  };
+  return { home, daemon, client, rssMiB };
+}
+
+/** `docker run -d` arguments matching a berth session container: limits, hardening, mounts, network. */
+export function dockerRunArgs({ workspace, readonly, shared, volume, network }) {
+  return [
+    'run', '-d', '--init', '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges:true', '--memory', '256m', '--memory-swap', '256m',
+    '--cpus', '1', '--pids-limit', '128', '--user', '1000:1000', '--restart', 'no', '--log-opt', 'max-size=10m', '--log-opt', 'max-file=3',
+    '--mount', `type=bind,source=${workspace},target=/workspace${readonly ? ',readonly' : ''}`,
+    '--mount', `type=bind,source=${shared},target=/shared,readonly`,
+    '--mount', `type=volume,source=${volume},target=/agent`,
+    '--network', network, '--label', 'dev.berth.test=true', IMAGE, 'sleep', '3600',
+  ];
+}
+
+/** Stops berthd and removes what the raw side made. */
+export async function finish({ client, daemon }) {
+  client.close();
+  daemon.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 500));
+  const left = execFileSync('docker', ['ps', '-aq', '--filter', 'label=dev.berth.test=true'], { encoding: 'utf8' }).trim();
+  if (left) execFileSync('docker', ['rm', '-f', ...left.split('\n')]);
+}
