@@ -11,11 +11,12 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
   it('contains a fork bomb and a memory hog', async () => {
     const { d } = await startWithProject();
     await using _ = d;
-    await d.client.agents.define({ name: 'bomb', command: sh('b() { b | b & }; b; sleep 3600'), limits: { pids: 64 }, restartPolicy: 'never' });
+    // A quarter of a CPU each: the rest of the suite shares this machine with the bomb.
+    await d.client.agents.define({ name: 'bomb', command: sh('b() { b | b & }; b; sleep 3600'), limits: { pids: 64, cpus: 0.25 }, restartPolicy: 'never' });
     await d.client.agents.define({
       name: 'hog',
       command: sh('x=a; while true; do x="$x$x"; done'),
-      limits: { memory: '32m' },
+      limits: { memory: '32m', cpus: 0.25 },
       restartPolicy: 'never',
     });
     const bomb = await d.client.sessions.start({ project: 'web', agent: 'bomb' });
@@ -26,6 +27,7 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
     expect(top).toBeLessThanOrEqual(64);
     // The daemon still answers while the bomb runs.
     expect((await d.client.daemon.status()).pid).toBe(d.pid);
+    await d.client.sessions.remove({ id: bomb.id, force: true });
 
     const hog = await d.client.sessions.start({ project: 'web', agent: 'hog' });
     const dead = await poll(async () => {
@@ -34,7 +36,6 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
     }, 30_000, 'memory hog to be killed');
     expect(dead.exitCode).toBe(137);
     expect((await inspect(hog.containerId!)).State.OOMKilled).toBe(true);
-    await d.client.sessions.remove({ id: bomb.id });
   });
 
   it('a container that cannot be created or started fails its session with a code, and the daemon carries on', async () => {
