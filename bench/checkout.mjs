@@ -82,5 +82,6 @@ try {
   console.log(`\n${PARALLEL} write sessions started at once: ${ok}/${PARALLEL} running with their own checkout after ${(parallel / 1000).toFixed(2)} s`);
 } finally {
   await finish(b);
+  execFileSync('docker', ['network', 'rm', 'berth-net-big'], { stdio: 'ignore' });
   rmSync(home, { recursive: true, force: true });
 }

@@ -22,6 +22,8 @@ export interface DaemonOptions {
   home?: string;
   /** Wait for the socket to answer (default true). */
   waitReady?: boolean;
+  /** Delete `home` when this daemon is disposed (a restart taking over an earlier daemon's home). */
+  ownsHome?: boolean;
 }
 
 /**
@@ -168,7 +170,7 @@ export function spawnDaemon(opts: DaemonOptions & { home: string; ownsHome?: boo
 export async function startDaemon(opts: DaemonOptions = {}): Promise<DaemonProcess> {
   const home = opts.home ?? (await tempDir());
   await mkdir(join(home, 'projects'), { recursive: true });
-  const d = spawnDaemon({ ...opts, home, ownsHome: opts.home === undefined });
+  const d = spawnDaemon({ ...opts, home, ownsHome: opts.ownsHome ?? opts.home === undefined });
   if (opts.waitReady !== false) {
     try {
       await d.waitReady();

@@ -197,7 +197,7 @@ describe('checkout repairs at startup', () => {
     const old = new Date(Date.now() - 3600_000);
     await utimes(join(repo, '.git', 'index.lock'), old, old);
 
-    await using d2 = await startDaemon({ home: d.home, env: { BERTH_ORPHAN_GRACE_SEC: '0', BERTH_RESYNC_SEC: '1' } });
+    await using d2 = await startDaemon({ home: d.home, ownsHome: true, env: { BERTH_ORPHAN_GRACE_SEC: '0', BERTH_RESYNC_SEC: '1' } });
     await d2.waitForLog(/removed stale .*index\.lock/, 20_000);
     await d2.waitForLog(/removed checkout .*clean of a session that no longer exists/, 20_000);
     await d2.waitForLog(/kept checkout .*dirty of a gone session: it has uncommitted changes/, 20_000);

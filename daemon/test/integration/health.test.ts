@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BerthEvent, HealthReport } from '@berth/client-sdk';
 import { describe, expect, it } from 'vitest';
@@ -71,6 +72,7 @@ describe('/health and the engine', () => {
       expect(events.filter((e) => e.type === 'daemon.health').map((e) => (e.data as { status: string }).status)).toEqual(['fail', 'ok']);
     } finally {
       await proxy.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
@@ -94,6 +96,7 @@ describe('/health and the engine', () => {
       expect((await d.client.daemon.status()).engine.available).toBe(true);
     } finally {
       await proxy.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

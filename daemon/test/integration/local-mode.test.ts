@@ -34,7 +34,7 @@ describe('AGENT_MODE=local', () => {
     const state = JSON.parse(await readFile(join(d.home, 'local', 'containers', s.containerId!, 'state.json'), 'utf8')) as { pid: number };
     await d.stop('SIGKILL');
     expect(alive(state.pid)).toBe(true);
-    const d2 = await startDaemon({ home: d.home, env: { AGENT_MODE: 'local' } });
+    const d2 = await startDaemon({ home: d.home, ownsHome: true, env: { AGENT_MODE: 'local' } });
     try {
       expect(await d2.client.sessions.get({ id: s.id })).toMatchObject({ state: 'running', containerId: s.containerId, restartCount: 0 });
       expect(alive(state.pid)).toBe(true);

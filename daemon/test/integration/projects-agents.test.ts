@@ -153,7 +153,7 @@ describe('projects and agents over RPC, on real git repositories', () => {
     await d.client.projects.add({ name: 'keep', path: join(root, 'api') });
     await d.client.agents.define({ name: 'keep', command: ['true'] });
     await d.stop();
-    d = await startDaemon({ home: d.home });
+    d = await startDaemon({ home: d.home, ownsHome: true });
     expect((await d.client.projects.get({ name: 'keep' })).path).toBe(join(root, 'api'));
     expect((await d.client.agents.get({ name: 'keep' })).command).toEqual(['true']);
   });

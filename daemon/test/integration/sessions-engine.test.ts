@@ -175,7 +175,7 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
     await poll(async () => got.length >= 10, 10_000, 'first lines');
     await d.stop('SIGKILL');
     const { startDaemon } = await import('../helpers/daemon.js');
-    const d2 = await startDaemon({ home: d.home });
+    const d2 = await startDaemon({ home: d.home, ownsHome: true });
     restarted = true;
     try {
       await Promise.race([reading, new Promise((_, rej) => setTimeout(() => rej(new Error(`only ${got.length} lines`)), 20_000))]);

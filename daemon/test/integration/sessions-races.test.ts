@@ -88,7 +88,7 @@ describe('races and adoption', () => {
     await new Promise((r) => setTimeout(r, Math.max(0, t0 * 1000 - Date.now())));
     await d.stop('SIGKILL');
 
-    d = await startDaemon({ home: d.home });
+    d = await startDaemon({ home: d.home, ownsHome: true });
     d.instanceId = (await d.client.daemon.status()).instanceId;
     for (const s of five) {
       const now = await d.client.sessions.get({ id: s.id });
