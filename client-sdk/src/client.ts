@@ -10,6 +10,8 @@ import {
   type BerthEvent,
   type ErrorData,
   type HealthReport,
+  type ImageBuildProgress,
+  type ImageBuildResult,
   type LogLine,
   type MethodName,
   type ParamsOf,
@@ -103,6 +105,43 @@ export class BerthClient {
     diff: this.method('sessions.diff'),
     merge: this.method('sessions.merge'),
   };
+
+  readonly images = {
+    list: this.method('images.list'),
+    remove: this.method('images.remove'),
+    build: this.method('images.build'),
+  };
+
+  /**
+   * images.build over POST /images/build: the same build, with each output line delivered to
+   * `onProgress` as it happens. Resolves with the result; rejects with IMAGE_BUILD_FAILED & co.
+   */
+  async buildImage(params: ParamsOf<'images.build'>, onProgress: (p: ImageBuildProgress) => void): Promise<ImageBuildResult> {
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const body = JSON.stringify(params);
+      const req = request(
+        { socketPath: this.socketPath, path: '/images/build', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        resolve,
+      );
+      req.on('error', (err) => reject(this.transportError(err)));
+      req.end(body);
+    });
+    let result: ImageBuildResult | null = null;
+    for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
+      if (!raw) continue;
+      const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: ImageBuildResult; error?: Partial<ErrorData> & { message?: string } };
+      if (msg.progress) onProgress(msg.progress);
+      if (msg.result) result = msg.result;
+      if (msg.error) {
+        throw new BerthError(isErrorCode(msg.error.code) ? msg.error.code : 'INTERNAL_ERROR', msg.error.message ?? 'build failed', {
+          ...(msg.error.hint ? { hint: msg.error.hint } : {}),
+          ...(msg.error.details ? { details: msg.error.details } : {}),
+        });
+      }
+    }
+    if (!result) throw new BerthError('INTERNAL_ERROR', 'the build stream ended without a result');
+    return result;
+  }
 
   /** Any method by name (for generic tooling); prefer the typed members above. */
   async call<M extends MethodName>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>> {

@@ -19,6 +19,8 @@ import { networkName } from './runtime/labels.js';
 import { LocalRuntime } from './runtime/local/runtime.js';
 import { Secrets } from './sessions/secrets.js';
 import { SessionService } from './sessions/service.js';
+import { ImageService } from './images/service.js';
+import { Devcontainers } from './images/devcontainer.js';
 import { SessionCheckouts } from './sessions/checkouts.js';
 import { CheckoutManager } from './checkouts/manager.js';
 import { setGitGlobalConfig } from './checkouts/git.js';
@@ -84,6 +86,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     },
   });
   const agents = new AgentService(store.agents, store.sessions, bus);
+  const images = new ImageService(runtime, { agents: store.agents, projects: store.projects, sessions: store.sessions }, bus, log.child({ component: 'images' }), config.agentDefaultImage);
   const sessions = new SessionService({
     sessions: store.sessions,
     projects: store.projects,
@@ -94,6 +97,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     config,
     log: log.child({ component: 'sessions' }),
     checkouts,
+    images,
+    devcontainers: new Devcontainers(log.child({ component: 'devcontainer' })),
   });
 
   const status = async (): Promise<DaemonStatus> => {
@@ -113,8 +118,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     };
   };
 
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, status }), log.child({ component: 'rpc' }));
-  const server = new RpcServer({ dispatcher, health, bus, sessions, log: log.child({ component: 'server' }) });
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, status }), log.child({ component: 'rpc' }));
+  const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   try {
     await server.listen(config.socket);

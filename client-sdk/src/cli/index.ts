@@ -161,9 +161,11 @@ export async function run(
     .description('change project settings')
     .option('--network <mode>', 'default network for its sessions: bridge | internal | none')
     .option('--worktrees <policy>', 'always | when-shared')
-    .action(async (name: string, o: { network?: string; worktrees?: string }, cmd: Command) => {
+    .option('--default-image <image>', 'image every session of this project runs (overrides the agents\'); "none" to unset')
+    .action(async (name: string, o: { network?: string; worktrees?: string; defaultImage?: string }, cmd: Command) => {
       const p = await connect(cmd).projects.update({
         name,
+        ...(o.defaultImage !== undefined ? { defaultImage: o.defaultImage === 'none' ? null : o.defaultImage } : {}),
         ...(o.network !== undefined ? { network: o.network as NetworkMode } : {}),
         ...(o.worktrees !== undefined ? { worktrees: o.worktrees as WorktreePolicy } : {}),
       });
@@ -400,6 +402,80 @@ export async function run(
         out.stderr(r.stderr);
       }
       if (r.exitCode !== 0) throw new ExitCode(r.exitCode);
+    });
+
+  program
+    .command('images')
+    .description('agent images on the engine (claude-agent-* and berth-built), and who uses them')
+    .action(async (_o, cmd: Command) => {
+      const list = await connect(cmd).images.list();
+      emit(out, list, () =>
+        list.length
+          ? table(
+              ['IMAGE', 'ID', 'STACK', 'VARIANT', 'SIZE', 'CREATED', 'USED BY'],
+              list.map((i) => [
+                i.name,
+                i.id.replace(/^sha256:/, '').slice(0, 12),
+                i.stack ?? '',
+                i.variant ?? '',
+                `${(i.sizeBytes / 1024 / 1024).toFixed(0)} MB`,
+                ago(i.createdAt),
+                [...i.usedBy.projects.map((p) => `project ${p}`), ...i.usedBy.agents.map((a) => `agent ${a}`), ...i.usedBy.sessions.map((s) => `session ${s}`)].join(', '),
+              ]),
+            )
+          : 'no agent images (berth image build NAME --file Dockerfile)\n',
+      );
+    });
+
+  const image = program.command('image').description('build and remove agent images');
+  image
+    .command('build <name>')
+    .description('build an image through the engine API, e.g. berth image build claude-agent-mine --file ./Dockerfile')
+    .requiredOption('-f, --file <dockerfile>', 'the Dockerfile')
+    .option('--context <dir>', 'build context (default: the Dockerfile\'s directory)')
+    .option('--dev', 'the dev variant (VARIANT=dev)')
+    .option('--build-arg <K=V>', 'build argument (repeatable)', collect, [])
+    .action(async (name: string, o: { file: string; context?: string; dev?: boolean; buildArg: string[] }, cmd: Command) => {
+      const c = connect(cmd);
+      const params = {
+        name,
+        dockerfile: resolve(o.file),
+        ...(o.context ? { context: resolve(o.context) } : {}),
+        buildArgs: parsePairs('--build-arg', o.buildArg),
+        variant: o.dev ? ('dev' as const) : ('prod' as const),
+      };
+      const tty = !out.json && process.stderr.isTTY === true;
+      let bar: import('cli-progress').SingleBar | null = null;
+      if (tty) {
+        const { SingleBar, Presets } = await import('cli-progress');
+        bar = new SingleBar({ format: ' {bar} step {value}/{total}  {line}', hideCursor: true, stream: process.stderr }, Presets.shades_classic);
+      }
+      try {
+        const r = await c.buildImage(params, (p) => {
+          if (out.json) out.stdout(`${JSON.stringify({ progress: p })}\n`);
+          else if (bar) {
+            if (p.total && !bar.getTotal()) bar.start(p.total, 0, { line: '' });
+            bar.update(p.step ?? 0, { line: p.line.slice(0, 60) });
+          } else out.stderr(`${p.step ? `[${p.step}/${p.total}] ` : ''}${p.line}\n`);
+        });
+        bar?.stop();
+        emit(out, { result: r }, () => `built ${r.name} (${r.id.replace(/^sha256:/, '').slice(0, 12)})\n`);
+      } catch (err) {
+        bar?.stop();
+        if (err instanceof BerthError && err.code === 'IMAGE_BUILD_FAILED' && !out.json) {
+          const lines = (err.details?.lines as string[] | undefined) ?? [];
+          if (lines.length) out.stderr(`${lines.map((l) => `  | ${l}`).join('\n')}\n`);
+        }
+        throw err;
+      }
+    });
+  image
+    .command('rm <name>')
+    .alias('remove')
+    .description('remove an image no session uses')
+    .action(async (name: string, _o, cmd: Command) => {
+      const r = await connect(cmd).images.remove({ name });
+      emit(out, r, () => `removed image ${r.removed}\n`);
     });
 
   // --json may come before or after the subcommand; decide early so usage errors honour it too.

@@ -79,8 +79,10 @@ export const errorRegistry = {
   },
   IMAGE_NOT_FOUND: {
     rpc: 1301,
-    hint: 'Build the image (`docker build -t NAME images/base`) or point the agent at one the engine has (`berth agent add --image`).',
+    hint: 'Build it (`berth image build NAME --file Dockerfile`), or point the agent or project at an image the engine has.',
   },
+  IMAGE_BUILD_FAILED: { rpc: 1305, hint: 'A Dockerfile step failed; the error names the step and its last output lines.' },
+  IMAGE_IN_USE: { rpc: 1306, hint: 'Remove the sessions that run this image first (`berth ps -a`).' },
   RUNTIME_NOT_FOUND: {
     rpc: 1302,
     hint: 'Install and register that OCI runtime with the engine, or unset AGENT_RUNTIME; the error lists the runtimes the engine has.',

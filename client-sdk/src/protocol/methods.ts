@@ -3,6 +3,8 @@ import type {
   AgentLimits,
   DaemonStatus,
   ExecResult,
+  ImageBuildResult,
+  ImageSummary,
   LogLine,
   MergeResult,
   NetworkMode,
@@ -31,7 +33,10 @@ export interface Methods {
   };
   'projects.list': { params: Record<string, never>; result: Project[] };
   'projects.get': { params: { name: string }; result: Project };
-  'projects.update': { params: { name: string; network?: NetworkMode | null; worktrees?: WorktreePolicy }; result: Project };
+  'projects.update': {
+    params: { name: string; network?: NetworkMode | null; worktrees?: WorktreePolicy; defaultImage?: string | null };
+    result: Project;
+  };
   'projects.remove': { params: { name: string }; result: { removed: string } };
 
   'agents.define': {
@@ -81,6 +86,13 @@ export interface Methods {
   'sessions.merge': { params: { id: string; strategy?: 'ff' | 'merge' | 'squash'; message?: string }; result: MergeResult };
   'sessions.logs': { params: { id: string; tail?: number; since?: string }; result: LogLine[] };
   'sessions.exec': { params: { id: string; cmd: string[]; timeoutSec?: number }; result: ExecResult };
+
+  'images.list': { params: Record<string, never>; result: ImageSummary[] };
+  'images.remove': { params: { name: string }; result: { removed: string } };
+  'images.build': {
+    params: { name: string; dockerfile: string; context?: string; buildArgs?: Record<string, string>; variant?: 'prod' | 'dev' };
+    result: ImageBuildResult;
+  };
 }
 
 export type MethodName = keyof Methods;
@@ -96,7 +108,7 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'projects.add': ['name', 'path', 'gitUrl', 'sshKeyPath', 'branch', 'worktrees'],
   'projects.list': [],
   'projects.get': ['name'],
-  'projects.update': ['name', 'network', 'worktrees'],
+  'projects.update': ['name', 'network', 'worktrees', 'defaultImage'],
   'projects.remove': ['name'],
   'agents.define': [
     'name',
@@ -125,6 +137,9 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'sessions.diff': ['id', 'stat'],
   'sessions.merge': ['id', 'strategy', 'message'],
   'sessions.logs': ['id', 'tail', 'since'],
+  'images.list': [],
+  'images.remove': ['name'],
+  'images.build': ['name', 'dockerfile', 'context', 'buildArgs', 'variant'],
   'sessions.exec': ['id', 'cmd', 'timeoutSec'],
 };
 

@@ -25,6 +25,8 @@ export interface Project {
   worktrees: WorktreePolicy;
   /** Network for this project's sessions unless the agent names one; null: `bridge`. */
   network: NetworkMode | null;
+  /** Image every session of this project runs, whatever its agent names; null: the agent's. */
+  defaultImage: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -141,6 +143,31 @@ export interface RemoveResult {
   notes: string[];
 }
 
+export interface ImageSummary {
+  /** `repo:tag`. */
+  name: string;
+  id: string;
+  stack: string | null;
+  variant: string | null;
+  sizeBytes: number;
+  createdAt: string;
+  usedBy: { agents: string[]; projects: string[]; sessions: string[] };
+}
+
+export interface ImageBuildProgress {
+  name: string;
+  /** `Step n/m` of the Dockerfile, when the engine says. */
+  step: number | null;
+  total: number | null;
+  line: string;
+}
+
+export interface ImageBuildResult {
+  name: string;
+  id: string;
+  steps: number | null;
+}
+
 export interface LogLine {
   ts: string;
   stream: 'stdout' | 'stderr';
@@ -224,7 +251,10 @@ export type BerthEvent =
   | EventOf<'agent.removed', { name: string }>
   | EventOf<'session.created', { session: Session }>
   | EventOf<'session.state', { session: Session; previous: SessionState }>
-  | EventOf<'session.removed', { id: string; name: string }>;
+  | EventOf<'session.removed', { id: string; name: string }>
+  | EventOf<'image.build', ImageBuildProgress>
+  | EventOf<'image.built', ImageBuildResult>
+  | EventOf<'image.removed', { name: string }>;
 
 export interface EventOf<T extends string, D> {
   seq: number;

@@ -45,13 +45,13 @@ export class ProjectService {
   }
 
   async add(p: ParamsOf<'projects.add'>): Promise<Project> {
-    const extra = { branch: p.branch ?? null, worktrees: p.worktrees ?? ('always' as WorktreePolicy) };
+    const extra = { branch: p.branch ?? null, worktrees: p.worktrees ?? ('always' as WorktreePolicy), defaultImage: null };
     if (p.gitUrl !== undefined) return this.addFromUrl(p.name, p.gitUrl, p.sshKeyPath ?? null, extra);
     return this.addPath(p.name, p.path ?? '', extra);
   }
 
   /** Clones `url` into `$BERTH_HOME/repos/<name>` (or adopts an earlier clone of the same URL there). */
-  private async addFromUrl(name: string, url: string, sshKeyPath: string | null, extra: { branch: string | null; worktrees: WorktreePolicy }): Promise<Project> {
+  private async addFromUrl(name: string, url: string, sshKeyPath: string | null, extra: { branch: string | null; worktrees: WorktreePolicy; defaultImage: null }): Promise<Project> {
     assertName('project', name);
     if (this.repo.get(name)) throw new BerthError('PROJECT_EXISTS', `a project named ${name} already exists`, { details: { name } });
     if (sshKeyPath !== null) {
@@ -101,7 +101,7 @@ export class ProjectService {
     }
   }
 
-  private async addPath(name: string, path: string, extra: { branch: string | null; worktrees: WorktreePolicy }): Promise<Project> {
+  private async addPath(name: string, path: string, extra: { branch: string | null; worktrees: WorktreePolicy; defaultImage: null }): Promise<Project> {
     assertName('project', name);
     if (!isAbsolute(path)) {
       throw new BerthError('INVALID_PARAMS', `project path must be absolute, got ${JSON.stringify(path)}`, {
@@ -166,12 +166,13 @@ export class ProjectService {
     return p;
   }
 
-  update(name: string, changes: { network?: NetworkMode | null; worktrees?: WorktreePolicy }): Project {
+  update(name: string, changes: { network?: NetworkMode | null; worktrees?: WorktreePolicy; defaultImage?: string | null }): Project {
     const p = this.get(name);
     const next = {
       ...p,
       ...(changes.network !== undefined ? { network: changes.network } : {}),
       ...(changes.worktrees !== undefined ? { worktrees: changes.worktrees } : {}),
+      ...(changes.defaultImage !== undefined ? { defaultImage: changes.defaultImage } : {}),
       updatedAt: this.now().toISOString(),
     };
     this.repo.update(next);

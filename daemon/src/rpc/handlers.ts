@@ -2,12 +2,14 @@ import type { DaemonStatus } from '@berth/client-sdk/protocol';
 import type { AgentService } from '../agents/service.js';
 import type { ProjectService } from '../projects/service.js';
 import type { SessionService } from '../sessions/service.js';
+import type { ImageService } from '../images/service.js';
 import type { Handlers } from './dispatcher.js';
 
 export interface HandlerDeps {
   projects: ProjectService;
   agents: AgentService;
   sessions: SessionService;
+  images: ImageService;
   status: () => Promise<DaemonStatus>;
 }
 
@@ -33,6 +35,9 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'sessions.status': (p) => d.sessions.status(p.id),
     'sessions.diff': (p) => d.sessions.diff(p.id, p.stat),
     'sessions.merge': (p) => d.sessions.merge(p.id, p.strategy, p.message),
+    'images.list': () => d.images.list(),
+    'images.remove': (p) => d.images.remove(p.name),
+    'images.build': (p) => d.images.build(p),
     'sessions.logs': (p) => d.sessions.logs(p.id, p.tail, p.since),
     'sessions.exec': (p) => d.sessions.exec(p.id, p.cmd, p.timeoutSec),
   };

@@ -49,7 +49,12 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
     .refine((p) => (p.path === undefined) !== (p.gitUrl === undefined), { message: 'give exactly one of path or gitUrl' }),
   'projects.list': none,
   'projects.update': z
-    .object({ name: z.string(), network: network.nullable().optional(), worktrees: z.enum(['always', 'when-shared']).optional() })
+    .object({
+      name: z.string(),
+      network: network.nullable().optional(),
+      worktrees: z.enum(['always', 'when-shared']).optional(),
+      defaultImage: z.string().regex(IMAGE_REF, { message: 'an image reference, like claude-agent-node' }).nullable().optional(),
+    })
     .strict(),
   'projects.get': byName,
   'projects.remove': byName,
@@ -105,6 +110,17 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'sessions.diff': z.object({ id: sessionRef, stat: z.boolean().optional() }).strict(),
   'sessions.merge': z
     .object({ id: sessionRef, strategy: z.enum(['ff', 'merge', 'squash']).optional(), message: z.string().min(1).max(10_000).optional() })
+    .strict(),
+  'images.list': none,
+  'images.remove': z.object({ name: z.string().regex(IMAGE_REF, { message: 'an image reference' }) }).strict(),
+  'images.build': z
+    .object({
+      name: z.string().regex(IMAGE_REF, { message: 'an image name, like claude-agent-node or claude-agent-node:dev' }),
+      dockerfile: z.string().min(1),
+      context: z.string().min(1).optional(),
+      buildArgs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'build arg names are letters, digits and _' }), z.string()).optional(),
+      variant: z.enum(['prod', 'dev']).optional(),
+    })
     .strict(),
   'sessions.logs': z
     .object({

@@ -6,6 +6,8 @@ import type { EventBus } from '../events/bus.js';
 import type { Health } from '../health/index.js';
 import type { Logger } from '../log.js';
 import type { SessionService } from '../sessions/service.js';
+import type { ImageService } from '../images/service.js';
+import { paramSchemas } from './schemas.js';
 import type { RpcDispatcher } from './dispatcher.js';
 import { prepareSocketPath } from './socket.js';
 
@@ -14,6 +16,7 @@ export interface ServerDeps {
   health: Health;
   bus: EventBus;
   sessions: SessionService;
+  images: ImageService;
   log: Logger;
   /** Interval of `{"type":"ping"}` keep-alive lines on /events. */
   heartbeatMs?: number;
@@ -140,6 +143,35 @@ export class RpcServer {
         }
       },
     );
+
+    // images.build with progress: NDJSON lines {progress}, then {result} or {error}.
+    app.post('/images/build', async (req, reply) => {
+      let params: unknown;
+      try {
+        params = JSON.parse(typeof req.body === 'string' ? req.body : '');
+      } catch {
+        return reply.code(400).send({ error: new BerthError('PARSE_ERROR', 'body must be JSON').toData() });
+      }
+      const parsed = paramSchemas['images.build'].safeParse(params);
+      if (!parsed.success) {
+        const e = new BerthError('INVALID_PARAMS', `invalid params for images.build: ${parsed.error.issues[0]?.message ?? ''}`);
+        return reply.code(400).send({ error: { message: e.message, ...e.toData() } });
+      }
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
+      this.streams.add(res);
+      try {
+        const result = await d.images.build(parsed.data, (progress) => res.write(`${JSON.stringify({ progress })}\n`));
+        res.write(`${JSON.stringify({ result })}\n`);
+      } catch (err) {
+        const e = err instanceof BerthError ? err : new BerthError('INTERNAL_ERROR', (err as Error).message);
+        res.write(`${JSON.stringify({ error: { message: e.message, ...e.toData() } })}\n`);
+      } finally {
+        this.streams.delete(res);
+        res.end();
+      }
+    });
 
     // fastify.close() waits for open connections; event streams never end on their own.
     app.addHook('preClose', (done) => {

@@ -17,6 +17,27 @@ export interface ImageInfo {
   createdAt: string;
 }
 
+export interface ImageRecord extends ImageInfo {
+  labels: Record<string, string>;
+}
+
+export interface BuildRequest {
+  /** `repo:tag` to give the result. */
+  tag: string;
+  /** Absolute directory sent to the engine as the build context. */
+  context: string;
+  /** Dockerfile path relative to the context. */
+  dockerfile: string;
+  buildArgs: Record<string, string>;
+  labels: Record<string, string>;
+}
+
+export interface BuildProgress {
+  step: number | null;
+  total: number | null;
+  line: string;
+}
+
 export interface EnginePort {
   /** Human-readable engine address, for status output. */
   readonly host: string;
@@ -97,6 +118,15 @@ export interface ContainerRuntime extends EnginePort {
   events(labels: Record<string, string>, sinceNano: bigint | null, signal: AbortSignal): Promise<AsyncIterable<RuntimeEvent>>;
   logs(id: string, opts: { tail?: number; since?: string; follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogLine>;
   exec(id: string, cmd: string[], opts: { timeoutSec: number; user?: string }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  /** Images whose repo:tag matches `namePrefix`, or that carry `label`. */
+  images(match: { namePrefix: string; label: string }): Promise<ImageRecord[]>;
+  /** Removes an image by reference (never forced: an image a container uses stays). */
+  removeImage(ref: string): Promise<void>;
+  /**
+   * Builds through the engine's API with the context sent as a tar stream; reports each output line.
+   * Rejects with IMAGE_BUILD_FAILED (step and last lines in details) when a step fails.
+   */
+  build(req: BuildRequest, onProgress: (p: BuildProgress) => void): Promise<{ id: string; steps: number | null }>;
   /** The engine's socket on this host and its group, for AGENT_DOCKER_ACCESS=socket; null when remote. */
   engineSocket(): Promise<{ path: string; gid: number | null } | null>;
 }

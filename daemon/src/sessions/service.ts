@@ -16,6 +16,9 @@ import {
 } from '@berth/client-sdk/protocol';
 import type { AgentsRepo } from '../store/agents.js';
 import type { SessionCheckouts } from './checkouts.js';
+import type { Devcontainers } from '../images/devcontainer.js';
+import type { ImageService } from '../images/service.js';
+import type { Agent, Project } from '@berth/client-sdk/protocol';
 import type { Config } from '../config/index.js';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
@@ -40,6 +43,8 @@ export interface SessionServiceDeps {
   config: Config;
   log: Logger;
   checkouts: SessionCheckouts;
+  images: ImageService;
+  devcontainers: Devcontainers;
   now?: () => Date;
   /** How long sessions.start waits for the container to run. */
   startTimeoutMs?: number;
@@ -76,7 +81,8 @@ export class SessionService {
       ...(p.env ? { env: p.env } : {}),
       ...(p.limits ? { limits: p.limits } : {}),
     };
-    const spec = this.spec({ agent, project, mode, owner, overrides });
+    const image = await this.resolveImage(project, agent);
+    const spec = this.spec({ agent, project, mode, owner, overrides, image });
     const hash = specHash(spec);
     const ts = this.now().toISOString();
 
@@ -154,7 +160,7 @@ export class SessionService {
     if (mode === 'write' && !sharing) {
       try {
         const co = await this.d.checkouts.manager.create(project, created.name, { agent: agent.name, owner });
-        const withCheckout = this.spec({ agent, project, mode, owner, overrides, checkoutDir: co.dir });
+        const withCheckout = this.spec({ agent, project, mode, owner, overrides, image, checkoutDir: co.dir });
         this.d.sessions.setCheckout(created.id, { checkoutDir: co.dir, branch: co.branch, base: co.base, baseSha: co.baseSha }, withCheckout, specHash(withCheckout));
         record = this.d.sessions.get(created.id)!;
       } catch (err) {
@@ -216,7 +222,15 @@ export class SessionService {
     const agent = this.d.agents.get(s.agent);
     let spec: SessionSpec = s.spec;
     if (project && agent) {
-      spec = this.spec({ agent, project, mode: s.mode, owner: await this.owner(project.path), overrides: s.spec.overrides, checkoutDir: s.checkoutDir });
+      spec = this.spec({
+        agent,
+        project,
+        mode: s.mode,
+        owner: await this.owner(project.path),
+        overrides: s.spec.overrides,
+        image: await this.resolveImage(project, agent, false),
+        checkoutDir: s.checkoutDir,
+      });
     }
     this.d.sessions.setDesired(s.id, 'running', this.now().toISOString(), { spec, specHash: specHash(spec), recreate: true, resetCrashes: true });
     this.d.reconciler.enqueue(s.id);
@@ -288,6 +302,35 @@ export class SessionService {
       throw new BerthError('SESSION_NOT_RUNNING', `session ${s.name} is ${s.state}`, { details: { id: s.id, state: s.state } });
     }
     return this.d.runtime.exec(s.containerId, cmd, { timeoutSec, user: s.spec.user });
+  }
+
+  /**
+   * The image a session of `agent` on `project` runs: the project's pinned default, else the agent's,
+   * else the project's devcontainer.json (built first when it names a Dockerfile), else
+   * AGENT_DEFAULT_IMAGE. With `check`, a missing image fails now, naming the command that builds it.
+   */
+  private async resolveImage(project: Project, agent: Agent, check = true): Promise<string> {
+    let image = project.defaultImage ?? agent.image;
+    let build: string | null = null;
+    if (!image) {
+      const dc = await this.d.devcontainers.read(project);
+      if (dc?.kind === 'image') image = dc.image;
+      else if (dc?.kind === 'build') {
+        image = dc.tag;
+        if (!(await this.d.runtime.image(dc.tag))) {
+          await this.d.images.build({ name: dc.tag, dockerfile: dc.dockerfile, context: dc.context, buildArgs: dc.args });
+        }
+        build = dc.dockerfile;
+      }
+    }
+    image ??= this.d.config.agentDefaultImage;
+    if (check && !(await this.d.runtime.image(image))) {
+      throw new BerthError('IMAGE_NOT_FOUND', `image ${image} is not on the engine`, {
+        hint: `Build it: \`berth image build ${image} --file ${build ?? 'path/to/Dockerfile'}\`, or point the agent (\`berth agent add --image\`) or the project (\`berth project update --default-image\`) at one the engine has.`,
+        details: { image, project: project.name, agent: agent.name },
+      });
+    }
+    return image;
   }
 
   /** The container spec from the profile, the project, the daemon's config and the call's overrides. */

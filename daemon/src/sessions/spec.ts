@@ -36,6 +36,8 @@ export interface SessionSpec {
 
 export interface SpecInput {
   agent: Agent;
+  /** The image, resolved by the caller (project default > agent > devcontainer > daemon default). */
+  image: string;
   project: Project;
   config: Config;
   mode: SessionMode;
@@ -49,7 +51,7 @@ export interface SpecInput {
 export function resolveSpec(i: SpecInput): SessionSpec {
   const limits = { ...i.agent.limits, ...i.overrides.limits };
   return {
-    image: i.agent.image ?? i.config.agentDefaultImage,
+    image: i.image,
     command: i.overrides.command ?? i.agent.command,
     env: { ...i.agent.env, ...i.overrides.env },
     secrets: { ...i.agent.secrets },

@@ -98,6 +98,11 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE sessions ADD COLUMN base_sha TEXT;      -- commit it started from
     `,
   },
+  {
+    version: 4,
+    description: 'project default image',
+    up: `ALTER TABLE projects ADD COLUMN default_image TEXT;`,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

@@ -10,6 +10,7 @@ interface Row {
   branch: string | null;
   ssh_key_path: string | null;
   worktrees: string;
+  default_image: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -22,6 +23,7 @@ const toProject = (r: Row): Project => ({
   branch: r.branch,
   sshKeyPath: r.ssh_key_path,
   worktrees: r.worktrees as Project['worktrees'],
+  defaultImage: r.default_image,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -36,10 +38,12 @@ export class ProjectsRepo {
       byPath: db.prepare<[string], Row>('SELECT * FROM projects WHERE path = ?'),
       list: db.prepare<[], Row>('SELECT * FROM projects ORDER BY name'),
       insert: db.prepare(
-        `INSERT INTO projects (name, path, network, git_url, branch, ssh_key_path, worktrees, created_at, updated_at)
-         VALUES (@name, @path, @network, @gitUrl, @branch, @sshKeyPath, @worktrees, @createdAt, @updatedAt)`,
+        `INSERT INTO projects (name, path, network, git_url, branch, ssh_key_path, worktrees, default_image, created_at, updated_at)
+         VALUES (@name, @path, @network, @gitUrl, @branch, @sshKeyPath, @worktrees, @defaultImage, @createdAt, @updatedAt)`,
       ),
-      update: db.prepare('UPDATE projects SET network = @network, worktrees = @worktrees, updated_at = @updatedAt WHERE name = @name'),
+      update: db.prepare(
+        'UPDATE projects SET network = @network, worktrees = @worktrees, default_image = @defaultImage, updated_at = @updatedAt WHERE name = @name',
+      ),
       takeSeq: db.prepare<[string], { next_seq: number }>('UPDATE projects SET next_seq = next_seq + 1 WHERE name = ? RETURNING next_seq - 1 AS next_seq'),
       remove: db.prepare<[string]>('DELETE FROM projects WHERE name = ?'),
     };
@@ -63,7 +67,7 @@ export class ProjectsRepo {
     this.db.transaction(() => this.stmts.insert.run(p))();
   }
 
-  update(p: Pick<Project, 'name' | 'network' | 'worktrees' | 'updatedAt'>): void {
+  update(p: Pick<Project, 'name' | 'network' | 'worktrees' | 'defaultImage' | 'updatedAt'>): void {
     this.db.transaction(() => this.stmts.update.run(p))();
   }
 

@@ -30,7 +30,7 @@ describe('store', () => {
       openDb(file, { targetVersion: from }).close();
       const store = Store.open(file);
       expect(schemaVersion(store.db)).toBe(latestVersion);
-      store.projects.insert({ name: 'p', path: '/x', network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', createdAt: 'a', updatedAt: 'a' });
+      store.projects.insert({ name: 'p', path: '/x', network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', defaultImage: null, createdAt: 'a', updatedAt: 'a' });
       store.close();
       const again = Store.open(file);
       expect(again.projects.get('p')?.path).toBe('/x');
@@ -40,8 +40,8 @@ describe('store', () => {
 
   it('hands out session numbers per project, never twice', () => {
     const s = Store.open(dbFile());
-    s.projects.insert({ name: 'p', path: '/x', network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', createdAt: 'a', updatedAt: 'a' });
-    s.projects.insert({ name: 'q', path: '/y', network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', createdAt: 'a', updatedAt: 'a' });
+    s.projects.insert({ name: 'p', path: '/x', network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', defaultImage: null, createdAt: 'a', updatedAt: 'a' });
+    s.projects.insert({ name: 'q', path: '/y', network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', defaultImage: null, createdAt: 'a', updatedAt: 'a' });
     expect([s.projects.takeSeq('p'), s.projects.takeSeq('p'), s.projects.takeSeq('q'), s.projects.takeSeq('p')]).toEqual([1, 2, 1, 3]);
     expect(s.meta.instanceId()).toMatch(/^[0-9a-f]{12}$/);
     expect(s.meta.instanceId()).toBe(s.meta.instanceId());

@@ -134,8 +134,15 @@ export async function removeInstanceObjects(home: string): Promise<void> {
   if (containers.length) execFileSync('docker', ['rm', '-f', '-v', ...containers], { stdio: 'ignore' });
   const volumes = list('volume', 'ls', '-q', '--filter', f);
   if (volumes.length) execFileSync('docker', ['volume', 'rm', '-f', ...volumes], { stdio: 'ignore' });
-  const networks = list('network', 'ls', '-q', '--filter', f);
-  for (const n of networks) execFileSync('docker', ['network', 'rm', n], { stdio: 'ignore' });
+  // Networks last, once nothing is attached; a network another test's daemon is also tearing down
+  // may already be gone.
+  for (const n of list('network', 'ls', '-q', '--filter', f)) {
+    try {
+      execFileSync('docker', ['network', 'rm', n], { stdio: 'ignore' });
+    } catch {
+      // gone already, or still draining: the next sweep takes it
+    }
+  }
 }
 
 function httpOk(socketPath: string): Promise<boolean> {

@@ -10,6 +10,8 @@ import { Secrets } from '../../src/sessions/secrets.js';
 import { SessionService } from '../../src/sessions/service.js';
 import { SessionCheckouts } from '../../src/sessions/checkouts.js';
 import { CheckoutManager } from '../../src/checkouts/manager.js';
+import { ImageService } from '../../src/images/service.js';
+import { Devcontainers } from '../../src/images/devcontainer.js';
 import { Store } from '../../src/store/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { docker } from '../helpers/docker.js';
@@ -43,9 +45,22 @@ describe('crash-loop backoff (real engine, injected clock)', () => {
     );
     void reconciler.start(loops.signal);
     const checkouts = new SessionCheckouts(new CheckoutManager(home, log), store.sessions, store.projects, log);
-    sessions = new SessionService({ sessions: store.sessions, projects: store.projects, agents: store.agents, runtime, reconciler, bus, config, log, checkouts });
+    const images = new ImageService(runtime, { agents: store.agents, projects: store.projects, sessions: store.sessions }, bus, log, config.agentDefaultImage);
+    sessions = new SessionService({
+      sessions: store.sessions,
+      projects: store.projects,
+      agents: store.agents,
+      runtime,
+      reconciler,
+      bus,
+      config,
+      log,
+      checkouts,
+      images,
+      devcontainers: new Devcontainers(log),
+    });
     const ts = clock.now().toISOString();
-    store.projects.insert({ name: 'web', path: repo, network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', createdAt: ts, updatedAt: ts });
+    store.projects.insert({ name: 'web', path: repo, network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', defaultImage: null, createdAt: ts, updatedAt: ts });
     store.agents.upsert({
       name: 'crasher',
       image: null,

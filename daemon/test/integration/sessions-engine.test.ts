@@ -50,11 +50,22 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
       }
     })();
 
+    // A missing image fails fast, before any session exists, and says how to build it.
     await c.agents.define({ name: 'ghost', image: 'berth-test-no-such-image:1', command: ['true'] });
     const err = (await c.sessions.start({ project: 'web', agent: 'ghost' }).catch((e: unknown) => e)) as BerthError;
     expect(err.code).toBe('IMAGE_NOT_FOUND');
-    const failed = (await c.sessions.list({ state: 'failed' })).items[0]!;
-    expect(failed).toMatchObject({ agent: 'ghost', state: 'failed', error: { code: 'IMAGE_NOT_FOUND' } });
+    expect(err.hint).toMatch(/berth image build berth-test-no-such-image:1/);
+    expect((await c.sessions.list({})).items.filter((x) => x.agent === 'ghost')).toEqual([]);
+
+    // An image that disappears later fails the session in the reconciler instead.
+    const tmp = `berth-test-tmp-${Date.now()}:1`;
+    await docker('tag', 'berth-test-busybox:latest', tmp);
+    await c.agents.define({ name: 'fleeting', image: tmp, command: sh('sleep 3600') });
+    const fl = await c.sessions.start({ project: 'web', agent: 'fleeting' });
+    await c.sessions.stop({ id: fl.id, timeoutSec: 1 });
+    await docker('rmi', tmp);
+    expect((await c.sessions.restart({ id: fl.id }).catch((e: unknown) => e as BerthError)).code).toBe('IMAGE_NOT_FOUND');
+    expect(await c.sessions.get({ id: fl.id })).toMatchObject({ state: 'failed', error: { code: 'IMAGE_NOT_FOUND' } });
 
     await c.agents.define({ name: 'badcap', command: ['true'], capAdd: ['NOT_A_CAP'] });
     expect(((await c.sessions.start({ project: 'web', agent: 'badcap' }).catch((e: unknown) => e)) as BerthError).code).toBe('CONTAINER_CREATE_FAILED');
@@ -62,7 +73,7 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
     await reading;
     expect(failures.sort()).toEqual([
       ['badcap', 'CONTAINER_CREATE_FAILED'],
-      ['ghost', 'IMAGE_NOT_FOUND'],
+      ['fleeting', 'IMAGE_NOT_FOUND'],
     ]);
     // A failed session is not retried in a loop; a restart after fixing the cause works.
     await new Promise((r) => setTimeout(r, 1000));

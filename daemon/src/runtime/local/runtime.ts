@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, type LogLine } from '@berth/client-sdk/protocol';
 import { LABELS } from '../labels.js';
-import type { ContainerObservation, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, RuntimeEvent } from '../port.js';
+import type { BuildRequest, ContainerObservation, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, ImageRecord, RuntimeEvent } from '../port.js';
 
 interface Meta {
   id: string;
@@ -258,6 +258,20 @@ export class LocalRuntime implements ContainerRuntime {
         if (e && typeof e.code === 'string') return resolve({ exitCode: 127, stdout, stderr: stderr || e.message });
         resolve({ exitCode: e ? Number(e.code ?? 1) : 0, stdout, stderr });
       });
+    });
+  }
+
+  async images(): Promise<ImageRecord[]> {
+    return [];
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    throw new BerthError('IMAGE_NOT_FOUND', `AGENT_MODE=local has no images (${ref})`);
+  }
+
+  async build(req: BuildRequest): Promise<{ id: string; steps: number | null }> {
+    throw new BerthError('IMAGE_BUILD_FAILED', `AGENT_MODE=local cannot build images (${req.tag}); run berthd with AGENT_MODE=docker`, {
+      details: { step: null, lines: [] },
     });
   }
 
