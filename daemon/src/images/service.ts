@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, relative } from 'node:path';
 import { BerthError, type ImageBuildResult, type ImageSummary, type ParamsOf } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
@@ -88,6 +88,8 @@ export class ImageService {
     }
     const variant = p.variant ?? 'prod';
     const name = withTag(p.name);
+    // A Dockerfile with `prod`/`dev` stages builds the one asked for (and only it).
+    const stages = [...(await readFile(p.dockerfile, 'utf8')).matchAll(/^\s*FROM\s+\S+\s+AS\s+(\S+)/gim)].map((m) => m[1]!.toLowerCase());
     this.log.info({ image: name, dockerfile: p.dockerfile, context }, 'Building image');
     const res = await this.runtime.build(
       {
@@ -96,6 +98,7 @@ export class ImageService {
         dockerfile: rel,
         buildArgs: { VARIANT: variant, ...p.buildArgs },
         labels: { [IMAGE_LABELS.image]: 'true', [IMAGE_LABELS.variant]: variant },
+        ...(stages.includes(variant) ? { target: variant } : {}),
       },
       (progress) => {
         this.bus.publish('image.build', { name, ...progress });

@@ -30,6 +30,8 @@ export interface BuildRequest {
   dockerfile: string;
   buildArgs: Record<string, string>;
   labels: Record<string, string>;
+  /** Stage to build (multi-stage Dockerfiles with `prod` and `dev` stages). */
+  target?: string;
 }
 
 export interface BuildProgress {
