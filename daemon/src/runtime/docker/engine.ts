@@ -91,6 +91,21 @@ function toObservation(i: Docker.ContainerInspectInfo): ContainerObservation {
   };
 }
 
+/** The engine's streamed JSON messages (events, build output), one per line. */
+async function* jsonLines<T>(stream: Readable): AsyncGenerator<T> {
+  let pending = '';
+  for await (const chunk of stream) {
+    pending += (chunk as Buffer).toString('utf8');
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      if (line) yield JSON.parse(line) as T;
+    }
+  }
+  if (pending.trim()) yield JSON.parse(pending) as T;
+}
+
 const labelFilter = (labels: Record<string, string>) => Object.entries(labels).map(([k, v]) => `${k}=${v}`);
 
 /** ContainerRuntime over the Docker Engine API (dockerode). */
@@ -302,23 +317,14 @@ export class DockerRuntime implements ContainerRuntime {
     return (async function* () {
       const onAbort = () => stream.destroy();
       signal.addEventListener('abort', onAbort, { once: true });
-      let pending = '';
       try {
-        for await (const chunk of stream) {
-          pending += (chunk as Buffer).toString('utf8');
-          let nl: number;
-          while ((nl = pending.indexOf('\n')) >= 0) {
-            const line = pending.slice(0, nl).trim();
-            pending = pending.slice(nl + 1);
-            if (!line) continue;
-            const e = JSON.parse(line) as { id?: string; Action?: string; timeNano?: number; Actor?: { ID?: string; Attributes?: Record<string, string> } };
-            yield {
-              containerId: e.Actor?.ID ?? e.id ?? '',
-              sessionId: e.Actor?.Attributes?.[LABELS.session] ?? null,
-              action: e.Action ?? '',
-              timeNano: BigInt(e.timeNano ?? 0),
-            };
-          }
+        for await (const e of jsonLines<{ id?: string; Action?: string; timeNano?: number; Actor?: { ID?: string; Attributes?: Record<string, string> } }>(stream)) {
+          yield {
+            containerId: e.Actor?.ID ?? e.id ?? '',
+            sessionId: e.Actor?.Attributes?.[LABELS.session] ?? null,
+            action: e.Action ?? '',
+            timeNano: BigInt(e.timeNano ?? 0),
+          };
         }
         if (!signal.aborted) throw new BerthError('ENGINE_UNAVAILABLE', `event stream from ${host} ended`);
       } catch (err) {
@@ -469,7 +475,6 @@ export class DockerRuntime implements ContainerRuntime {
     const last: string[] = [];
     let id: string | null = null;
     let failure: string | null = null;
-    let pending = '';
     const handle = (msg: { stream?: string; error?: string; errorDetail?: { message?: string }; aux?: { ID?: string } }) => {
       if (msg.aux?.ID) id = msg.aux.ID;
       if (msg.error) failure = msg.errorDetail?.message ?? msg.error;
@@ -491,16 +496,7 @@ export class DockerRuntime implements ContainerRuntime {
         onProgress({ step, total, line });
       }
     };
-    for await (const chunk of stream) {
-      pending += (chunk as Buffer).toString('utf8');
-      let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const text = pending.slice(0, nl).trim();
-        pending = pending.slice(nl + 1);
-        if (text) handle(JSON.parse(text) as Parameters<typeof handle>[0]);
-      }
-    }
-    if (pending.trim()) handle(JSON.parse(pending) as Parameters<typeof handle>[0]);
+    for await (const msg of jsonLines<Parameters<typeof handle>[0]>(stream)) handle(msg);
     if (failure) {
       throw new BerthError('IMAGE_BUILD_FAILED', `building ${req.tag} failed at step ${step ?? '?'}${total ? `/${total}` : ''} (${stepLine}): ${failure}`, {
         details: { step, total, instruction: stepLine, lines: [...last], error: failure },
