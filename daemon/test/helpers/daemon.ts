@@ -104,8 +104,11 @@ export class DaemonProcess implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     if (this.exitCode === null) await this.stop('SIGTERM').catch(() => this.proc.kill('SIGKILL'));
     this.clientInstance?.close();
-    await removeInstanceObjects(this.home);
-    if (this.ownsHome) await rm(this.home, { recursive: true, force: true });
+    try {
+      await removeInstanceObjects(this.home);
+    } finally {
+      if (this.ownsHome) await rm(this.home, { recursive: true, force: true });
+    }
   }
 }
 
@@ -130,18 +133,24 @@ export async function removeInstanceObjects(home: string): Promise<void> {
   if (!id) return;
   const f = `label=dev.berth.instance=${id}`;
   const list = (...a: string[]) => execFileSync('docker', a, { encoding: 'utf8' }).split('\n').filter(Boolean);
+  const quietly = (...a: string[]) => {
+    try {
+      execFileSync('docker', a, { stdio: 'ignore' });
+    } catch {
+      // best effort: what is left is taken by the next sweep
+    }
+  };
   const containers = list('ps', '-aq', '--filter', f);
-  if (containers.length) execFileSync('docker', ['rm', '-f', '-v', ...containers], { stdio: 'ignore' });
+  if (containers.length) quietly('rm', '-f', '-v', ...containers);
   const volumes = list('volume', 'ls', '-q', '--filter', f);
-  if (volumes.length) execFileSync('docker', ['volume', 'rm', '-f', ...volumes], { stdio: 'ignore' });
+  if (volumes.length) quietly('volume', 'rm', '-f', ...volumes);
   // Networks last, once nothing is attached; a network another test's daemon is also tearing down
   // may already be gone.
-  for (const n of list('network', 'ls', '-q', '--filter', f)) {
-    try {
-      execFileSync('docker', ['network', 'rm', n], { stdio: 'ignore' });
-    } catch {
-      // gone already, or still draining: the next sweep takes it
-    }
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const networks = list('network', 'ls', '-q', '--filter', f);
+    if (!networks.length) break;
+    for (const n of networks) quietly('network', 'rm', n);
+    await new Promise((r) => setTimeout(r, 300));
   }
 }
 

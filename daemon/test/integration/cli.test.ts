@@ -96,6 +96,8 @@ describe('berth CLI', () => {
     const r = await exec(process.execPath, [BERTH_BIN, 'status'], { env: { PATH: process.env.PATH, HOME: home, BERTH_HOME: home } }).catch(
       (e: { code: number; stderr: string }) => e,
     );
+    const { rm } = await import('node:fs/promises');
+    await rm(home, { recursive: true, force: true });
     expect((r as { code: number }).code).toBe(1);
     expect((r as { stderr: string }).stderr).toMatch(/error\[DAEMON_UNREACHABLE\].*berth\.sock.*\n  hint: Start berthd/);
   });
