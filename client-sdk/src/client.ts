@@ -11,11 +11,13 @@ import {
   type ErrorData,
   type HealthReport,
   type ImageBuildProgress,
+  type DefaultImagesResult,
   type ImageBuildResult,
   type LogLine,
   type MethodName,
   type ParamsOf,
   type ResultOf,
+  longRunningMethods,
 } from './protocol/index.js';
 
 export const SYSTEM_SOCKET = '/run/berth/berth.sock';
@@ -35,7 +37,7 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string 
 export interface ClientOptions {
   /** Default: defaultSocketPath(). */
   socketPath?: string;
-  /** Per-call timeout in ms (default 60 s). */
+  /** Per-call timeout in ms (default 60 s); image builds wait as long as they take. */
   timeoutMs?: number;
 }
 
@@ -57,13 +59,14 @@ export class BerthClient {
     this.socketPath = opts.socketPath ?? defaultSocketPath();
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.rpc = new JSONRPCClient(async (payload) => {
+      const requests = Array.isArray(payload) ? payload : [payload];
       let text: string;
       try {
-        text = (await this.http('POST', '/rpc', JSON.stringify(payload))).text;
+        const patient = requests.some((r) => longRunningMethods.has(r.method as MethodName));
+        text = (await this.http('POST', '/rpc', JSON.stringify(payload), patient ? 0 : this.timeoutMs)).text;
       } catch (err) {
         if (!(err instanceof BerthError)) throw err;
         // Keep the transport failure's code: json-rpc-2.0 would flatten a thrown error to a message.
-        const requests = Array.isArray(payload) ? payload : [payload];
         for (const r of requests) {
           if (r.id !== undefined && r.id !== null) this.rpc.receive(createJSONRPCErrorResponse(r.id, err.rpcCode, err.message, err.toData()));
         }
@@ -110,26 +113,36 @@ export class BerthClient {
     list: this.method('images.list'),
     remove: this.method('images.remove'),
     build: this.method('images.build'),
+    buildDefaults: this.method('images.buildDefaults'),
   };
 
   /**
    * images.build over POST /images/build: the same build, with each output line delivered to
    * `onProgress` as it happens. Resolves with the result; rejects with IMAGE_BUILD_FAILED & co.
    */
-  async buildImage(params: ParamsOf<'images.build'>, onProgress: (p: ImageBuildProgress) => void): Promise<ImageBuildResult> {
+  buildImage(params: ParamsOf<'images.build'>, onProgress: (p: ImageBuildProgress) => void): Promise<ImageBuildResult> {
+    return this.streamed('/images/build', params, onProgress);
+  }
+
+  /** images.buildDefaults over POST /images/build-defaults, with progress like buildImage. */
+  buildDefaultImages(params: ParamsOf<'images.buildDefaults'>, onProgress: (p: ImageBuildProgress) => void): Promise<DefaultImagesResult> {
+    return this.streamed('/images/build-defaults', params, onProgress);
+  }
+
+  private async streamed<R>(path: string, params: unknown, onProgress: (p: ImageBuildProgress) => void): Promise<R> {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const body = JSON.stringify(params);
       const req = request(
-        { socketPath: this.socketPath, path: '/images/build', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+        { socketPath: this.socketPath, path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
         resolve,
       );
       req.on('error', (err) => reject(this.transportError(err)));
       req.end(body);
     });
-    let result: ImageBuildResult | null = null;
+    let result: R | null = null;
     for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
       if (!raw) continue;
-      const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: ImageBuildResult; error?: Partial<ErrorData> & { message?: string } };
+      const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: R; error?: Partial<ErrorData> & { message?: string } };
       if (msg.progress) onProgress(msg.progress);
       if (msg.result) result = msg.result;
       if (msg.error) {
@@ -139,14 +152,15 @@ export class BerthClient {
         });
       }
     }
-    if (!result) throw new BerthError('INTERNAL_ERROR', 'the build stream ended without a result');
+    if (!result) throw new BerthError('DAEMON_UNREACHABLE', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
     return result;
   }
 
   /** Any method by name (for generic tooling); prefer the typed members above. */
   async call<M extends MethodName>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>> {
     try {
-      return (await this.rpc.timeout(this.timeoutMs).request(method, params ?? {})) as ResultOf<M>;
+      const rpc = longRunningMethods.has(method) ? this.rpc : this.rpc.timeout(this.timeoutMs);
+      return (await rpc.request(method, params ?? {})) as ResultOf<M>;
     } catch (err) {
       throw toBerthError(err);
     }
@@ -264,7 +278,8 @@ export class BerthClient {
     return ((params?: ParamsOf<M>) => this.call(name, params)) as Call<M>;
   }
 
-  private http(method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; text: string }> {
+  /** `timeoutMs` 0 waits for as long as the daemon works. */
+  private http(method: 'GET' | 'POST', path: string, body?: string, timeoutMs = this.timeoutMs): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
       const req = request(
         {
@@ -273,7 +288,7 @@ export class BerthClient {
           method,
           agent: this.agent,
           headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
-          timeout: this.timeoutMs,
+          ...(timeoutMs > 0 ? { timeout: timeoutMs } : {}),
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -282,7 +297,7 @@ export class BerthClient {
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new BerthError('TIMEOUT', `berthd did not answer within ${this.timeoutMs} ms`)));
+      req.on('timeout', () => req.destroy(new BerthError('TIMEOUT', `berthd did not answer within ${timeoutMs} ms`)));
       req.on('error', (err) => reject(this.transportError(err)));
       req.end(body);
     });

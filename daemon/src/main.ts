@@ -86,7 +86,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     },
   });
   const agents = new AgentService(store.agents, store.sessions, bus);
-  const images = new ImageService(runtime, { agents: store.agents, projects: store.projects, sessions: store.sessions }, bus, log.child({ component: 'images' }), config.agentDefaultImage);
+  const images = new ImageService(runtime, { agents: store.agents, projects: store.projects, sessions: store.sessions }, bus, log.child({ component: 'images' }), {
+    defaultImage: config.agentDefaultImage,
+    imagesDir: config.imagesDir,
+    buildCaCerts: config.buildCaCerts,
+  });
   const sessions = new SessionService({
     sessions: store.sessions,
     projects: store.projects,

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { BerthClient, defaultSocketPath } from '../client.js';
-import { BerthError, type Agent, type AgentLimits, type NetworkMode, type RestartPolicy, type Session, type SessionState, type WorktreePolicy } from '../protocol/index.js';
+import { BerthError, type Agent, type AgentLimits, type ImageBuildProgress, type NetworkMode, type RestartPolicy, type Session, type SessionState, type WorktreePolicy } from '../protocol/index.js';
 import { ago, duration, emit, reportError, table, until, type Out } from './output.js';
 
 interface Globals {
@@ -21,6 +21,50 @@ function parsePairs(flag: string, pairs: string[]): Record<string, string> {
     out[p.slice(0, i)] = p.slice(i + 1);
   }
   return out;
+}
+
+/**
+ * Build output: a progress bar per image on a TTY, `[image n/m] line` otherwise, NDJSON with --json.
+ */
+async function buildProgress(out: Out): Promise<{ update: (p: ImageBuildProgress) => void; stop: () => void }> {
+  const tty = !out.json && process.stderr.isTTY === true;
+  let bar: import('cli-progress').SingleBar | null = null;
+  let current: string | null = null;
+  const { SingleBar, Presets } = await import('cli-progress');
+  const stop = () => {
+    bar?.stop();
+    bar = null;
+  };
+  return {
+    update: (p) => {
+      if (out.json) return out.stdout(`${JSON.stringify({ progress: p })}\n`);
+      if (!tty) return out.stderr(`[${p.name}${p.step ? ` ${p.step}/${p.total}` : ''}] ${p.line}\n`);
+      if (p.name !== current) {
+        stop();
+        current = p.name;
+      }
+      if (!bar && p.total) {
+        bar = new SingleBar({ format: ` {image} {bar} step {value}/{total}  {line}`, hideCursor: true, stream: process.stderr }, Presets.shades_classic);
+        bar.start(p.total, 0, { image: p.name, line: '' });
+      }
+      bar?.update(p.step ?? 0, { image: p.name, line: p.line.slice(0, 50) });
+    },
+    stop,
+  };
+}
+
+function buildErrorSummary(e: { message: string; details?: Record<string, unknown> } | null): string {
+  if (!e) return '';
+  const lines = (e.details?.lines as string[] | undefined) ?? [];
+  return lines.length ? `${e.message} (${lines.at(-1)!.slice(0, 80)})` : e.message;
+}
+
+/** The failed step's last lines, under the error. */
+function showBuildFailure(out: Out, err: unknown): void {
+  if (err instanceof BerthError && err.code === 'IMAGE_BUILD_FAILED' && !out.json) {
+    const lines = (err.details?.lines as string[] | undefined) ?? [];
+    if (lines.length) out.stderr(`${lines.map((l) => `  | ${l}`).join('\n')}\n`);
+  }
 }
 
 function sessionStatus(s: Session): string {
@@ -423,51 +467,84 @@ export async function run(
                 [...i.usedBy.projects.map((p) => `project ${p}`), ...i.usedBy.agents.map((a) => `agent ${a}`), ...i.usedBy.sessions.map((s) => `session ${s}`)].join(', '),
               ]),
             )
-          : 'no agent images (berth image build NAME --file Dockerfile)\n',
+          : 'no agent images (berth image build-defaults builds the shipped ones)\n',
       );
     });
 
   const image = program.command('image').description('build and remove agent images');
   image
     .command('build <name>')
-    .description('build an image through the engine API, e.g. berth image build claude-agent-mine --file ./Dockerfile')
-    .requiredOption('-f, --file <dockerfile>', 'the Dockerfile')
+    .description(
+      'build an image through the engine API: a shipped stack (berth image build claude-agent-node, or --stack node) or your Dockerfile (--file)',
+    )
+    .option('-f, --file <dockerfile>', 'the Dockerfile')
+    .option('--stack <stack>', 'a shipped stack under images/ (base, node, python, browser, flutter)')
     .option('--context <dir>', 'build context (default: the Dockerfile\'s directory)')
-    .option('--dev', 'the dev variant (VARIANT=dev)')
+    .option('--dev', 'the dev variant (VARIANT=dev; the default for a :dev tag)')
     .option('--build-arg <K=V>', 'build argument (repeatable)', collect, [])
-    .action(async (name: string, o: { file: string; context?: string; dev?: boolean; buildArg: string[] }, cmd: Command) => {
-      const c = connect(cmd);
+    .option('--no-cache', 'rebuild every step')
+    .action(async (name: string, o: { file?: string; stack?: string; context?: string; dev?: boolean; buildArg: string[]; cache: boolean }, cmd: Command) => {
       const params = {
         name,
-        dockerfile: resolve(o.file),
+        ...(o.file ? { dockerfile: resolve(o.file) } : {}),
+        ...(o.stack ? { stack: o.stack } : {}),
         ...(o.context ? { context: resolve(o.context) } : {}),
         buildArgs: parsePairs('--build-arg', o.buildArg),
-        variant: o.dev ? ('dev' as const) : ('prod' as const),
+        ...(o.dev ? { variant: 'dev' as const } : {}),
+        ...(o.cache ? {} : { noCache: true }),
       };
-      const tty = !out.json && process.stderr.isTTY === true;
-      let bar: import('cli-progress').SingleBar | null = null;
-      if (tty) {
-        const { SingleBar, Presets } = await import('cli-progress');
-        bar = new SingleBar({ format: ' {bar} step {value}/{total}  {line}', hideCursor: true, stream: process.stderr }, Presets.shades_classic);
-      }
+      const progress = await buildProgress(out);
       try {
-        const r = await c.buildImage(params, (p) => {
-          if (out.json) out.stdout(`${JSON.stringify({ progress: p })}\n`);
-          else if (bar) {
-            if (p.total && !bar.getTotal()) bar.start(p.total, 0, { line: '' });
-            bar.update(p.step ?? 0, { line: p.line.slice(0, 60) });
-          } else out.stderr(`${p.step ? `[${p.step}/${p.total}] ` : ''}${p.line}\n`);
-        });
-        bar?.stop();
+        const r = await connect(cmd).buildImage(params, progress.update);
+        progress.stop();
         emit(out, { result: r }, () => `built ${r.name} (${r.id.replace(/^sha256:/, '').slice(0, 12)})\n`);
       } catch (err) {
-        bar?.stop();
-        if (err instanceof BerthError && err.code === 'IMAGE_BUILD_FAILED' && !out.json) {
-          const lines = (err.details?.lines as string[] | undefined) ?? [];
-          if (lines.length) out.stderr(`${lines.map((l) => `  | ${l}`).join('\n')}\n`);
-        }
+        progress.stop();
+        showBuildFailure(out, err);
         throw err;
       }
+    });
+  image
+    .command('build-defaults')
+    .description('build the shipped images/ stacks in dependency order (claude-agent-base first)')
+    .option('--stack <stack>', 'only this stack and what it extends (repeatable)', collect, [])
+    .option('--variants <list>', 'prod, dev or prod,dev', 'prod')
+    .option('--tag <tag>', 'tag for prod images (dev images get dev or <tag>-dev)')
+    .option('--build-arg <K=V>', 'build argument for every image (repeatable), e.g. BASE_IMAGE=...', collect, [])
+    .option('--no-cache', 'rebuild every step')
+    .action(async (o: { stack: string[]; variants: string; tag?: string; buildArg: string[]; cache: boolean }, cmd: Command) => {
+      const variants = o.variants.split(',').map((v) => v.trim());
+      for (const v of variants) {
+        if (v !== 'prod' && v !== 'dev') throw new BerthError('INVALID_PARAMS', `--variants takes prod, dev or prod,dev; got ${JSON.stringify(o.variants)}`);
+      }
+      const progress = await buildProgress(out);
+      let r;
+      try {
+        r = await connect(cmd).buildDefaultImages(
+          {
+            ...(o.stack.length ? { stacks: o.stack } : {}),
+            variants: variants as ('prod' | 'dev')[],
+            ...(o.tag ? { tag: o.tag } : {}),
+            buildArgs: parsePairs('--build-arg', o.buildArg),
+            ...(o.cache ? {} : { noCache: true }),
+          },
+          progress.update,
+        );
+      } finally {
+        progress.stop();
+      }
+      emit(out, { result: r }, () =>
+        table(
+          ['IMAGE', 'STATUS', 'TIME', 'ID / ERROR'],
+          r.images.map((i) => [
+            i.name,
+            i.status,
+            i.seconds !== null ? `${i.seconds.toFixed(1)} s` : '',
+            i.status === 'built' ? (i.id ?? '').replace(/^sha256:/, '').slice(0, 12) : `${i.error?.code ?? ''}: ${buildErrorSummary(i.error)}`,
+          ]),
+        ) + `${r.built} built, ${r.failed} failed, ${r.skipped} skipped\n`,
+      );
+      if (r.failed > 0 || r.skipped > 0) throw new ExitCode(1);
     });
   image
     .command('rm <name>')

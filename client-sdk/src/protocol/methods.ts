@@ -3,8 +3,10 @@ import type {
   AgentLimits,
   DaemonStatus,
   ExecResult,
+  DefaultImagesResult,
   ImageBuildResult,
   ImageSummary,
+  ImageVariant,
   LogLine,
   MergeResult,
   NetworkMode,
@@ -89,9 +91,30 @@ export interface Methods {
 
   'images.list': { params: Record<string, never>; result: ImageSummary[] };
   'images.remove': { params: { name: string }; result: { removed: string } };
+  /**
+   * Builds `name` from `dockerfile` (absolute; the context defaults to its directory) or from a
+   * shipped stack under images/ (`stack`, or inferred from a `claude-agent-<stack>` name). The
+   * variant defaults to `dev` for a `:dev` tag, else `prod`.
+   */
   'images.build': {
-    params: { name: string; dockerfile: string; context?: string; buildArgs?: Record<string, string>; variant?: 'prod' | 'dev' };
+    params: {
+      name: string;
+      dockerfile?: string;
+      stack?: string;
+      context?: string;
+      buildArgs?: Record<string, string>;
+      variant?: ImageVariant;
+      noCache?: boolean;
+    };
     result: ImageBuildResult;
+  };
+  /**
+   * Builds the shipped images/ stacks (all, or `stacks` and what they extend) in dependency order,
+   * each variant asked for. One failure does not stop the others; what extends it is skipped.
+   */
+  'images.buildDefaults': {
+    params: { stacks?: string[]; variants?: ImageVariant[]; tag?: string; buildArgs?: Record<string, string>; noCache?: boolean };
+    result: DefaultImagesResult;
   };
 }
 
@@ -139,8 +162,12 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'sessions.logs': ['id', 'tail', 'since'],
   'images.list': [],
   'images.remove': ['name'],
-  'images.build': ['name', 'dockerfile', 'context', 'buildArgs', 'variant'],
+  'images.build': ['name', 'dockerfile', 'stack', 'context', 'buildArgs', 'variant', 'noCache'],
+  'images.buildDefaults': ['stacks', 'variants', 'tag', 'buildArgs', 'noCache'],
   'sessions.exec': ['id', 'cmd', 'timeoutSec'],
 };
 
 export const methodNames = Object.keys(positionalParams) as MethodName[];
+
+/** Methods that take as long as the work they do (image builds): clients wait without a deadline. */
+export const longRunningMethods: ReadonlySet<MethodName> = new Set<MethodName>(['images.build', 'images.buildDefaults']);

@@ -162,10 +162,33 @@ export interface ImageBuildProgress {
   line: string;
 }
 
+export type ImageVariant = 'prod' | 'dev';
+
 export interface ImageBuildResult {
   name: string;
   id: string;
   steps: number | null;
+}
+
+/** One image of images.buildDefaults. */
+export interface DefaultImageOutcome {
+  stack: string;
+  variant: ImageVariant;
+  name: string;
+  /** `skipped`: a stack it extends failed. */
+  status: 'built' | 'failed' | 'skipped';
+  id: string | null;
+  seconds: number | null;
+  /** Why it failed or was skipped (with the failed step's code and details when it failed). */
+  error: { code: string; message: string; details?: Record<string, unknown> } | null;
+}
+
+export interface DefaultImagesResult {
+  /** In build order. */
+  images: DefaultImageOutcome[];
+  built: number;
+  failed: number;
+  skipped: number;
 }
 
 export interface LogLine {
@@ -223,6 +246,8 @@ export interface ConfigSummary {
   logLevel: string;
   resyncSec: number;
   orphanGraceSec: number;
+  imagesDir: string;
+  buildCaCerts: string;
 }
 
 export interface DaemonStatus {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { BerthError, type ConfigSummary } from '@berth/client-sdk/protocol';
@@ -24,7 +25,12 @@ export const configKeys = {
   logLevel: 'BERTH_LOG_LEVEL',
   resyncSec: 'BERTH_RESYNC_SEC',
   orphanGraceSec: 'BERTH_ORPHAN_GRACE_SEC',
+  imagesDir: 'BERTH_IMAGES_DIR',
+  buildCaCerts: 'BERTH_BUILD_CA_CERTS',
 } as const;
+
+/** images/ of this checkout or package (daemon/{src,dist}/config/ → images/). */
+export const SHIPPED_IMAGES_DIR = fileURLToPath(new URL('../../../images', import.meta.url));
 
 export type ConfigKey = keyof typeof configKeys;
 
@@ -79,6 +85,10 @@ const fileSchema = z
     logLevel: z.enum(logLevels, { message: `one of: ${logLevels.join(', ')}` }),
     resyncSec: z.coerce.number({ message: 'seconds, like 30' }).min(1, { message: 'at least 1 second' }).max(86400),
     orphanGraceSec: z.coerce.number({ message: 'seconds, like 60' }).min(0, { message: '0 or more seconds' }).max(86400),
+    imagesDir: absolutePath('the directory of image stacks, one <name>/Dockerfile each'),
+    buildCaCerts: z.union([z.literal('none'), absolutePath('a PEM file or a directory of them')], {
+      message: '"none", or the absolute path of a PEM file or a directory of them',
+    }),
   })
   .strict();
 
@@ -118,6 +128,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     logLevel: 'info',
     resyncSec: '30',
     orphanGraceSec: '60',
+    imagesDir: SHIPPED_IMAGES_DIR,
+    buildCaCerts: '/usr/local/share/ca-certificates',
   };
   const source: Record<string, string> = {};
 
@@ -177,7 +189,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       source[key] = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
     }
   }
-  for (const key of ['socket', 'projectsRoot'] as const) {
+  for (const key of ['socket', 'projectsRoot', 'imagesDir', 'buildCaCerts'] as const) {
     if (typeof raw[key] === 'string') raw[key] = expandHome(raw[key] as string, userHome);
   }
 
@@ -213,5 +225,7 @@ export function summarize(config: Config): ConfigSummary {
     logLevel: config.logLevel,
     resyncSec: config.resyncSec,
     orphanGraceSec: config.orphanGraceSec,
+    imagesDir: config.imagesDir,
+    buildCaCerts: config.buildCaCerts,
   };
 }

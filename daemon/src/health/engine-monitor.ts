@@ -112,10 +112,16 @@ export class EngineMonitor {
         name: 'default-image',
         ok: false,
         detail: this.imageError ?? `default agent image ${this.defaultImage} is not on the engine`,
-        remediation: `Build it (\`docker build -t ${this.defaultImage} images/base\`) or set AGENT_DEFAULT_IMAGE to an image the engine has.`,
+        remediation: `${this.buildHint()} or set AGENT_DEFAULT_IMAGE to an image the engine has.`,
       };
     }
     return [engine, image];
+  }
+
+  private buildHint(): string {
+    return this.defaultImage.startsWith('claude-agent-')
+      ? `Build the shipped images (\`berth image build-defaults\`)`
+      : `Build it (\`berth image build ${this.defaultImage} --file path/to/Dockerfile\`)`;
   }
 
   /** The monitor loop: resolves when `signal` aborts. */
@@ -161,7 +167,7 @@ export class EngineMonitor {
         if (!this.image && (hadImage || firstCheck || !wasAvailable)) {
           this.log.error(
             { image: this.defaultImage },
-            `Default agent image ${this.defaultImage} is missing: build it (docker build -t ${this.defaultImage} images/base) or set AGENT_DEFAULT_IMAGE`,
+            `Default agent image ${this.defaultImage} is missing. ${this.buildHint()} or set AGENT_DEFAULT_IMAGE.`,
           );
         }
       } catch (err) {

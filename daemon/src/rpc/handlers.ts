@@ -38,6 +38,7 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'images.list': () => d.images.list(),
     'images.remove': (p) => d.images.remove(p.name),
     'images.build': (p) => d.images.build(p),
+    'images.buildDefaults': (p) => d.images.buildDefaults(p),
     'sessions.logs': (p) => d.sessions.logs(p.id, p.tail, p.since),
     'sessions.exec': (p) => d.sessions.exec(p.id, p.cmd, p.timeoutSec),
   };

@@ -6,6 +6,11 @@ const none = z.object({}).strict();
 const byName = z.object({ name: z.string() }).strict();
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const IMAGE_REF = /^[a-z0-9][a-z0-9._/:@-]{0,254}$/i;
+const stackName = z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, { message: 'a stack name under images/, like node' });
+const variant = z.enum(['prod', 'dev'], { message: 'prod or dev' });
+const buildArgs = z
+  .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'build arg names are letters, digits and _' }), z.string())
+  .optional();
 
 const network = z.enum(['bridge', 'internal', 'none'], { message: 'one of: bridge, internal, none' });
 const restartPolicy = z.enum(['never', 'on-failure', 'always'], { message: 'one of: never, on-failure, always' });
@@ -116,10 +121,21 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'images.build': z
     .object({
       name: z.string().regex(IMAGE_REF, { message: 'an image name, like claude-agent-node or claude-agent-node:dev' }),
-      dockerfile: z.string().min(1),
+      dockerfile: z.string().min(1).optional(),
+      stack: stackName.optional(),
       context: z.string().min(1).optional(),
-      buildArgs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'build arg names are letters, digits and _' }), z.string()).optional(),
-      variant: z.enum(['prod', 'dev']).optional(),
+      buildArgs,
+      variant: variant.optional(),
+      noCache: z.boolean().optional(),
+    })
+    .strict(),
+  'images.buildDefaults': z
+    .object({
+      stacks: z.array(stackName).max(100).optional(),
+      variants: z.array(variant).min(1).max(2).optional(),
+      tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,120}$/, { message: 'an image tag, like latest or 2026-11' }).optional(),
+      buildArgs,
+      noCache: z.boolean().optional(),
     })
     .strict(),
   'sessions.logs': z

@@ -1,7 +1,7 @@
 import { chmod, unlink } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { BerthError, MAX_REQUEST_BYTES, type BerthEvent } from '@berth/client-sdk/protocol';
+import { BerthError, MAX_REQUEST_BYTES, type BerthEvent, type ImageBuildProgress } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Health } from '../health/index.js';
 import type { Logger } from '../log.js';
@@ -144,34 +144,41 @@ export class RpcServer {
       },
     );
 
-    // images.build with progress: NDJSON lines {progress}, then {result} or {error}.
-    app.post('/images/build', async (req, reply) => {
-      let params: unknown;
-      try {
-        params = JSON.parse(typeof req.body === 'string' ? req.body : '');
-      } catch {
-        return reply.code(400).send({ error: new BerthError('PARSE_ERROR', 'body must be JSON').toData() });
-      }
-      const parsed = paramSchemas['images.build'].safeParse(params);
-      if (!parsed.success) {
-        const e = new BerthError('INVALID_PARAMS', `invalid params for images.build: ${parsed.error.issues[0]?.message ?? ''}`);
-        return reply.code(400).send({ error: { message: e.message, ...e.toData() } });
-      }
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
-      this.streams.add(res);
-      try {
-        const result = await d.images.build(parsed.data, (progress) => res.write(`${JSON.stringify({ progress })}\n`));
-        res.write(`${JSON.stringify({ result })}\n`);
-      } catch (err) {
-        const e = err instanceof BerthError ? err : new BerthError('INTERNAL_ERROR', (err as Error).message);
-        res.write(`${JSON.stringify({ error: { message: e.message, ...e.toData() } })}\n`);
-      } finally {
-        this.streams.delete(res);
-        res.end();
-      }
-    });
+    // The image builds with progress: NDJSON lines {progress}, then {result} or {error}.
+    const streamed = {
+      '/images/build': { method: 'images.build', run: (p: never, on: (x: ImageBuildProgress) => void) => d.images.build(p, on) },
+      '/images/build-defaults': { method: 'images.buildDefaults', run: (p: never, on: (x: ImageBuildProgress) => void) => d.images.buildDefaults(p, on) },
+    } as const;
+    for (const [path, { method, run }] of Object.entries(streamed)) {
+      app.post(path, async (req, reply) => {
+        let params: unknown;
+        try {
+          params = JSON.parse(typeof req.body === 'string' ? req.body : '');
+        } catch {
+          const e = new BerthError('PARSE_ERROR', 'body must be JSON');
+          return reply.code(400).send({ error: { message: e.message, ...e.toData() } });
+        }
+        const parsed = paramSchemas[method].safeParse(params);
+        if (!parsed.success) {
+          const e = new BerthError('INVALID_PARAMS', `invalid params for ${method}: ${parsed.error.issues[0]?.message ?? ''}`);
+          return reply.code(400).send({ error: { message: e.message, ...e.toData() } });
+        }
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
+        this.streams.add(res);
+        try {
+          const result = await run(parsed.data as never, (progress) => res.write(`${JSON.stringify({ progress })}\n`));
+          res.write(`${JSON.stringify({ result })}\n`);
+        } catch (err) {
+          const e = err instanceof BerthError ? err : new BerthError('INTERNAL_ERROR', (err as Error).message);
+          res.write(`${JSON.stringify({ error: { message: e.message, ...e.toData() } })}\n`);
+        } finally {
+          this.streams.delete(res);
+          res.end();
+        }
+      });
+    }
 
     // fastify.close() waits for open connections; event streams never end on their own.
     app.addHook('preClose', (done) => {

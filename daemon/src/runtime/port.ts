@@ -32,6 +32,8 @@ export interface BuildRequest {
   labels: Record<string, string>;
   /** Stage to build (multi-stage Dockerfiles with `prod` and `dev` stages). */
   target?: string;
+  /** Rebuild every step instead of reusing the engine's layer cache. */
+  noCache?: boolean;
 }
 
 export interface BuildProgress {

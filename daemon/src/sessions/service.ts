@@ -326,7 +326,7 @@ export class SessionService {
     image ??= this.d.config.agentDefaultImage;
     if (check && !(await this.d.runtime.image(image))) {
       throw new BerthError('IMAGE_NOT_FOUND', `image ${image} is not on the engine`, {
-        hint: `Build it: \`berth image build ${image} --file ${build ?? 'path/to/Dockerfile'}\`, or point the agent (\`berth agent add --image\`) or the project (\`berth project update --default-image\`) at one the engine has.`,
+        hint: `Build it: \`${await this.d.images.buildCommand(image, build)}\`, or point the agent (\`berth agent add --image\`) or the project (\`berth project update --default-image\`) at one the engine has.`,
         details: { image, project: project.name, agent: agent.name },
       });
     }

@@ -45,7 +45,7 @@ describe('crash-loop backoff (real engine, injected clock)', () => {
     );
     void reconciler.start(loops.signal);
     const checkouts = new SessionCheckouts(new CheckoutManager(home, log), store.sessions, store.projects, log);
-    const images = new ImageService(runtime, { agents: store.agents, projects: store.projects, sessions: store.sessions }, bus, log, config.agentDefaultImage);
+    const images = new ImageService(runtime, { agents: store.agents, projects: store.projects, sessions: store.sessions }, bus, log, { defaultImage: config.agentDefaultImage, imagesDir: config.imagesDir, buildCaCerts: config.buildCaCerts });
     sessions = new SessionService({
       sessions: store.sessions,
       projects: store.projects,

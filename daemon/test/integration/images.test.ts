@@ -57,7 +57,7 @@ describe('images', () => {
   it('the CLI builds the dev variant with plain progress lines when not on a terminal', async () => {
     const { stdout, stderr } = await exec(process.execPath, [BERTH_BIN, '--socket', d.socket, 'image', 'build', `${tag}:dev`, '--file', join(dir, 'Dockerfile'), '--dev']);
     expect(stdout).toMatch(new RegExp(`^built ${tag}:dev \\([0-9a-f]{12}\\)`));
-    expect(stderr).toMatch(/^\[1\/\d+\] Step 1\/\d+ : FROM berth-test-busybox:latest$/m);
+    expect(stderr).toMatch(new RegExp(`^\\[${tag}:dev 1/\\d+\\] Step 1/\\d+ : FROM berth-test-busybox:latest$`, 'm'));
     expect(await docker('run', '--rm', `${tag}:dev`, 'cat', '/variant')).toBe('built as dev');
   });
 

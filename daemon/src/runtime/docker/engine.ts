@@ -464,6 +464,7 @@ export class DockerRuntime implements ContainerRuntime {
         rm: true,
         forcerm: true,
         ...(req.target ? { target: req.target } : {}),
+        ...(req.noCache ? { nocache: true } : {}),
       })) as unknown as Readable;
     } catch (err) {
       if (status(err) !== undefined) throw new BerthError('IMAGE_BUILD_FAILED', `the engine refused the build: ${engineMessage(err)}`, { details: { step: null, lines: [] } });
