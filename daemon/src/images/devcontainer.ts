@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { parse, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import type { Logger } from '../log.js';
 
 /** What berth takes from a project's devcontainer.json; everything else is reported once. */
@@ -10,29 +11,16 @@ export type DevcontainerImage =
 
 const SUPPORTED = new Set(['name', 'image', 'build', '$schema']);
 
-/** JSON with comments and trailing commas, as devcontainer.json allows. */
+/** JSON with comments and trailing commas, as devcontainer.json allows; throws on anything else. */
 export function parseJsonc(text: string): unknown {
-  let out = '';
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (inString) {
-      out += c;
-      if (c === '\\') out += text[++i] ?? '';
-      else if (c === '"') inString = false;
-    } else if (c === '"') {
-      inString = true;
-      out += c;
-    } else if (c === '/' && text[i + 1] === '/') {
-      while (i < text.length && text[i] !== '\n') i++;
-      out += '\n';
-    } else if (c === '/' && text[i + 1] === '*') {
-      i += 2;
-      while (i < text.length && !(text[i] === '*' && text[i + 1] === '/')) i++;
-      i++;
-    } else out += c;
+  const errors: ParseError[] = [];
+  const value: unknown = parse(text, errors, { allowTrailingComma: true, disallowComments: false });
+  if (errors.length) {
+    const e = errors[0]!;
+    const line = text.slice(0, e.offset).split('\n').length;
+    throw new SyntaxError(`${printParseErrorCode(e.error)} at line ${line}`);
   }
-  return JSON.parse(out.replace(/,(\s*[}\]])/g, '$1'));
+  return value;
 }
 
 /**
@@ -56,7 +44,9 @@ export class Devcontainers {
       }
       let doc: Record<string, unknown>;
       try {
-        doc = parseJsonc(text) as Record<string, unknown>;
+        const value = parseJsonc(text);
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new SyntaxError('the top level must be an object');
+        doc = value as Record<string, unknown>;
       } catch (err) {
         this.warnOnce(project.name, `${file} is not valid JSON: ${(err as Error).message}`);
         return null;
