@@ -146,6 +146,8 @@ export interface RemoveResult {
 export interface ImageSummary {
   /** `repo:tag`. */
   name: string;
+  /** The tag part of `name` (null for an untagged image listed by id). */
+  tag: string | null;
   id: string;
   stack: string | null;
   variant: string | null;

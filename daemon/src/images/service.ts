@@ -75,6 +75,7 @@ export class ImageService {
         const uses = (ref: string | null) => ref !== null && withTag(ref) === withTag(tag);
         out.push({
           name: tag,
+          tag: img.tags.length ? (/:([^/:]+)$/.exec(tag)?.[1] ?? null) : null,
           id: img.id,
           stack: img.labels[IMAGE_LABELS.stack] ?? null,
           variant: img.labels[IMAGE_LABELS.variant] ?? null,

@@ -52,7 +52,7 @@ describe('stacks', () => {
       node: 'base',
       python: 'base',
     });
-    expect(shipped.find((s) => s.name === 'base')!.stages).toEqual(['prod', 'dev']);
+    expect(shipped.find((s) => s.name === 'base')!.stages).toEqual(['prod', 'dev', 'final']);
     expect(buildOrder(shipped)[0]!.name).toBe('base');
     expect(await readStacks('/nonexistent/images')).toEqual([]);
   });

@@ -76,7 +76,7 @@ describe('images', () => {
     const s = await d.client.sessions.start({ project: 'web', agent: 'mine', mode: 'read' });
     expect(s.image).toBe(`${tag}:latest`);
     const listed = (await d.client.images.list()).find((i) => i.name === `${tag}:latest`)!;
-    expect(listed).toMatchObject({ variant: 'prod', usedBy: { agents: ['mine'], sessions: [s.name], projects: [] } });
+    expect(listed).toMatchObject({ tag: 'latest', variant: 'prod', usedBy: { agents: ['mine'], sessions: [s.name], projects: [] } });
     expect(listed.sizeBytes).toBeGreaterThan(0);
     expect(((await d.client.images.remove({ name: `${tag}:latest` }).catch((e: unknown) => e)) as BerthError).code).toBe('IMAGE_IN_USE');
     await d.client.sessions.remove({ id: s.id });
