@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { simpleGit } from 'simple-git';
@@ -49,7 +49,12 @@ export function setGitGlobalConfig(path: string): void {
 }
 
 function globalConfig(): string {
-  if (!globalConfigPath) setGitGlobalConfig(join(mkdtempSync(join(tmpdir(), 'berth-git-')), 'gitconfig'));
+  if (!globalConfigPath) {
+    // Outside berthd (tests, benches using git() directly): a private file, gone when the process ends.
+    const dir = mkdtempSync(join(tmpdir(), 'berth-git-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    setGitGlobalConfig(join(dir, 'gitconfig'));
+  }
   return globalConfigPath!;
 }
 
