@@ -36,7 +36,9 @@ async function viaBerth(noCache) {
   const t = process.hrtime.bigint();
   let lines = 0;
   await client.buildImage({ name: BERTH_TAG, stack: 'base', variant: 'prod', buildArgs, noCache }, () => lines++);
-  return { ms: ms(t), lines };
+  const took = ms(t);
+  remember(BERTH_TAG);
+  return { ms: took, lines };
 }
 
 function viaCli(noCache) {
@@ -49,10 +51,14 @@ function viaCli(noCache) {
   const r = spawnSync('docker', args, { encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0' }, maxBuffer: 64 << 20 });
   const took = ms(t);
   if (r.status !== 0) throw new Error(`docker build failed: ${r.stderr.slice(-2000)}`);
+  remember(CLI_TAG);
   return { ms: took, lines: r.stdout.split('\n').length };
 }
 
 const results = { berth: { cold: [], cached: [] }, cli: { cold: [], cached: [] } };
+// Every no-cache build leaves the previous image untagged; all of them go at the end.
+const built = new Set();
+const remember = (tag) => built.add(execFileSync('docker', ['image', 'inspect', '-f', '{{.Id}}', tag], { encoding: 'utf8' }).trim());
 try {
   // Warm-up: both tags exist and the cache is full before the cached rounds.
   await viaBerth(false);
@@ -89,4 +95,5 @@ try {
 } finally {
   await finish(b);
   spawnSync('docker', ['rmi', BERTH_TAG, CLI_TAG], { stdio: 'ignore' });
+  if (built.size) spawnSync('docker', ['rmi', ...built], { stdio: 'ignore' });
 }

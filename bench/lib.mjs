@@ -1,6 +1,6 @@
 // Shared set-up for the benchmarks: arguments, the engine and test image, a berthd in a temp home.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,11 +58,20 @@ export function dockerRunArgs({ workspace, readonly, shared, volume, network }) 
   ];
 }
 
-/** Stops berthd and removes what the raw side made. */
-export async function finish({ client, daemon }) {
+/** Removes sessions a failed run left, stops berthd, removes what the raw side made and berthd's home. */
+export async function finish({ home, client, daemon }) {
+  const sessions = [];
+  for (let cursor; ; ) {
+    const page = await client.sessions.list(cursor ? { cursor } : {}).catch(() => ({ items: [], nextCursor: null }));
+    sessions.push(...page.items);
+    if (!(cursor = page.nextCursor)) break;
+  }
+  await Promise.all(sessions.map((s) => client.sessions.remove({ id: s.id, force: true }).catch((e) => console.error(`bench: removing ${s.name}: ${e.message}`))));
   client.close();
+  const exited = new Promise((r) => (daemon.exitCode !== null ? r() : daemon.once('exit', r)));
   daemon.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 500));
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
   const left = execFileSync('docker', ['ps', '-aq', '--filter', 'label=dev.berth.test=true'], { encoding: 'utf8' }).trim();
   if (left) execFileSync('docker', ['rm', '-f', ...left.split('\n')]);
+  rmSync(home, { recursive: true, force: true });
 }

@@ -10,6 +10,7 @@ import { Secrets } from '../../src/sessions/secrets.js';
 import { SessionService } from '../../src/sessions/service.js';
 import { SessionCheckouts } from '../../src/sessions/checkouts.js';
 import { CheckoutManager } from '../../src/checkouts/manager.js';
+import { setGitGlobalConfig } from '../../src/checkouts/git.js';
 import { ImageService } from '../../src/images/service.js';
 import { Devcontainers } from '../../src/images/devcontainer.js';
 import { Store } from '../../src/store/index.js';
@@ -32,6 +33,7 @@ describe('crash-loop backoff (real engine, injected clock)', () => {
   beforeAll(async () => {
     home = await tempDir();
     await mkdir(join(home, 'shared'), { recursive: true });
+    setGitGlobalConfig(join(home, 'gitconfig')); // as main does
     const repo = await makeRepo(join(home, 'projects', 'web'));
     const config = loadConfig({ env: { HOME: home, BERTH_HOME: home, PROJECTS_ROOT: join(home, 'projects'), AGENT_DEFAULT_IMAGE: 'berth-test-busybox:latest' } });
     store = Store.open(join(home, 'berth.db'));
