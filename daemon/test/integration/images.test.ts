@@ -25,7 +25,7 @@ describe('images', () => {
   });
   afterAll(async () => {
     await d?.[Symbol.asyncDispose]();
-    for (const t of [`${tag}:latest`, `${tag}:dev`]) await docker('rmi', '-f', t).catch(() => {});
+    for (const t of [`${tag}:latest`, `${tag}:dev`, `${tag}:tty`]) await docker('rmi', '-f', t).catch(() => {});
   });
 
   it('builds through the engine API with step progress on /events and on the stream', async () => {
@@ -59,6 +59,17 @@ describe('images', () => {
     expect(stdout).toMatch(new RegExp(`^built ${tag}:dev \\([0-9a-f]{12}\\)`));
     expect(stderr).toMatch(new RegExp(`^\\[${tag}:dev 1/\\d+\\] Step 1/\\d+ : FROM berth-test-busybox:latest$`, 'm'));
     expect(await docker('run', '--rm', `${tag}:dev`, 'cat', '/variant')).toBe('built as dev');
+  });
+
+  it('the CLI draws a progress bar on a terminal', async () => {
+    // util-linux `script` gives the CLI a pseudo-terminal; what it drew comes back on stdout.
+    const cmd = [process.execPath, BERTH_BIN, '--socket', d.socket, 'image', 'build', `${tag}:tty`, '--file', join(dir, 'Dockerfile')]
+      .map((a) => `'${a}'`)
+      .join(' ');
+    const { stdout } = await exec('script', ['-qefc', cmd, '/dev/null'], { env: { ...process.env, TERM: 'xterm', COLUMNS: '120' } });
+    expect(stdout).toMatch(/[\u2588\u2591]{10,} step (\d+)\/\1\b/);
+    expect(stdout).not.toMatch(new RegExp(`\\[${tag}:tty \\d+/\\d+\\]`));
+    expect(stdout).toMatch(new RegExp(`built ${tag}:tty \\([0-9a-f]{12}\\)`));
   });
 
   it('a failing step gives IMAGE_BUILD_FAILED with the step and its last lines', async () => {
