@@ -107,6 +107,8 @@ describe('images', () => {
     const a = await d.client.sessions.start({ project: 'web', agent: 'plain' });
     expect(a.image).toBe('berth-test-busybox:latest');
     await d.waitForLog(/devcontainer\.json: berth ignores features, forwardPorts/);
+    const a2 = await d.client.sessions.start({ project: 'web', agent: 'plain' });
+    expect(d.output.match(/berth ignores features, forwardPorts/g)).toHaveLength(1);
 
     // devcontainer.json, build form: built on first use, then reused
     await writeFile(join(repo, '.devcontainer', 'Dockerfile'), 'FROM berth-test-busybox:latest\nARG GREETING\nRUN echo "$GREETING" > /greeting\n');
@@ -124,7 +126,7 @@ describe('images', () => {
     const c = await d.client.sessions.start({ project: 'web', agent: 'picky' });
     expect(c.image).toBe('berth-test-busybox:latest');
     await d.client.projects.update({ name: 'web', defaultImage: null });
-    for (const s of [a, b, p, c]) await d.client.sessions.remove({ id: s.id });
+    for (const s of [a, a2, b, p, c]) await d.client.sessions.remove({ id: s.id });
     await docker('rmi', '-f', b.image).catch(() => {});
   });
 });
