@@ -16,7 +16,7 @@ import type { AgentsRepo } from '../store/agents.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionsRepo } from '../store/sessions.js';
 import { readCaCerts } from './ca.js';
-import { IMAGE_PREFIX, PARENT_ARG, buildOrder, parseDockerfile, readStacks, stackImageName, stackOfName, variantOfTag, type Stack } from './stacks.js';
+import { IMAGE_PREFIX, PARENT_ARG, buildOrder, parseDockerfile, readStacks, stackImageName, stackOfName, tagOf, variantOfTag, type Stack } from './stacks.js';
 
 /** Image labels berth sets on what it builds. */
 export const IMAGE_LABELS = {
@@ -25,7 +25,7 @@ export const IMAGE_LABELS = {
   variant: 'dev.berth.image.variant',
 } as const;
 
-const withTag = (name: string) => (/:[^/]+$/.test(name) ? name : `${name}:latest`);
+const withTag = (name: string) => (tagOf(name) !== null ? name : `${name}:latest`);
 
 export interface ImageServiceOptions {
   /** AGENT_DEFAULT_IMAGE: what agents without an image run. */
@@ -59,7 +59,7 @@ export class ImageService {
     if (!stack.parent) return `berth image build ${image}`;
     // build-defaults also builds what it extends; the tag it takes is the prod one.
     const variant = variantOfTag(image);
-    const tag = /:([^/:]+)$/.exec(image)?.[1] ?? 'latest';
+    const tag = tagOf(image) ?? 'latest';
     const prodTag = variant === 'prod' ? tag : tag === 'dev' ? 'latest' : tag.slice(0, -'-dev'.length);
     return `berth image build-defaults --stack ${stack.name}${variant === 'dev' ? ' --variants dev' : ''}${prodTag !== 'latest' ? ` --tag ${prodTag}` : ''}`;
   }
@@ -75,7 +75,7 @@ export class ImageService {
         const uses = (ref: string | null) => ref !== null && withTag(ref) === withTag(tag);
         out.push({
           name: tag,
-          tag: img.tags.length ? (/:([^/:]+)$/.exec(tag)?.[1] ?? null) : null,
+          tag: img.tags.length ? tagOf(tag) : null,
           id: img.id,
           stack: img.labels[IMAGE_LABELS.stack] ?? null,
           variant: img.labels[IMAGE_LABELS.variant] ?? null,

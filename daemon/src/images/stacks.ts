@@ -97,9 +97,14 @@ export function stackImageName(stack: string, variant: ImageVariant, tag = 'late
   return `${IMAGE_PREFIX}${stack}:${t}`;
 }
 
+/** The tag part of an image reference (`repo:tag`, `host:5000/repo:tag`), or null when it has none. */
+export function tagOf(name: string): string | null {
+  return /:([^/:]+)$/.exec(name)?.[1] ?? null;
+}
+
 /** The variant a tag implies when none is given: `dev` and `*-dev` are dev. */
 export function variantOfTag(name: string): ImageVariant {
-  const tag = /:([^/:]+)$/.exec(name)?.[1] ?? 'latest';
+  const tag = tagOf(name) ?? 'latest';
   return tag === 'dev' || tag.endsWith('-dev') ? 'dev' : 'prod';
 }
 
