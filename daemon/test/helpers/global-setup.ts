@@ -13,7 +13,8 @@ export default async function setup(): Promise<void> {
   } catch {
     throw new Error('No Docker engine: integration tests need one. Start Docker (or run scripts/ensure-docker.sh as root) and retry.');
   }
-  await sweepTestLeftovers();
+  // Several test runs sharing one engine (a developer running two files at once) set BERTH_TEST_NO_SWEEP.
+  if (!process.env.BERTH_TEST_NO_SWEEP) await sweepTestLeftovers();
   await ensureTestImage();
   execFileSync('bash', [fileURLToPath(new URL('../../../scripts/build-test-images.sh', import.meta.url))], {
     stdio: ['ignore', 'inherit', 'inherit'],
