@@ -1,12 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { simpleGit } from 'simple-git';
+import { delimiter, join } from 'node:path';
 
 /**
  * git as berthd runs it. Hooks, fsmonitor, pagers, prompts, credential helpers, external diff and
  * textconv are off on every call; configuration from outside the repository (system, global) is not
- * read. Repositories an agent can write are never run as themselves: see checkouts/manager.ts.
+ * read. Repositories an agent can write are never run as themselves: see checkouts/shadow.ts.
+ *
+ * Memory knobs keep git inside the address-space bound below on repositories of any size.
  */
 export const HARDENED_GIT_CONFIG = [
   'core.hooksPath=/dev/null',
@@ -14,12 +16,35 @@ export const HARDENED_GIT_CONFIG = [
   'core.untrackedCache=false',
   'core.pager=cat',
   'core.askPass=',
+  'core.editor=false',
+  'sequence.editor=false',
   'credential.helper=',
   'protocol.ext.allow=never',
   'diff.external=',
   'gc.auto=0',
   'maintenance.auto=false',
+  'commit.gpgSign=false',
+  'tag.gpgSign=false',
+  'core.packedGitLimit=512m',
+  'core.packedGitWindowSize=128m',
+  'core.deltaBaseCacheLimit=64m',
+  'pack.windowMemory=128m',
+  'pack.threads=1',
 ];
+
+/**
+ * Bounds on every git child, enforced outside berthd so they hold when berthd is killed: a wall
+ * clock (coreutils `timeout`, which kills git's whole process group) and an address-space limit
+ * (util-linux `prlimit`). Where a tool is missing (macOS), the bound it gives is absent and the
+ * in-process timeout remains.
+ */
+export const GIT_LIMITS = {
+  /** Address space of one git process: a 600 MB file or a sparse index cannot grow it past this. */
+  memoryBytes: 3 * 1024 ** 3,
+  defaultTimeoutMs: 120_000,
+  /** stdout a plain `git()` call may return; streams have their own caps. */
+  maxOutputBytes: 64 * 1024 * 1024,
+};
 
 export interface GitCall {
   /** Working directory of the git process. */
@@ -29,10 +54,23 @@ export interface GitCall {
   config?: string[];
   timeoutMs?: number;
   /**
-   * Run as this user (berthd as root making files for the project's owner): what git writes is
-   * theirs from the start. Runs without berthd's global config, which only root can read.
+   * Run as this user (berthd as root working for the project's owner): what git writes is theirs,
+   * and whatever the owner's repository configuration runs, runs as them. Runs without berthd's
+   * global config, which only root can read.
    */
   as?: { uid: number; gid: number } | null;
+  /** Written to git's stdin. */
+  input?: string | Buffer;
+}
+
+export class GitError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number | null,
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
 }
 
 /**
@@ -72,40 +110,136 @@ export function gitEnv(extra: Record<string, string> = {}): Record<string, strin
   };
 }
 
-/** Runs `git args...` hardened; resolves stdout. Rejects with git's stderr in the message. */
-export async function git(args: string[], call: GitCall): Promise<string> {
-  const g = simpleGit({
-    baseDir: call.cwd,
-    config: [...HARDENED_GIT_CONFIG, 'safe.directory=*', ...(call.config ?? [])],
-    timeout: { block: call.timeoutMs ?? 120_000 },
-    ...(call.as ? { spawnOptions: { uid: call.as.uid, gid: call.as.gid } } : {}),
-    maxConcurrentProcesses: 16,
-    // simple-git's default only fails a command that wrote to stderr; a non-zero exit is a failure
-    // whatever it printed (a quiet `merge` that conflicts, `merge-base --is-ancestor`).
-    errors: (error, result) => {
-      if (error) return error;
-      if (result.exitCode === 0) return undefined;
-      return Buffer.concat([...result.stdOut, ...result.stdErr, Buffer.from(`\n(exit ${result.exitCode})`)]);
-    },
-    // simple-git refuses these keys to protect callers that pass user input into config; ours are
-    // constants that switch the dangerous features *off*, so they are allowed explicitly.
-    unsafe: {
-      allowUnsafeHooksPath: true,
-      allowUnsafeFsMonitor: true,
-      allowUnsafePager: true,
-      allowUnsafeAskPass: true,
-      allowUnsafeCredentialHelper: true,
-      allowUnsafeProtocolOverride: true,
-      allowUnsafeDiffExternal: true,
-      allowUnsafeConfigPaths: true,
-      allowUnsafeSshCommand: true,
-    },
-  }).env(call.as ? { ...gitEnv(call.env), GIT_CONFIG_GLOBAL: '/dev/null' } : gitEnv(call.env));
-  return g.raw(args);
+let tools: { timeout: string | null; prlimit: string | null } | null = null;
+function findTool(name: string): string | null {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  return null;
 }
 
-export function gitAt(dir: string) {
-  return { raw: (args: string[]) => git(args, { cwd: dir }) };
+/** The argv that runs `git args` under the bounds. */
+function boundedArgv(args: string[], call: GitCall): string[] {
+  tools ??= { timeout: findTool('timeout'), prlimit: findTool('prlimit') };
+  const timeoutSec = Math.ceil((call.timeoutMs ?? GIT_LIMITS.defaultTimeoutMs) / 1000);
+  const config = [...HARDENED_GIT_CONFIG, 'safe.directory=*', ...(call.config ?? [])].flatMap((c) => ['-c', c]);
+  const argv = ['git', ...config, ...args];
+  if (tools.prlimit) argv.unshift(tools.prlimit, `--as=${GIT_LIMITS.memoryBytes}`, '--');
+  if (tools.timeout) argv.unshift(tools.timeout, '--kill-after=5', String(timeoutSec));
+  return argv;
+}
+
+/**
+ * Starts a bounded git child in its own process group. The caller reads its streams; `kill()` on
+ * the returned handle ends the whole group (git and anything it started).
+ */
+export function gitSpawn(args: string[], call: GitCall): { child: ChildProcess; kill: () => void; done: Promise<{ code: number | null; stderr: string }> } {
+  const [cmd, ...argv] = boundedArgv(args, call);
+  const env = call.as ? { ...gitEnv(call.env), GIT_CONFIG_GLOBAL: '/dev/null' } : gitEnv(call.env);
+  const child = spawn(cmd!, argv, {
+    cwd: call.cwd,
+    env,
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    ...(call.as ? { uid: call.as.uid, gid: call.as.gid } : {}),
+  });
+  const kill = () => {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  // A deadline in berthd too: the external `timeout` also covers berthd dying.
+  const timer = setTimeout(kill, (call.timeoutMs ?? GIT_LIMITS.defaultTimeoutMs) + 10_000);
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr = (stderr + d).slice(-8192);
+  });
+  child.stdin!.on('error', () => {});
+  if (call.input !== undefined) child.stdin!.end(call.input);
+  const done = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: null, stderr: `${stderr}\n${err.message}` });
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : null), stderr });
+    });
+  });
+  return { child, kill, done };
+}
+
+/**
+ * Runs a bounded git and returns at most `maxBytes` of its stdout; past that, git is killed and the
+ * result says `truncated` (nothing past the cap is ever buffered).
+ */
+export async function gitCapped(args: string[], call: GitCall, maxBytes: number): Promise<{ out: Buffer; truncated: boolean }> {
+  const g = gitSpawn(args, call);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let truncated = false;
+  g.child.stdout!.on('data', (b: Buffer) => {
+    if (truncated) return;
+    if (size + b.length > maxBytes) {
+      chunks.push(b.subarray(0, maxBytes - size));
+      size = maxBytes;
+      truncated = true;
+      g.kill();
+      return;
+    }
+    chunks.push(b);
+    size += b.length;
+  });
+  const { code, stderr } = await g.done;
+  if (!truncated && code !== 0) throw failure(args, code, stderr, Buffer.concat(chunks).toString('utf8'));
+  return { out: Buffer.concat(chunks), truncated };
+}
+
+function failure(args: string[], code: number | null, stderr: string, stdout = ''): GitError {
+  const why = code === 124 || code === 137 ? ' (killed: over its time or memory bound)' : '';
+  return new GitError(`git ${args[0]} failed${why}: ${`${stdout}\n${stderr}`.trim()}\n(exit ${code})`, code, stderr);
+}
+
+/** Runs `git args...` bounded and hardened; resolves stdout. Rejects with git's stderr in the message. */
+export async function git(args: string[], call: GitCall): Promise<string> {
+  const { out, truncated } = await gitCapped(args, call, GIT_LIMITS.maxOutputBytes);
+  if (truncated) throw new GitError(`git ${args[0]} printed more than ${GIT_LIMITS.maxOutputBytes} bytes`, null, '');
+  return out.toString('utf8');
+}
+
+/**
+ * `producer | consumer`, both bounded: e.g. `pack-objects --stdout` in berthd's shadow piped into
+ * `index-pack --stdin` run as the project's owner. Resolves the consumer's stdout.
+ */
+export async function gitPipe(producer: { args: string[]; call: GitCall }, consumer: { args: string[]; call: GitCall }): Promise<string> {
+  const p = gitSpawn(producer.args, producer.call);
+  const c = gitSpawn(consumer.args, consumer.call);
+  p.child.stdout!.pipe(c.child.stdin!);
+  let out = '';
+  c.child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out = (out + d).slice(-65536);
+  });
+  const [pr, cr] = await Promise.all([
+    p.done.then((r) => {
+      if (r.code !== 0) c.kill();
+      return r;
+    }),
+    c.done.then((r) => {
+      if (r.code !== 0) p.kill();
+      return r;
+    }),
+  ]);
+  if (pr.code !== 0) throw failure(producer.args, pr.code, pr.stderr);
+  if (cr.code !== 0) throw failure(consumer.args, cr.code, cr.stderr);
+  return out;
 }
 
 /**

@@ -1,15 +1,18 @@
 import { constants } from 'node:fs';
-import { lstat, open } from 'node:fs/promises';
+import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 
 /**
- * Reading files inside a directory an agent controls, without ever following a link out of it:
- * every path component is lstat'ed (no symlinks allowed), and the file is opened with O_NOFOLLOW.
- * Returns null when the file is missing, is not a regular file, or a component is a link.
+ * Reading inside a directory an agent controls, without ever following a link out of it. Every
+ * path component is lstat'ed (no symlinks), the file is opened with O_NOFOLLOW (a link in the last
+ * component fails) and O_NONBLOCK (a FIFO swapped in cannot block the open), and then, where the
+ * kernel can say (Linux: /proc/self/fd), the path the descriptor really names must be the one asked
+ * for, so a directory swapped for a link between the walk and the open is caught. Only regular
+ * files are read, and never more than the cap.
  */
-export async function safeRead(root: string, rel: string, maxBytes = 1024 * 1024): Promise<Buffer | null> {
+export async function safeOpen(root: string, rel: string): Promise<FileHandle | null> {
   const parts = rel.split('/').filter(Boolean);
-  if (parts.some((p) => p === '..' || p === '.')) return null;
+  if (!parts.length || parts.some((p) => p === '..' || p === '.')) return null;
   let cur = root;
   for (let i = 0; i < parts.length; i++) {
     cur = join(cur, parts[i]!);
@@ -23,18 +26,56 @@ export async function safeRead(root: string, rel: string, maxBytes = 1024 * 1024
     if (i < parts.length - 1 && !st.isDirectory()) return null;
     if (i === parts.length - 1 && !st.isFile()) return null;
   }
-  let fh;
+  let fh: FileHandle;
   try {
-    fh = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW);
+    fh = await open(cur, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch {
     return null;
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile() || st.size > maxBytes) return null;
-    const buf = Buffer.alloc(st.size);
-    await fh.read(buf, 0, st.size, 0);
-    return buf;
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (process.platform === 'linux') {
+      const real = await readlink(`/proc/self/fd/${fh.fd}`);
+      if (real !== join(await realRoot(root), ...parts)) throw new Error('moved');
+    }
+    return fh;
+  } catch {
+    await fh.close();
+    return null;
+  }
+}
+
+const roots = new Map<string, string>();
+/** The root's own real path (the root itself is berth's, e.g. the checkout directory it made). */
+async function realRoot(root: string): Promise<string> {
+  let r = roots.get(root);
+  if (!r) {
+    r = await realpath(root);
+    if (roots.size > 1000) roots.clear();
+    roots.set(root, r);
+  }
+  return r;
+}
+
+/** The whole file, or null when it is missing, not a regular file reached without links, or over `maxBytes`. */
+export async function safeRead(root: string, rel: string, maxBytes = 1024 * 1024): Promise<Buffer | null> {
+  const fh = await safeOpen(root, rel);
+  if (!fh) return null;
+  try {
+    const size = (await fh.stat()).size;
+    if (size > maxBytes) return null;
+    // Read what is there up to the cap, whatever the file grows to meanwhile.
+    const buf = Buffer.alloc(Math.min(size, maxBytes) + 1);
+    let n = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+      if (n > maxBytes) return null;
+      if (n === buf.length) break;
+    }
+    return buf.subarray(0, Math.min(n, size));
   } finally {
     await fh.close();
   }
