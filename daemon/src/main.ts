@@ -57,6 +57,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const health = new Health(store, monitor, bus, log.child({ component: 'health' }));
   monitor.onChecked = () => void health.snapshot();
 
+  const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
+  const checkouts = new SessionCheckouts(checkoutManager, store.sessions, store.projects, log.child({ component: 'checkouts' }), bus);
   const reconciler = new Reconciler(
     {
       sessions: store.sessions,
@@ -67,6 +69,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       secrets: new Secrets(config.home),
       instanceId,
       onEngineError: () => monitor.poke(),
+      beforeDelete: (s) => checkouts.finishRemoval(s),
     },
     { resyncMs: config.resyncSec * 1000, orphanGraceMs: config.orphanGraceSec * 1000 },
   );
@@ -75,8 +78,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     if (e.type === 'engine.available') reconciler.enqueueAll();
   });
 
-  const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
-  const checkouts = new SessionCheckouts(checkoutManager, store.sessions, store.projects, log.child({ component: 'checkouts' }));
   const projects = new ProjectService(store.projects, store.sessions, bus, config.projectsRoot, {
     reposDir: join(config.home, 'repos'),
     checkouts: checkoutManager,

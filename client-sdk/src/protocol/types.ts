@@ -116,6 +116,10 @@ export interface SessionStatus {
   /** Uncommitted changes, as `git status --porcelain` letters (`M`, `A`, `D`, `??` ...). */
   dirty: { path: string; status: string }[];
   lastCommit: { sha: string; subject: string; author: string; date: string } | null;
+  /** The branch tip the project has as `berth/<name>` (null for read/shared sessions or before any import). */
+  importedTip?: string | null;
+  /** True while the checkout's branch tip is not yet in the project. */
+  pendingImport?: boolean;
 }
 
 export interface SessionDiff {
@@ -279,6 +283,7 @@ export type BerthEvent =
   | EventOf<'session.created', { session: Session }>
   | EventOf<'session.state', { session: Session; previous: SessionState }>
   | EventOf<'session.removed', { id: string; name: string }>
+  | EventOf<'session.imported', { id: string; name: string; branch: string; tip: string }>
   | EventOf<'image.build', ImageBuildProgress>
   | EventOf<'image.built', ImageBuildResult>
   | EventOf<'image.removed', { name: string }>;

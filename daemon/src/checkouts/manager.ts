@@ -1,66 +1,101 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError, type MergeResult, type Project, type SessionDiff, type SessionStatus } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
-import { git } from './git.js';
+import { git, gitCapped, gitPipe, type GitCall } from './git.js';
 import { KeyedMutex } from './mutex.js';
 import { isRealDir, safeRead } from './safe-fs.js';
+import { SHA, Shadows, hashKey, readHead, readRef, type CheckoutRef } from './shadow.js';
+
+export type { CheckoutRef } from './shadow.js';
 
 const run = promisify(execFile);
-const SHA = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
-const REF = /^refs\/[A-Za-z0-9._\/-]+$/;
-export const WORKTREES_DIR = '.worktrees';
 const MAX_DIFF = 1024 * 1024;
-const MAX_INDEX = 512 * 1024 * 1024;
-
-/** Where an agent's git work lives: its clone, or the main checkout for read/shared sessions. */
-export interface CheckoutRef {
-  /** Session id (or any stable key) naming the shadow git dir. */
-  key: string;
-  /** The work tree the agent writes; its `.git` is a directory the agent controls. */
-  workTree: string;
-  /** The session branch inside that work tree, when it has one. */
-  branch: string | null;
-  base: string | null;
-  baseSha: string | null;
-}
 
 export interface NewCheckout {
   dir: string;
   branch: string;
   base: string;
   baseSha: string;
+  /** The directory's identity, recorded so a later removal can prove it is the one berth made. */
+  identity: DirIdentity;
+}
+
+export interface DirIdentity {
+  dev: number;
+  ino: number;
+}
+
+export interface ImportItem {
+  ref: CheckoutRef & { name: string };
+  /** The tip to import, read from the clone. */
+  tip: string;
 }
 
 /**
  * Session checkouts, and every git operation berthd does on repositories agents can write.
  *
- * A write session gets its own clone at `<repo>/.worktrees/<name>` (`git clone --shared`: objects
- * borrowed from the project through alternates) on branch `berth/<name>`; its container sees that
- * clone and, read-only at the same path, the project's object store, nothing else of the project.
+ * A write session gets its own clone at `$BERTH_HOME/checkouts/<project>/<session>` (`git clone
+ * --shared`: objects borrowed from the project through alternates) on branch `berth/<session>`. It
+ * lives outside every project's work tree, so nothing a merge checks out can reach it, and berth
+ * removes only directories it recorded making (same path under that root, same device and inode,
+ * no link at any level). Its container sees that clone and, read-only at the same path, the
+ * project's object store, nothing else of the project.
  *
- * The clone's `.git` belongs to the agent, so berthd never runs git *as* that repository: it never
- * reads the clone's config, hooks or attributes-driven drivers. Instead it builds a shadow git dir
- * it owns (`$BERTH_HOME/shadow/<key>`: trusted config, the clone's and the project's objects as
- * alternates, a copy of the clone's index, HEAD read from files opened without following links) and
- * points git at the clone's work tree through it. Commits reach the project by fetching from the
- * shadow into `refs/heads/berth/<name>`; nothing else in the project is ever written from a session.
+ * berthd never runs git *as* a repository an agent can write: see shadow.ts. Git that runs in the
+ * project itself (imports, merges, branch bookkeeping) runs as the project's owner when berthd is
+ * root, so whatever the owner's own configuration runs, it runs with the owner's rights, not root's.
  */
 export class CheckoutManager {
   private readonly locks = new KeyedMutex();
+  readonly shadows: Shadows;
+  readonly root: string;
 
   constructor(
     private readonly home: string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.shadows = new Shadows(home);
+    this.root = join(home, 'checkouts');
+  }
 
   /** Serialises git writes per repository (parallel `clone`/`fetch`/`update-ref` race on locks). */
   withRepo<T>(repo: string, fn: () => Promise<T>): Promise<T> {
     return this.locks.run(repo, fn);
+  }
+
+  /** Where the checkout of session `name` of `project` lives (known before it exists). */
+  checkoutDir(project: string, name: string): string {
+    return join(this.root, project, name);
+  }
+
+  // ---- git in the project ------------------------------------------------------------------------
+
+  /**
+   * How git runs in the project: as its owner when berthd is root (the owner's config, filters and
+   * merge drivers then run with the owner's rights, which they have anyway); as berthd when berthd
+   * is the owner. A project owned by another user while berthd is not root is refused, as git itself
+   * refuses it (`safe.directory`).
+   */
+  async projectCall(repo: string, extra: Omit<GitCall, 'cwd'> = {}): Promise<GitCall> {
+    const st = await stat(repo).catch(() => null);
+    if (!st) throw new BerthError('PATH_NOT_FOUND', `the project directory ${repo} is gone`, { details: { path: repo } });
+    const me = process.getuid?.() ?? st.uid;
+    if (me === 0 && st.uid !== 0) return { ...extra, cwd: repo, as: { uid: st.uid, gid: st.gid } };
+    if (me !== st.uid && me !== 0) {
+      throw new BerthError('CHECKOUT_FAILED', `${repo} belongs to uid ${st.uid}, and berthd runs as uid ${me}: git in it would run that user's configuration as berthd`, {
+        hint: 'Run berthd as the project owner (the user unit), or as root (the system unit), which runs git in projects as their owners.',
+        details: { path: repo },
+      });
+    }
+    return { ...extra, cwd: repo };
+  }
+
+  private async pgit(repo: string, args: string[], extra: Omit<GitCall, 'cwd'> = {}): Promise<string> {
+    return git(args, await this.projectCall(repo, extra));
   }
 
   // ---- projects cloned from a URL -------------------------------------------------------------
@@ -80,7 +115,8 @@ export class CheckoutManager {
   }
 
   async cloneProject(url: string, dir: string, opts: { branch?: string; sshKeyPath?: string | null; owner?: { uid: number; gid: number } | null }): Promise<void> {
-    await mkdir(join(dir, '..'), { recursive: true, mode: 0o700 });
+    // Traversable, not listable: git in the clone runs as the project's owner.
+    await mkdir(join(dir, '..'), { recursive: true, mode: 0o711 });
     if (existsSync(dir)) throw new BerthError('GIT_CLONE_FAILED', `${dir} already exists; remove it or choose another project name`, { details: { dir } });
     try {
       await git(['clone', '--quiet', ...(opts.branch ? ['--branch', opts.branch] : []), '--', url, dir], {
@@ -98,12 +134,12 @@ export class CheckoutManager {
   /** Fetches a URL project and fast-forwards its base branch when the main checkout allows it. */
   async refresh(project: Project): Promise<void> {
     if (!project.gitUrl) return;
-    await git(['fetch', '--quiet', '--prune', 'origin'], { cwd: project.path, env: this.sshEnv(project), timeoutMs: 300_000 });
+    await this.pgit(project.path, ['fetch', '--quiet', '--prune', 'origin'], { env: this.sshEnv(project), timeoutMs: 300_000 });
     const current = await this.currentBranch(project.path);
     const base = project.branch ?? current;
     if (!base || current !== base) return;
     if ((await this.mainDirty(project.path)).length) return;
-    await git(['merge', '--ff-only', '--quiet', `refs/remotes/origin/${base}`], { cwd: project.path }).catch(() => {});
+    await this.pgit(project.path, ['merge', '--ff-only', '--quiet', '--no-overwrite-ignore', `refs/remotes/origin/${base}`]).catch(() => {});
   }
 
   // ---- creating and removing session checkouts -------------------------------------------------
@@ -117,16 +153,36 @@ export class CheckoutManager {
 
   private async revParse(repo: string, ref: string): Promise<string | null> {
     try {
-      const sha = (await git(['rev-parse', '-q', '--verify', `${ref}^{commit}`], { cwd: repo })).trim();
+      const sha = (await this.pgit(repo, ['rev-parse', '-q', '--verify', `${ref}^{commit}`])).trim();
       return SHA.test(sha) ? sha : null;
     } catch {
       return null;
     }
   }
 
-  /** Makes `<repo>/.worktrees/<name>` on a new branch `berth/<name>` from the base. */
-  async create(project: Project, name: string, meta: { agent: string; owner: { uid: number; gid: number } }): Promise<NewCheckout> {
+  /**
+   * The parent of every checkout of `project`: root-owned directories berth made, which neither agents
+   * (they see only their own clone) nor the project's owner can rename or replace with a link.
+   */
+  private async projectRoot(project: string): Promise<string> {
+    await mkdir(this.root, { recursive: true, mode: 0o711 });
+    const dir = join(this.root, project);
+    await mkdir(dir, { recursive: true, mode: 0o711 });
+    if (!(await isRealDir(this.home, join('checkouts', project)))) {
+      throw new BerthError('CHECKOUT_FAILED', `${dir} is not a plain directory; berth will not put checkouts there`);
+    }
+    // Owners reach their checkouts (editors, `cd`) through berth's home, which lists nothing to them.
+    await chmod(this.home, 0o711).catch(() => {});
+    return dir;
+  }
+
+  /**
+   * Makes the checkout of session `name` at checkoutDir() on a new branch `berth/<name>` from the
+   * base, publishes that branch in the project, and seeds the session's shadow.
+   */
+  async create(project: Project, name: string, meta: { agent: string; owner: { uid: number; gid: number }; key: string; onMade?: (identity: DirIdentity) => void }): Promise<NewCheckout> {
     return this.withRepo(project.path, async () => {
+      const parent = await this.projectRoot(project.name);
       if (project.gitUrl) await this.refresh(project);
       const base = project.branch ?? (await this.currentBranch(project.path));
       if (!base) {
@@ -135,22 +191,21 @@ export class CheckoutManager {
         });
       }
       const baseSha = await this.revParse(project.path, `refs/heads/${base}`);
-      // (Three git processes in all: the base, the clone, the checkout; the rest is file work.)
       if (!baseSha) throw new BerthError('CHECKOUT_FAILED', `base branch ${base} of ${project.name} has no commit yet`, { hint: 'Make a first commit in the project.' });
-      await this.excludeWorktrees(project.path);
-      const dir = join(project.path, WORKTREES_DIR, name);
+      const dir = join(parent, name);
       if (existsSync(dir)) {
         throw new BerthError('CHECKOUT_FAILED', `${dir} already exists (kept from an earlier session?)`, {
           hint: 'Look at it, save what you need, remove it, and start again; or choose another --name.',
         });
       }
       const branch = `berth/${name}`;
-      // As root, git runs as the project's owner, so the checkout is theirs without a chown pass.
       const owner = process.getuid?.() === 0 && meta.owner.uid !== 0 ? meta.owner : null;
-      const make = async (as: { uid: number; gid: number } | null) => {
-        const parent = join(project.path, WORKTREES_DIR);
-        await mkdir(parent, { recursive: true });
-        if (owner) await chownTree(parent, owner, false);
+      await mkdir(dir, { mode: 0o755 });
+      const st = await lstat(dir);
+      const identity = { dev: st.dev, ino: st.ino };
+      meta.onMade?.(identity);
+      if (owner) await run('chown', ['-h', `${owner.uid}:${owner.gid}`, dir]);
+      try {
         await git(
           [
             'clone', '--quiet', '--shared', '--no-checkout',
@@ -158,162 +213,79 @@ export class CheckoutManager {
             '--config', `user.email=${name}@berth.invalid`,
             '--', project.path, dir,
           ],
-          { cwd: project.path, as },
+          { cwd: parent, as: owner },
         );
-        await git(['checkout', '--quiet', '-b', branch, baseSha], { cwd: dir, as });
+        await git(['checkout', '--quiet', '-b', branch, baseSha], { cwd: dir, as: owner });
         // The clone's remote would name a host path the container cannot reach: drop it, and the
         // tracking branch section with it, straight from the config file git just wrote.
         const cfg = join(dir, '.git', 'config');
         const text = await readFile(cfg, 'utf8');
         await writeFile(cfg, text.replace(/^\[(remote "origin"|branch "[^"]*")\][^[]*/gm, ''));
-      };
-      try {
-        // As root, git runs as the project's owner so the checkout is theirs from the start; when the
-        // owner cannot reach the repository (a parent directory closed to them), root makes it and
-        // hands it over.
-        try {
-          await make(owner);
-        } catch (err) {
-          if (!owner) throw err;
-          await rm(dir, { recursive: true, force: true });
-          await make(null);
-          await chownTree(dir, owner);
-        }
+        // Every session shows in `git branch` of the project from its start.
+        await this.pgit(project.path, ['update-ref', `refs/heads/${branch}`, baseSha, '']).catch(() => this.pgit(project.path, ['update-ref', `refs/heads/${branch}`, baseSha]));
+        await this.shadows.seed({ key: meta.key, workTree: dir, branch, base, baseSha }, project.path, baseSha);
       } catch (err) {
-        await rm(dir, { recursive: true, force: true });
-        throw new BerthError('CHECKOUT_FAILED', `cannot make the checkout for ${name}: ${gitMessage(err)}`);
+        await this.removeDir(dir, identity).catch(() => {});
+        throw new BerthError('CHECKOUT_FAILED', `cannot make the checkout for ${name}: ${gitMessage(err)}`, {
+          hint: owner ? `The project's owner (uid ${owner.uid}) must be able to read ${project.path}.` : undefined,
+        });
       }
       this.log.info({ project: project.name, dir, branch, base, baseSha }, 'Created session checkout');
-      return { dir, branch, base, baseSha };
+      return { dir, branch, base, baseSha, identity };
     });
   }
 
-  /** Keeps `.worktrees/` out of `git status` of the main checkout. */
-  private async excludeWorktrees(repo: string): Promise<void> {
-    const file = join(repo, '.git', 'info', 'exclude');
-    const line = `/${WORKTREES_DIR}/`;
-    let text = '';
-    try {
-      text = await readFile(file, 'utf8');
-    } catch {
-      await mkdir(join(repo, '.git', 'info'), { recursive: true });
-    }
-    if (!text.split('\n').includes(line)) await appendFile(file, `${text && !text.endsWith('\n') ? '\n' : ''}# berth session checkouts\n${line}\n`);
-  }
-
-  // ---- the shadow git dir ------------------------------------------------------------------------
-
-  /** HEAD of an agent-controlled work tree, read from files without following links. */
-  async readHead(workTree: string): Promise<{ ref: string | null; sha: string | null }> {
-    const head = (await safeRead(workTree, '.git/HEAD', 4096))?.toString('utf8').trim();
-    if (!head) return { ref: null, sha: null };
-    if (SHA.test(head)) return { ref: null, sha: head };
-    const m = /^ref: (refs\/[^\s]+)$/.exec(head);
-    if (!m || !REF.test(m[1]!) || m[1]!.includes('..')) return { ref: null, sha: null };
-    return { ref: m[1]!, sha: await this.readRef(workTree, m[1]!) };
-  }
-
-  async readRef(workTree: string, ref: string): Promise<string | null> {
-    if (!REF.test(ref) || ref.includes('..')) return null;
-    const loose = (await safeRead(workTree, `.git/${ref}`, 4096))?.toString('utf8').trim();
-    if (loose && SHA.test(loose)) return loose;
-    const packed = (await safeRead(workTree, '.git/packed-refs', 64 * 1024 * 1024))?.toString('utf8') ?? '';
-    for (const line of packed.split('\n')) {
-      const [sha, name] = line.split(' ');
-      if (name === ref && sha && SHA.test(sha)) return sha;
-    }
-    return null;
-  }
-
-  private shadowDir(key: string): string {
-    return join(this.home, 'shadow', key.replace(/[^A-Za-z0-9_-]/g, '_'));
-  }
-
   /**
-   * Prepares the shadow git dir for `c` and returns the environment that makes git work on the
-   * agent's work tree through it. The agent's config, hooks and info/attributes are never read.
+   * Removes a checkout directory berth made: it must be exactly `<root>/<project>/<name>`, reached
+   * through real directories, and (when recorded) the same directory by device and inode. Links
+   * inside are removed as links, never followed.
    */
-  async shadow(c: CheckoutRef, projectRepo: string): Promise<{ env: Record<string, string>; head: string | null; gitDir: string }> {
-    const g = this.shadowDir(c.key);
-    if (!existsSync(join(g, 'HEAD'))) {
-      await mkdir(g, { recursive: true, mode: 0o700 });
-      await git(['init', '--quiet', '--bare', g], { cwd: this.home });
-      await writeFile(
-        join(g, 'config'),
-        [
-          '[core]',
-          '\trepositoryformatversion = 0',
-          '\tbare = false',
-          '\tfilemode = true',
-          '\tsymlinks = true',
-          '\thooksPath = /dev/null',
-          '\tfsmonitor = false',
-          '\tuntrackedCache = false',
-          '[gc]',
-          '\tauto = 0',
-          '[status]',
-          '\trelativePaths = false',
-          '\tshowUntrackedFiles = all',
-          '[diff]',
-          '\tignoreSubmodules = all',
-          '[submodule]',
-          '\trecurse = false',
-          '',
-        ].join('\n'),
-      );
-      await rm(join(g, 'hooks'), { recursive: true, force: true });
+  async removeDir(dir: string, identity: DirIdentity | null): Promise<boolean> {
+    const rel = dir.startsWith(`${this.root}/`) ? dir.slice(this.root.length + 1) : null;
+    if (!rel || rel.split('/').length !== 2 || rel.split('/').some((p) => !p || p === '.' || p === '..')) {
+      this.log.warn({ dir }, 'Refusing to remove a directory outside berth’s checkouts');
+      return false;
     }
-    const own = join(c.workTree, '.git', 'objects');
-    const alternates = [join(projectRepo, '.git', 'objects')];
-    if (c.workTree !== projectRepo) {
-      if (!(await isRealDir(c.workTree, '.git/objects'))) {
-        throw new BerthError('CHECKOUT_FAILED', `the session's git directory at ${c.workTree}/.git was replaced or linked elsewhere; berth will not read it`);
-      }
-      alternates.unshift(own);
-    }
-    await mkdir(join(g, 'objects', 'info'), { recursive: true });
-    await writeFile(join(g, 'objects', 'info', 'alternates'), `${alternates.join('\n')}\n`);
-    const { sha } = await this.readHead(c.workTree);
-    if (sha) await git(['update-ref', '--no-deref', 'HEAD', sha], { cwd: g, env: { GIT_DIR: g } });
-    const index = await safeRead(c.workTree, '.git/index', MAX_INDEX);
-    if (index) await writeFile(join(g, 'index'), index);
-    else await rm(join(g, 'index'), { force: true });
-    return { env: { GIT_DIR: g, GIT_WORK_TREE: c.workTree, GIT_INDEX_FILE: join(g, 'index') }, head: sha, gitDir: g };
-  }
-
-  async dropShadow(key: string): Promise<void> {
-    await rm(this.shadowDir(key), { recursive: true, force: true });
-  }
-
-  /** Everything in the work tree (tracked, changed and untracked) as a tree object in the shadow. */
-  private async snapshotTree(env: Record<string, string>, cwd: string): Promise<string> {
-    const tmpIndex = `${env.GIT_INDEX_FILE}.snapshot`;
-    if (existsSync(env.GIT_INDEX_FILE!)) await writeFile(tmpIndex, await readFile(env.GIT_INDEX_FILE!));
-    else await rm(tmpIndex, { force: true });
-    const e = { ...env, GIT_INDEX_FILE: tmpIndex };
+    let st;
     try {
-      await git(['add', '--all', '--ignore-errors', '--', '.'], { cwd, env: e });
-      return (await git(['write-tree'], { cwd, env: e })).trim();
-    } finally {
-      await rm(tmpIndex, { force: true });
+      st = await lstat(dir);
+    } catch {
+      return true;
     }
+    if (!(await isRealDir(this.home, join('checkouts', rel)))) {
+      this.log.warn({ dir }, 'Refusing to remove a checkout reached through a link');
+      return false;
+    }
+    if (identity && (st.dev !== identity.dev || st.ino !== identity.ino)) {
+      this.log.warn({ dir }, 'Refusing to remove a checkout that is not the directory berth made');
+      return false;
+    }
+    await rm(dir, { recursive: true, force: true });
+    return true;
   }
 
   // ---- inspection -----------------------------------------------------------------------------
 
   async dirty(c: CheckoutRef, projectRepo: string): Promise<{ path: string; status: string }[]> {
-    const { env, gitDir } = await this.shadow(c, projectRepo);
-    const out = await git(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignore-submodules=all', '--no-renames'], { cwd: gitDir, env });
-    return parsePorcelain(out).filter((d) => !(c.workTree === projectRepo && d.path.startsWith(`${WORKTREES_DIR}/`)));
+    const s = await this.shadows.prepare(c, projectRepo);
+    return this.statusOf(s);
+  }
+
+  private async statusOf(s: { env: Record<string, string>; gitDir: string }): Promise<{ path: string; status: string }[]> {
+    // The index is the shadow's own: git may write its refreshed stat data back (optional locks on).
+    const out = await git(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignore-submodules=all', '--no-renames'], {
+      cwd: s.gitDir,
+      env: { ...s.env, GIT_OPTIONAL_LOCKS: '1' },
+    });
+    return parsePorcelain(out);
   }
 
   async status(c: CheckoutRef, projectRepo: string): Promise<SessionStatus> {
-    const { env, head, gitDir } = await this.shadow(c, projectRepo);
-    const dirty = parsePorcelain(
-      await git(['status', '--porcelain=v1', '-z', '--untracked-files=all', '--ignore-submodules=all', '--no-renames'], { cwd: gitDir, env }),
-    ).filter((d) => !(c.workTree === projectRepo && d.path.startsWith(`${WORKTREES_DIR}/`)));
-    const branch = c.branch ?? (await this.readHead(c.workTree)).ref?.replace(/^refs\/heads\//, '') ?? null;
-    const tip = c.branch ? await this.readRef(c.workTree, `refs/heads/${c.branch}`) : head;
+    const s = await this.shadows.prepare(c, projectRepo);
+    const { env, head, gitDir } = s;
+    const dirty = await this.statusOf(s);
+    const branch = c.branch ?? (await readHead(c.workTree)).ref?.replace(/^refs\/heads\//, '') ?? null;
+    const tip = c.branch ? await readRef(c.workTree, `refs/heads/${c.branch}`) : head;
     const baseSha = c.base ? await this.revParse(projectRepo, `refs/heads/${c.base}`) : null;
     let ahead = 0;
     let behind = 0;
@@ -330,42 +302,101 @@ export class CheckoutManager {
     return { branch, base: c.base ?? branch, ahead, behind, dirty, lastCommit };
   }
 
+  /**
+   * The session's changes against where its branch left the base, uncommitted ones and new files
+   * included. New files are marked intent-to-add, so git reads them from the work tree as it diffs
+   * and nothing is written into berth's object stores; output stops at the cap.
+   */
   async diff(c: CheckoutRef, projectRepo: string, stat: boolean): Promise<SessionDiff> {
     if (!c.branch || !c.base || !c.baseSha) throw new BerthError('NO_CHECKOUT', 'this session has no branch of its own');
-    const { env, gitDir } = await this.shadow(c, projectRepo);
-    const tree = await this.snapshotTree(env, gitDir);
-    const baseSha = (await this.revParse(projectRepo, `refs/heads/${c.base}`)) ?? c.baseSha;
-    const mergeBase = (await git(['merge-base', baseSha, (await this.readRef(c.workTree, `refs/heads/${c.branch}`)) ?? c.baseSha], { cwd: gitDir, env }).catch(() => baseSha)).trim();
-    let text = await git(['diff', '--no-color', '--no-ext-diff', '--no-textconv', '--ignore-submodules=all', ...(stat ? ['--stat'] : ['--binary']), mergeBase, tree], {
-      cwd: gitDir,
-      env,
-    });
-    const truncated = Buffer.byteLength(text) > MAX_DIFF;
-    if (truncated) text = Buffer.from(text).subarray(0, MAX_DIFF).toString('utf8');
-    return { base: c.base, branch: c.branch, diff: text, truncated };
+    const s = await this.shadows.prepare(c, projectRepo);
+    const env = await this.shadows.scratchIndex(s, 'diff');
+    try {
+      await git(['add', '--intent-to-add', '--ignore-errors', '--', '.'], { cwd: s.gitDir, env });
+      const baseSha = (await this.revParse(projectRepo, `refs/heads/${c.base}`)) ?? c.baseSha;
+      const tip = (await readRef(c.workTree, `refs/heads/${c.branch}`)) ?? c.baseSha;
+      const mergeBase = (await git(['merge-base', baseSha, tip], { cwd: s.gitDir, env }).catch(() => baseSha)).trim();
+      const { out, truncated } = await gitCapped(
+        ['diff', '--no-color', '--no-ext-diff', '--no-textconv', '--ignore-submodules=all', ...(stat ? ['--stat'] : ['--binary']), mergeBase],
+        { cwd: s.gitDir, env },
+        MAX_DIFF,
+      );
+      let text = out.toString('utf8');
+      // Never end in the middle of a character.
+      if (truncated) text = text.replace(/\uFFFD+$/, '');
+      return { base: c.base, branch: c.branch, diff: text, truncated };
+    } finally {
+      await rm(env.GIT_INDEX_FILE!, { force: true });
+    }
+  }
+
+  /** Everything in the work tree (tracked, changed and untracked) as a tree object in the shadow. */
+  private async snapshotTree(c: CheckoutRef, projectRepo: string): Promise<{ tree: string; head: string | null; gitDir: string }> {
+    const s = await this.shadows.prepare(c, projectRepo);
+    const env = await this.shadows.scratchIndex(s, 'snapshot');
+    try {
+      await git(['add', '--all', '--ignore-errors', '--', '.'], { cwd: s.gitDir, env });
+      return { tree: (await git(['write-tree'], { cwd: s.gitDir, env })).trim(), head: s.head, gitDir: s.gitDir };
+    } finally {
+      await rm(env.GIT_INDEX_FILE!, { force: true });
+    }
   }
 
   // ---- moving work into the project --------------------------------------------------------------
 
+  /** The tips of `refs/heads/berth/*` in the project. */
+  async importedTips(projectRepo: string): Promise<Map<string, string>> {
+    const out = await this.pgit(projectRepo, ['for-each-ref', '--format=%(objectname) %(refname)', 'refs/heads/berth/']);
+    const m = new Map<string, string>();
+    for (const line of out.split('\n')) {
+      const [sha, ref] = line.split(' ');
+      if (sha && ref && SHA.test(sha)) m.set(ref.slice('refs/heads/'.length), sha);
+    }
+    return m;
+  }
+
+  /**
+   * Imports many sessions' commits into the project at once: berthd packs what the project lacks
+   * from the sessions' mirrored objects (one `pack-objects`), the project's owner indexes that pack
+   * (one `index-pack`, which verifies every object) and moves exactly the refs
+   * `refs/heads/berth/<name>` (one `update-ref` transaction). Caller holds the project's lock.
+   */
+  async importMany(projectRepo: string, items: ImportItem[], refs: { name: string; sha: string }[], extraRefs: string[] = []): Promise<void> {
+    if (!items.length && !refs.length) return;
+    const have = await this.pgit(projectRepo, ['for-each-ref', '--format=%(objectname)', 'refs/heads/']);
+    const exclude = [...new Set(have.split('\n').filter((x) => SHA.test(x)))];
+    const g = join(this.home, 'import', hashKey(projectRepo));
+    if (!existsSync(join(g, 'HEAD'))) {
+      await mkdir(g, { recursive: true, mode: 0o700 });
+      await git(['init', '--quiet', '--bare', g], { cwd: this.home });
+    }
+    const alternates = [...items.map((i) => join(this.shadows.dir(i.ref.key), 'agent-objects')), ...extraRefs, join(projectRepo, '.git', 'objects')];
+    await mkdir(join(g, 'objects', 'info'), { recursive: true });
+    await writeFile(join(g, 'objects', 'info', 'alternates'), `${alternates.join('\n')}\n`);
+    const tips = [...new Set([...items.map((i) => i.tip), ...refs.map((r) => r.sha)])];
+    const input = `${[...tips, ...exclude.map((x) => `^${x}`)].join('\n')}\n`;
+    const project = await this.projectCall(projectRepo);
+    await gitPipe(
+      { args: ['pack-objects', '--revs', '--stdout', '--thin', '--delta-base-offset', '-q'], call: { cwd: g, env: { GIT_DIR: g }, input } },
+      { args: ['index-pack', '--stdin', '--fix-thin'], call: project },
+    );
+    const updates = [...items.map((i) => ({ name: `refs/heads/${i.ref.branch}`, sha: i.tip })), ...refs];
+    await git(['update-ref', '--stdin'], { ...project, input: updates.map((u) => `update ${u.name} ${u.sha}\n`).join('') });
+  }
+
   /** Copies the session branch's commits into the project as `refs/heads/berth/<name>`. Returns the tip. */
   async sync(c: CheckoutRef, projectRepo: string): Promise<string | null> {
     if (!c.branch) return null;
-    const tip = await this.readRef(c.workTree, `refs/heads/${c.branch}`);
+    const tip = await readRef(c.workTree, `refs/heads/${c.branch}`);
     if (!tip) return null;
     return this.withRepo(projectRepo, async () => {
       const have = await this.revParse(projectRepo, `refs/heads/${c.branch}`);
       if (have === tip) return tip;
-      await this.importCommit(c, projectRepo, tip, `refs/heads/${c.branch}`);
+      await this.shadows.prepare(c, projectRepo);
+      await this.importMany(projectRepo, [{ ref: { ...c, name: c.branch!.slice('berth/'.length) }, tip }], []);
       this.log.debug({ branch: c.branch, tip }, 'Imported session commits');
       return tip;
     });
-  }
-
-  /** Fetch `sha` (reachable through the shadow) into `ref` of the project. Caller holds the repo lock. */
-  private async importCommit(c: CheckoutRef, projectRepo: string, sha: string, ref: string): Promise<void> {
-    const { gitDir } = await this.shadow(c, projectRepo);
-    await git(['update-ref', 'refs/heads/berth-import', sha], { cwd: gitDir, env: { GIT_DIR: gitDir } });
-    await git(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--update-head-ok', gitDir, `+refs/heads/berth-import:${ref}`], { cwd: projectRepo });
   }
 
   /** Merges the session branch into the base branch of the main checkout, or changes nothing. */
@@ -387,21 +418,29 @@ export class CheckoutManager {
       const who = await this.identity(projectRepo);
       const ref = `refs/heads/${c.branch}`;
       const msg = message ?? `Merge session branch ${c.branch}`;
-      const call = { cwd: projectRepo, config: who };
+      const call = await this.projectCall(projectRepo, { config: who });
+      // --no-overwrite-ignore: a merged tree never replaces or deletes a file the user keeps ignored
+      // (.env, build output, anything in .git/info/exclude); git refuses instead and nothing changes.
       try {
-        if (strategy === 'ff') await git(['merge', '--ff-only', '--quiet', ref], call);
-        else if (strategy === 'merge') await git(['merge', '--no-ff', '--quiet', '--no-verify', '-m', msg, ref], call);
+        if (strategy === 'ff') await git(['merge', '--ff-only', '--quiet', '--no-overwrite-ignore', ref], call);
+        else if (strategy === 'merge') await git(['merge', '--no-ff', '--quiet', '--no-verify', '--no-overwrite-ignore', '-m', msg, ref], call);
         else {
-          await git(['merge', '--squash', '--quiet', ref], call);
+          await git(['merge', '--squash', '--quiet', '--no-overwrite-ignore', ref], call);
           await git(['commit', '--quiet', '--no-verify', '-m', msg], call);
         }
       } catch (err) {
-        const conflicted = (await git(['diff', '--name-only', '--diff-filter=U'], { cwd: projectRepo }).catch(() => ''))
+        const conflicted = (await git(['diff', '--name-only', '--diff-filter=U'], call).catch(() => ''))
           .split('\n')
           .filter(Boolean);
         // Leave the main checkout exactly as it was: it was clean before we began.
-        if (strategy === 'merge') await git(['merge', '--abort'], { cwd: projectRepo }).catch(() => {});
-        await git(['reset', '--quiet', '--merge'], { cwd: projectRepo }).catch(() => {});
+        if (strategy === 'merge') await git(['merge', '--abort'], call).catch(() => {});
+        await git(['reset', '--quiet', '--merge'], call).catch(() => {});
+        const text = String((err as Error).message);
+        if (/would be overwritten|untracked working tree files|ignored/i.test(text) && !conflicted.length) {
+          throw new BerthError('MERGE_CONFLICT', `merging ${c.branch} into ${c.base} would overwrite files in the main checkout that git does not track: ${gitMessage(err)}`, {
+            details: { paths: [] },
+          });
+        }
         if (strategy === 'ff' && !conflicted.length) {
           throw new BerthError('MERGE_NOT_FAST_FORWARD', `${c.base} has commits that ${c.branch} lacks`, { details: { base: c.base, branch: c.branch } });
         }
@@ -410,36 +449,40 @@ export class CheckoutManager {
         }
         throw new BerthError('MERGE_CONFLICT', `merging ${c.branch} into ${c.base} failed: ${gitMessage(err)}`, { details: { paths: [] } });
       }
-      const commit = (await git(['rev-parse', 'HEAD'], { cwd: projectRepo })).trim();
+      const commit = (await git(['rev-parse', 'HEAD'], call)).trim();
       this.log.info({ branch: c.branch, base: c.base, strategy, commit }, 'Merged session branch');
       return { strategy, base, branch, commit };
     });
   }
 
-  /** Uncommitted changes of the main checkout, `.worktrees/` aside (read through a shadow). */
+  /** Uncommitted changes of the main checkout (read through a shadow). */
   async mainDirty(projectRepo: string): Promise<string[]> {
     const d = await this.dirty({ key: `main-${hashKey(projectRepo)}`, workTree: projectRepo, branch: null, base: null, baseSha: null }, projectRepo);
     return d.map((x) => x.path);
   }
 
   private async identity(repo: string): Promise<string[]> {
-    const email = await git(['config', '--get', 'user.email'], { cwd: repo }).catch(() => '');
+    const email = await this.pgit(repo, ['config', '--get', 'user.email']).catch(() => '');
     return email.trim() ? [] : ['user.name=berth', 'user.email=berth@localhost'];
   }
 
   /**
    * Removes a session checkout without losing work: uncommitted changes (only with `force`) are saved
    * as a commit on `refs/berth/wip/<name>`; the branch is deleted only when fully merged into the base,
-   * else kept (or, with `deleteBranch`, moved to `refs/berth/archive/<name>`).
+   * else kept (or, with `deleteBranch`, moved to `refs/berth/archive/<name>`). Safe to run again after
+   * an interruption: every step is idempotent, and the directory goes last.
    */
   async remove(
     c: CheckoutRef & { name: string },
     projectRepo: string,
-    opts: { force: boolean; deleteBranch: boolean },
+    opts: { force: boolean; deleteBranch: boolean; identity?: DirIdentity | null },
   ): Promise<{ kept: { branch?: string; wip?: string; archive?: string }; notes: string[]; removed: boolean }> {
     const kept: { branch?: string; wip?: string; archive?: string } = {};
     const notes: string[] = [];
-    if (!existsSync(c.workTree)) return { kept, notes, removed: true };
+    if (!existsSync(c.workTree)) {
+      await this.shadows.drop(c.key);
+      return { kept, notes, removed: true };
+    }
     let dirty: { path: string; status: string }[];
     try {
       dirty = await this.dirty(c, projectRepo);
@@ -448,7 +491,7 @@ export class CheckoutManager {
       // A checkout berth cannot read safely is not deleted either: whatever is in it stays.
       if (err instanceof BerthError && err.code === 'CHECKOUT_FAILED') {
         notes.push(`checkout ${c.workTree} was kept untouched: ${err.message}`);
-        await this.dropShadow(c.key);
+        await this.shadows.drop(c.key);
         return { kept, notes, removed: false };
       }
       throw err;
@@ -459,8 +502,7 @@ export class CheckoutManager {
     }
     await this.withRepo(projectRepo, async () => {
       if (dirty.length) {
-        const { env, head, gitDir } = await this.shadow(c, projectRepo);
-        const tree = await this.snapshotTree(env, gitDir);
+        const { tree, head, gitDir } = await this.snapshotTree(c, projectRepo);
         const parents = head ? ['-p', head] : [];
         const wip = (
           await git(['commit-tree', tree, ...parents, '-m', `berth: uncommitted work of session ${c.name}`], {
@@ -469,22 +511,21 @@ export class CheckoutManager {
             config: ['user.name=berth', 'user.email=berth@localhost'],
           })
         ).trim();
-        await this.importCommit(c, projectRepo, wip, `refs/berth/wip/${c.name}`);
+        // The wip commit's own objects live in the shadow's store: offer it to the import too.
+        await this.importMany(projectRepo, [], [{ name: `refs/berth/wip/${c.name}`, sha: wip }], [join(gitDir, 'objects'), join(gitDir, 'agent-objects')]);
         kept.wip = `refs/berth/wip/${c.name}`;
         notes.push(`uncommitted changes saved as ${kept.wip}: \`git checkout -b rescue ${kept.wip}\` to get them back`);
       }
       if (c.branch && c.base) {
         const tip = await this.revParse(projectRepo, `refs/heads/${c.branch}`);
         if (tip) {
-          // (Not `merge-base --is-ancestor`: its answer is only in the exit status, which simple-git drops.)
-          const unmerged = Number((await git(['rev-list', '--count', `refs/heads/${c.base}..${tip}`], { cwd: projectRepo })).trim());
-          const merged = unmerged === 0;
-          if (merged) {
-            await git(['update-ref', '-d', `refs/heads/${c.branch}`, tip], { cwd: projectRepo });
+          const unmerged = Number((await this.pgit(projectRepo, ['rev-list', '--count', `refs/heads/${c.base}..${tip}`])).trim());
+          if (unmerged === 0) {
+            await this.pgit(projectRepo, ['update-ref', '-d', `refs/heads/${c.branch}`, tip]);
             notes.push(`branch ${c.branch} was fully merged into ${c.base} and is deleted`);
           } else if (opts.deleteBranch) {
-            await git(['update-ref', `refs/berth/archive/${c.name}`, tip], { cwd: projectRepo });
-            await git(['update-ref', '-d', `refs/heads/${c.branch}`, tip], { cwd: projectRepo });
+            await this.pgit(projectRepo, ['update-ref', `refs/berth/archive/${c.name}`, tip]);
+            await this.pgit(projectRepo, ['update-ref', '-d', `refs/heads/${c.branch}`, tip]);
             kept.archive = `refs/berth/archive/${c.name}`;
             notes.push(`branch ${c.branch} was not merged; its commits are kept as ${kept.archive}: \`git branch ${c.branch} ${kept.archive}\` restores it`);
           } else {
@@ -494,8 +535,11 @@ export class CheckoutManager {
         }
       }
     });
-    await rm(c.workTree, { recursive: true, force: true });
-    await this.dropShadow(c.key);
+    if (!(await this.removeDir(c.workTree, opts.identity ?? null))) {
+      notes.push(`checkout ${c.workTree} was kept: it is not the directory berth made`);
+      return { kept, notes, removed: false };
+    }
+    await this.shadows.drop(c.key);
     this.log.info({ dir: c.workTree, kept }, 'Removed session checkout');
     return { kept, notes, removed: true };
   }
@@ -503,44 +547,39 @@ export class CheckoutManager {
   // ---- repairs ------------------------------------------------------------------------------------
 
   /**
-   * Startup and scheduled repairs of one project: prune stale worktree records, remove checkouts no
-   * session owns (kept if they hold uncommitted work; their commits are imported first), and remove
-   * `index.lock` files older than `lockAgeMs` that no live process holds. Every repair is logged.
+   * Startup and scheduled repairs of one project: checkouts under berth's root that no session owns
+   * are reported, never removed (berth removes only what its records say it made; see
+   * SessionCheckouts for finishing interrupted creations and removals); `index.lock` files older
+   * than `lockAgeMs` that no live process holds are removed. Every repair is logged.
    */
   async repair(project: Project, owned: Set<string>, busy: Set<string>, lockAgeMs = 10 * 60_000): Promise<string[]> {
     const done: string[] = [];
     const repo = project.path;
-    await git(['worktree', 'prune'], { cwd: repo }).catch(() => {});
-    const root = join(repo, WORKTREES_DIR);
+    const root = join(this.root, project.name);
     let names: string[] = [];
-    try {
-      names = await readdir(root);
-    } catch {
-      // no checkouts
-    }
+    if (await isRealDir(this.home, join('checkouts', project.name))) names = await readdir(root).catch(() => []);
     for (const name of names) {
       const dir = join(root, name);
       if (owned.has(dir)) continue;
       if (!(await isRealDir(root, name))) continue;
-      const ref: CheckoutRef & { name: string } = { key: `orphan-${hashKey(dir)}`, workTree: dir, branch: `berth/${name}`, base: project.branch ?? (await this.currentBranch(repo)), baseSha: null, name };
-      try {
-        const r = await this.remove(ref, repo, { force: false, deleteBranch: false });
-        const msg = r.removed ? `removed checkout ${dir} of a session that no longer exists` : `kept checkout ${dir} of a gone session: it has uncommitted changes`;
-        this.log.warn({ dir, kept: r.kept }, msg);
-        done.push(msg);
-      } catch (err) {
-        this.log.warn({ dir, err: (err as Error).message }, 'Could not repair checkout');
-      }
+      // Its commits still reach the project (as berth/<name>), whatever became of its record.
+      await this.sync({ key: `orphan-${hashKey(dir)}`, workTree: dir, branch: `berth/${name}`, base: null, baseSha: null }, repo).catch((err: unknown) =>
+        this.log.warn({ dir, err: gitMessage(err) }, 'Could not import the commits of a checkout no session owns'),
+      );
+      const msg = `checkout ${dir} belongs to no session berth knows; it is left as it is (look at it, then remove it yourself)`;
+      this.log.warn({ dir }, msg);
+      done.push(msg);
     }
-    for (const dir of [repo, ...names.map((n) => join(root, n))]) {
+    for (const dir of [repo, ...names.filter((n) => owned.has(join(root, n))).map((n) => join(root, n))]) {
+      if (!(await isRealDir(dir, '.git'))) continue;
       const lock = join(dir, '.git', 'index.lock');
       let st;
       try {
-        st = await stat(lock);
+        st = await lstat(lock);
       } catch {
         continue;
       }
-      if (Date.now() - st.mtimeMs < lockAgeMs || busy.has(dir) || (await gitProcessIn(dir))) continue;
+      if (!st.isFile() || Date.now() - st.mtimeMs < lockAgeMs || busy.has(dir) || (await gitProcessIn(dir))) continue;
       await rm(lock, { force: true });
       const msg = `removed stale ${lock} (${Math.round((Date.now() - st.mtimeMs) / 60000)} min old, no git process)`;
       this.log.warn({ lock }, msg);
@@ -568,10 +607,6 @@ export function gitMessage(err: unknown): string {
 
 function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-function hashKey(s: string): string {
-  return createHash('sha256').update(s).digest('hex').slice(0, 16);
 }
 
 /** Files the agent writes must belong to the project's owner: when berthd is root, hand the tree over. */

@@ -40,6 +40,11 @@ export interface ReconcilerDeps {
   instanceId: string;
   /** Called when the engine looks unreachable, so the monitor re-checks now. */
   onEngineError?: () => void;
+  /**
+   * The last step of a removal, once the container is gone and before the row is: the checkout's
+   * removal (idempotent; after a crash the next pass runs it again). A throw means retry.
+   */
+  beforeDelete?: (s: SessionRecord) => Promise<void>;
 }
 
 class GenerationMoved extends Error {}
@@ -188,6 +193,7 @@ export class Reconciler {
             break;
           }
           case 'delete': {
+            await this.d.beforeDelete?.(s);
             this.d.sessions.remove(id);
             this.d.bus.publish('session.removed', { id, name: s.name });
             log.info('Removed session');

@@ -32,7 +32,8 @@ export type PlanSession = Pick<
   | 'containerId'
   | 'exitCode'
   | 'finishedAt'
->;
+> &
+  Partial<Pick<SessionRecord, 'checkoutState'>>;
 
 const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : NaN);
 const live = (c: ContainerObservation) => c.status === 'running' || c.status === 'restarting' || c.status === 'paused';
@@ -64,6 +65,9 @@ export function plan(s: PlanSession, c: ContainerObservation | null, now: number
   }
 
   // desired === 'running'
+  // A write session's container exists only once its own checkout does: while the clone is being
+  // made (or after a crash in the middle of making it, until the repair finishes), wait.
+  if (s.checkoutState === 'creating' && !c) return { kind: 'observe', patch: {}, requeueAfterMs: 1000 };
   if (s.recreate) {
     if (c) return { kind: 'remove', thenPatch: { recreate: false, state: 'pending' } };
     return { kind: 'observe', patch: { recreate: false, state: 'pending' } };

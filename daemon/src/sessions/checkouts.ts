@@ -1,28 +1,63 @@
+import { watch as fsWatch, type FSWatcher } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
 import { schedule, type ScheduledTask } from 'node-cron';
 import { BerthError, type MergeResult, type Project, type RemoveResult, type SessionDiff, type SessionStatus } from '@berth/client-sdk/protocol';
-import type { CheckoutManager, CheckoutRef } from '../checkouts/manager.js';
+import type { CheckoutManager, CheckoutRef, ImportItem } from '../checkouts/manager.js';
+import { readRef } from '../checkouts/shadow.js';
+import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
 
+export interface SessionCheckoutsOptions {
+  /** How often every checkout's branch tip is compared with what the project has (the backstop). */
+  pollMs?: number;
+  /** Follow refs with inotify too (two watches per checkout, whatever the agent writes). */
+  watch?: boolean;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
 /**
  * The sessions' side of checkouts: which work tree a session has, keeping the project's
- * `berth/<name>` branch in step with commits made inside the container (a watch on the checkout's
- * refs, plus a sweep), and the scheduled repairs.
+ * `berth/<name>` branch in step with commits made inside the container, and the scheduled repairs.
+ *
+ * Imports are level-triggered: a session is marked for import when a watch fires or the periodic
+ * backstop sees its branch tip differ from the last one imported; per project, everything marked
+ * while one import runs goes in the next, as one batch (three git processes however many sessions).
+ * The watches are two plain directory watches per checkout (`.git` and `.git/refs/heads/berth`), so
+ * nothing an agent writes can grow them; what they miss (events dropped, a link swapped in, berthd
+ * restarted) the backstop catches within `pollMs`.
  */
 export class SessionCheckouts {
-  private readonly watchers = new Map<string, FSWatcher>();
-  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private readonly watchers = new Map<string, FSWatcher[]>();
+  /** Last tip imported (or found in the project) per session id. */
+  private readonly imported = new Map<string, string>();
+  /** Last stat signature of the checkout's ref files, to skip reading unchanged ones on each poll. */
+  private readonly seen = new Map<string, string>();
+  private readonly pending = new Map<string, Map<string, Waiter[]>>();
+  private readonly draining = new Set<string>();
+  private readonly removals = new Map<string, Pick<RemoveResult, 'kept' | 'notes'>>();
   private task: ScheduledTask | null = null;
+  private poller: NodeJS.Timeout | null = null;
+  private readonly pollMs: number;
+  private readonly useWatch: boolean;
 
   constructor(
     readonly manager: CheckoutManager,
     private readonly sessions: SessionsRepo,
     private readonly projects: ProjectsRepo,
     private readonly log: Logger,
-  ) {}
+    private readonly bus?: EventBus,
+    opts: SessionCheckoutsOptions = {},
+  ) {
+    this.pollMs = opts.pollMs ?? 2000;
+    this.useWatch = opts.watch ?? true;
+  }
 
   project(s: SessionRecord): Project {
     const p = this.projects.get(s.project);
@@ -40,8 +75,12 @@ export class SessionCheckouts {
 
   async status(s: SessionRecord): Promise<SessionStatus> {
     const p = this.project(s);
-    if (s.checkoutDir) await this.manager.sync(await this.ref(s), p.path).catch(() => {});
-    return this.manager.status(await this.ref(s), p.path);
+    if (!s.checkoutDir || !s.branch) return { ...(await this.manager.status(await this.ref(s), p.path)), importedTip: null, pendingImport: false };
+    await this.importNow(s).catch((err: unknown) => this.log.debug({ sessionId: s.id, err: (err as Error).message }, 'Import before status failed'));
+    const st = await this.manager.status(await this.ref(s), p.path);
+    const tip = await readRef(s.checkoutDir, `refs/heads/${s.branch}`);
+    const importedTip = this.imported.get(s.id) ?? null;
+    return { ...st, importedTip, pendingImport: tip !== null && tip !== importedTip };
   }
 
   async diff(s: SessionRecord, stat: boolean): Promise<SessionDiff> {
@@ -51,6 +90,7 @@ export class SessionCheckouts {
 
   async merge(s: SessionRecord, strategy: 'ff' | 'merge' | 'squash', message?: string): Promise<MergeResult> {
     if (!s.checkoutDir) throw new BerthError('NO_CHECKOUT', `session ${s.name} works in the main checkout and has no branch of its own`);
+    await this.importNow(s);
     return this.manager.merge(await this.ref(s), this.project(s).path, strategy, message);
   }
 
@@ -59,75 +99,244 @@ export class SessionCheckouts {
     return (await this.manager.dirty(await this.ref(s), this.project(s).path)).map((d) => d.path);
   }
 
-  async remove(s: SessionRecord, opts: { force: boolean; deleteBranch: boolean }): Promise<Pick<RemoveResult, 'kept' | 'notes'>> {
-    this.unwatch(s.id);
-    if (!s.checkoutDir) return { kept: {}, notes: [] };
-    const r = await this.manager.remove(await this.ref(s), this.project(s).path, opts);
-    if (!r.removed) return { kept: r.kept, notes: r.notes };
-    return { kept: r.kept, notes: r.notes };
+  /**
+   * Makes the checkout of a session whose row says `creating`, records it `ready` (a new generation:
+   * only now may the reconciler make the container) and returns the row.
+   */
+  async makeCheckout(s: SessionRecord, project: Project, meta: { agent: string; owner: { uid: number; gid: number } }): Promise<SessionRecord> {
+    const co = await this.manager.create(project, s.name, { ...meta, key: s.id, onMade: (identity) => this.sessions.setCheckoutIdentity(s.id, identity) });
+    const rec = this.sessions.setCheckoutReady(s.id, { branch: co.branch, base: co.base, baseSha: co.baseSha }, new Date().toISOString());
+    if (!rec) throw new BerthError('SESSION_NOT_FOUND', `session ${s.name} was removed while its checkout was made`, { details: { id: s.id } });
+    this.imported.set(s.id, co.baseSha);
+    return rec;
   }
+
+  /**
+   * Finishes checkouts that were being made when berthd stopped: the half-made directory (only if it
+   * is the one berth recorded making) is removed and the checkout made again; when that cannot be
+   * done the session fails with CHECKOUT_FAILED and waits for the user. Never starts it elsewhere.
+   */
+  async resumeCreations(): Promise<void> {
+    for (const s of this.sessions.checkoutsCreating()) {
+      if (s.desired === 'removed' || !s.checkoutDir) continue;
+      const project = this.projects.get(s.project);
+      try {
+        if (!project) throw new BerthError('PROJECT_NOT_FOUND', `project ${s.project} is gone`);
+        if (s.checkoutIdentity) await this.manager.removeDir(s.checkoutDir, s.checkoutIdentity);
+        await this.manager.shadows.drop(s.id);
+        const [uid, gid] = s.spec.user.split(':').map(Number);
+        await this.makeCheckout(s, project, { agent: s.agent, owner: { uid: uid!, gid: gid! } });
+        this.log.warn({ sessionId: s.id, dir: s.checkoutDir }, 'Finished making a checkout interrupted by a restart');
+      } catch (err) {
+        this.log.warn({ sessionId: s.id, err: (err as Error).message }, 'Could not finish an interrupted checkout; the session fails');
+        this.sessions.failCheckout(s.id, `its checkout could not be made after a restart: ${(err as Error).message}`, new Date().toISOString());
+      }
+    }
+  }
+
+  /**
+   * The reconciler's last step of a removal: the checkout goes (see CheckoutManager.remove), with the
+   * options the user gave. Idempotent, so a removal interrupted anywhere is finished by the next pass.
+   */
+  async finishRemoval(s: SessionRecord): Promise<void> {
+    this.unwatch(s.id);
+    this.imported.delete(s.id);
+    if (!s.checkoutDir) return;
+    let result: Pick<RemoveResult, 'kept' | 'notes'>;
+    if (s.checkoutState === 'creating') {
+      // Never finished: nothing in it is anyone's work; remove it only if it is the one berth made.
+      if (s.checkoutIdentity) await this.manager.removeDir(s.checkoutDir, s.checkoutIdentity);
+      await this.manager.shadows.drop(s.id);
+      result = { kept: {}, notes: [] };
+    } else {
+      const project = this.projects.get(s.project);
+      if (!project) result = { kept: {}, notes: [`checkout ${s.checkoutDir} was kept: project ${s.project} is gone`] };
+      else {
+        const opts = s.removeOpts ?? { force: false, deleteBranch: false };
+        const r = await this.manager.remove(await this.ref(s), project.path, { ...opts, identity: s.checkoutIdentity });
+        result = { kept: r.kept, notes: r.notes };
+      }
+    }
+    this.removals.set(s.id, result);
+    if (this.removals.size > 1000) this.removals.delete(this.removals.keys().next().value!);
+  }
+
+  /** What finishRemoval() kept and said, once, for the sessions.remove call that asked. */
+  takeRemoval(id: string): Pick<RemoveResult, 'kept' | 'notes'> | undefined {
+    const r = this.removals.get(id);
+    this.removals.delete(id);
+    return r;
+  }
+
+  // ---- imports ------------------------------------------------------------------------------------
+
+  /** Imports this session's branch now (joining the batch under way), resolving once it is in. */
+  importNow(s: SessionRecord): Promise<void> {
+    if (!s.checkoutDir || !s.branch) return Promise.resolve();
+    const p = this.projects.get(s.project);
+    if (!p) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const q = this.pending.get(p.path) ?? new Map<string, Waiter[]>();
+      this.pending.set(p.path, q);
+      q.set(s.id, [...(q.get(s.id) ?? []), { resolve, reject }]);
+      void this.drain(p.path);
+    });
+  }
+
+  private mark(id: string): void {
+    const s = this.sessions.get(id);
+    if (s) this.importNow(s).catch(() => {});
+  }
+
+  private async drain(repo: string): Promise<void> {
+    if (this.draining.has(repo)) return;
+    this.draining.add(repo);
+    try {
+      for (;;) {
+        const q = this.pending.get(repo);
+        if (!q?.size) break;
+        this.pending.delete(repo);
+        await this.manager.withRepo(repo, () => this.batch(repo, q)).catch(() => {});
+      }
+    } finally {
+      this.draining.delete(repo);
+    }
+  }
+
+  /** One import for every session in `q`; a failing batch is retried one session at a time. */
+  private async batch(repo: string, q: Map<string, Waiter[]>): Promise<void> {
+    const items: (ImportItem & { s: SessionRecord })[] = [];
+    const settle = (id: string, err?: unknown) => {
+      for (const w of q.get(id) ?? []) (err ? w.reject(err) : w.resolve());
+    };
+    let inProject: Map<string, string>;
+    try {
+      inProject = await this.manager.importedTips(repo);
+    } catch (err) {
+      for (const id of q.keys()) settle(id, err);
+      return;
+    }
+    for (const id of q.keys()) {
+      const s = this.sessions.get(id);
+      if (!s?.checkoutDir || !s.branch) {
+        settle(id);
+        continue;
+      }
+      const tip = await readRef(s.checkoutDir, `refs/heads/${s.branch}`);
+      const have = inProject.get(s.branch);
+      if (have) this.imported.set(s.id, have);
+      if (!tip || tip === have) {
+        settle(id);
+        continue;
+      }
+      items.push({ ref: await this.ref(s), tip, s });
+    }
+    if (!items.length) return;
+    const one = async (group: typeof items) => {
+      for (const i of group) await this.manager.shadows.mirror(i.ref.workTree, join(this.manager.shadows.dir(i.ref.key), 'agent-objects'));
+      await this.manager.importMany(repo, group, []);
+      for (const i of group) {
+        this.imported.set(i.s.id, i.tip);
+        this.bus?.publish('session.imported', { id: i.s.id, name: i.s.name, branch: i.s.branch!, tip: i.tip });
+        settle(i.s.id);
+      }
+    };
+    const started = Date.now();
+    try {
+      await one(items);
+    } catch (err) {
+      if (items.length === 1) {
+        this.log.warn({ sessionId: items[0]!.s.id, err: (err as Error).message }, 'Could not import session commits');
+        settle(items[0]!.s.id, err);
+        return;
+      }
+      for (const i of items) {
+        await one([i]).catch((e: unknown) => {
+          this.log.warn({ sessionId: i.s.id, err: (e as Error).message }, 'Could not import session commits');
+          settle(i.s.id, e);
+        });
+      }
+    }
+    this.log.debug({ repo, sessions: items.length, ms: Date.now() - started }, 'Imported session commits');
+  }
+
+  // ---- noticing commits -----------------------------------------------------------------------------
 
   /** Follows commits made in the session's checkout into the project within a moment. */
   watch(s: SessionRecord): void {
-    if (!s.checkoutDir || this.watchers.has(s.id)) return;
-    const gitDir = join(s.checkoutDir, '.git');
-    const w = watch(gitDir, {
-      ignoreInitial: true,
-      followSymlinks: false,
-      depth: 6,
-      ignored: (p: string) => p.includes(`${gitDir}/objects`) || p.includes(`${gitDir}/logs`),
-    });
-    w.on('all', (_e, path) => {
-      if (path.includes('/refs/') || path.endsWith('packed-refs') || path.endsWith('HEAD')) this.syncSoon(s.id);
-    });
-    w.on('error', (err) => this.log.debug({ sessionId: s.id, err: (err as Error).message }, 'checkout watch error'));
-    this.watchers.set(s.id, w);
+    if (!s.checkoutDir || !this.useWatch || this.watchers.has(s.id)) return;
+    const list: FSWatcher[] = [];
+    for (const dir of [join(s.checkoutDir, '.git'), join(s.checkoutDir, '.git', 'refs', 'heads', 'berth')]) {
+      try {
+        const w = fsWatch(dir, { persistent: false }, () => this.mark(s.id));
+        w.on('error', () => {
+          w.close();
+          // Re-armed by the backstop.
+          this.watchers.delete(s.id);
+        });
+        list.push(w);
+      } catch {
+        // missing or not ours to watch: the backstop covers it
+      }
+    }
+    this.watchers.set(s.id, list);
   }
 
   unwatch(id: string): void {
-    void this.watchers.get(id)?.close();
+    for (const w of this.watchers.get(id) ?? []) w.close();
     this.watchers.delete(id);
-    clearTimeout(this.pending.get(id));
-    this.pending.delete(id);
+    this.seen.delete(id);
   }
 
-  private syncSoon(id: string): void {
-    clearTimeout(this.pending.get(id));
-    this.pending.set(
-      id,
-      setTimeout(() => {
-        this.pending.delete(id);
-        void this.syncOne(id);
-      }, 200),
-    );
-  }
-
-  async syncOne(id: string): Promise<void> {
-    const s = this.sessions.get(id);
-    if (!s?.checkoutDir) return;
-    try {
-      await this.manager.sync(await this.ref(s), this.project(s).path);
-    } catch (err) {
-      this.log.warn({ sessionId: id, err: (err as Error).message }, 'Could not import session commits');
+  /** The backstop: any checkout whose branch tip is not the one imported is imported now. */
+  private async pollOnce(): Promise<void> {
+    for (const s of this.sessions.withCheckouts()) {
+      if (!s.checkoutDir || !s.branch) continue;
+      if (!this.watchers.has(s.id)) this.watch(s);
+      // Cheap first: the ref file's and packed-refs' stat; read only what changed.
+      const sig = await signature(s.checkoutDir, s.branch);
+      if (sig === this.seen.get(s.id) && this.imported.has(s.id)) continue;
+      const tip = await readRef(s.checkoutDir, `refs/heads/${s.branch}`);
+      if (tip && tip === this.imported.get(s.id)) {
+        this.seen.set(s.id, sig);
+        continue;
+      }
+      if (!tip) continue;
+      try {
+        await this.importNow(s);
+        this.seen.set(s.id, sig);
+      } catch {
+        // logged by the batch; tried again next poll
+      }
     }
   }
 
-  /** Watches every checkout (after a restart too), then repairs now and every 10 minutes. */
+  /** Watches every checkout (after a restart too), imports what is pending, repairs now and every 10 minutes. */
   start(): void {
-    for (const s of this.sessions.all()) {
-      if (s.checkoutDir && s.desired !== 'removed') {
-        this.watch(s);
-        void this.syncOne(s.id);
-      }
+    void this.resumeCreations().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'Resuming checkouts failed'));
+    for (const s of this.sessions.withCheckouts()) {
+      this.watch(s);
+      this.mark(s.id);
     }
     void this.repairAll();
     this.task = schedule('*/10 * * * *', () => void this.repairAll(), { noOverlap: true });
+    const tick = () => {
+      this.poller = setTimeout(() => {
+        void this.pollOnce()
+          .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'Import backstop failed'))
+          .finally(() => {
+            if (this.poller) tick();
+          });
+      }, this.pollMs);
+      this.poller.unref();
+    };
+    tick();
   }
 
   async repairAll(): Promise<string[]> {
-    const all = this.sessions.all();
+    const all = this.sessions.withCheckouts();
     const owned = new Set(all.map((s) => s.checkoutDir).filter((d): d is string => d !== null));
-    const busy = new Set(all.filter((s) => s.state === 'running' || s.state === 'creating').map((s) => s.checkoutDir ?? this.projects.get(s.project)?.path ?? ''));
+    const busy = new Set(this.sessions.live().map((s) => s.checkoutDir ?? this.projects.get(s.project)?.path ?? ''));
     const done: string[] = [];
     for (const p of this.projects.list()) {
       try {
@@ -141,6 +350,21 @@ export class SessionCheckouts {
 
   stop(): void {
     void this.task?.stop();
+    if (this.poller) clearTimeout(this.poller);
+    this.poller = null;
     for (const id of [...this.watchers.keys()]) this.unwatch(id);
   }
+}
+
+async function signature(dir: string, branch: string): Promise<string> {
+  const parts: string[] = [];
+  for (const f of [join(dir, '.git', 'refs', 'heads', branch), join(dir, '.git', 'packed-refs'), join(dir, '.git', 'refs', 'heads', 'berth')]) {
+    try {
+      const st = await lstat(f);
+      parts.push(`${st.ino}:${st.size}:${st.mtimeMs}`);
+    } catch {
+      parts.push('-');
+    }
+  }
+  return parts.join('|');
 }

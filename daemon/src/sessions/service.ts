@@ -82,8 +82,6 @@ export class SessionService {
       ...(p.limits ? { limits: p.limits } : {}),
     };
     const image = await this.resolveImage(project, agent);
-    const spec = this.spec({ agent, project, mode, owner, overrides, image });
-    const hash = specHash(spec);
     const ts = this.now().toISOString();
 
     // Starting a session that exists by that name starts it again (one container, never two).
@@ -103,44 +101,55 @@ export class SessionService {
       }
     }
 
+    // A write session gets its own checkout and branch, unless the project lets the only active
+    // write session share the main checkout (worktrees: when-shared). Which one is decided and stored
+    // with the row, atomically: the spec a write session is created with names its own checkout,
+    // never the project, so no crash or early reconcile pass can give it the main checkout.
     let record: SessionRecord | null = null;
     for (let attempt = 0; attempt < 5 && !record; attempt++) {
       const seq = this.d.projects.takeSeq(project.name);
       const name = p.name ?? `${project.name}-${seq}`;
-      record = {
-        id: randomBytes(6).toString('hex'),
-        name,
-        project: project.name,
-        agent: agent.name,
-        mode,
-        seq,
-        containerName: containerName(project.name, seq),
-        spec,
-        specHash: hash,
-        restartPolicy: p.restartPolicy ?? agent.restartPolicy,
-        desired: 'running',
-        generation: 1,
-        recreate: false,
-        state: 'pending',
-        containerId: null,
-        restartCount: 0,
-        crashCount: 0,
-        nextRestartAt: null,
-        handledFinish: null,
-        errorCode: null,
-        errorMessage: null,
-        exitCode: null,
-        checkoutDir: null,
-        branch: null,
-        base: null,
-        baseSha: null,
-        createdAt: ts,
-        startedAt: null,
-        finishedAt: null,
-        updatedAt: ts,
-      };
       try {
-        this.d.sessions.insert(record);
+        record = this.d.sessions.insertNew(project.name, (sharingMain) => {
+          const own = mode === 'write' && !(project.worktrees === 'when-shared' && sharingMain === 0);
+          const checkoutDir = own ? this.d.checkouts.manager.checkoutDir(project.name, name) : null;
+          const sp = this.spec({ agent, project, mode, owner, overrides, image, checkoutDir });
+          return {
+            id: randomBytes(6).toString('hex'),
+            name,
+            project: project.name,
+            agent: agent.name,
+            mode,
+            seq,
+            containerName: containerName(project.name, seq),
+            spec: sp,
+            specHash: specHash(sp),
+            restartPolicy: p.restartPolicy ?? agent.restartPolicy,
+            desired: 'running',
+            generation: 1,
+            recreate: false,
+            state: 'pending',
+            containerId: null,
+            restartCount: 0,
+            crashCount: 0,
+            nextRestartAt: null,
+            handledFinish: null,
+            errorCode: null,
+            errorMessage: null,
+            exitCode: null,
+            checkoutDir,
+            checkoutState: own ? 'creating' : null,
+            checkoutIdentity: null,
+            removeOpts: null,
+            branch: null,
+            base: null,
+            baseSha: null,
+            createdAt: ts,
+            startedAt: null,
+            finishedAt: null,
+            updatedAt: ts,
+          };
+        });
       } catch (err) {
         if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
         if (p.name !== undefined) {
@@ -154,15 +163,9 @@ export class SessionService {
     if (!record) throw new BerthError('INTERNAL_ERROR', 'could not allocate a session name');
     const created = record;
 
-    // A write session gets its own checkout and branch, unless the project lets the only active
-    // write session share the main checkout (worktrees: when-shared).
-    const sharing = mode === 'write' && project.worktrees === 'when-shared' && this.d.sessions.sharingMain(project.name).every((x) => x.id === created.id);
-    if (mode === 'write' && !sharing) {
+    if (created.checkoutState === 'creating') {
       try {
-        const co = await this.d.checkouts.manager.create(project, created.name, { agent: agent.name, owner });
-        const withCheckout = this.spec({ agent, project, mode, owner, overrides, image, checkoutDir: co.dir });
-        this.d.sessions.setCheckout(created.id, { checkoutDir: co.dir, branch: co.branch, base: co.base, baseSha: co.baseSha }, withCheckout, specHash(withCheckout));
-        record = this.d.sessions.get(created.id)!;
+        record = await this.d.checkouts.makeCheckout(created, project, { agent: agent.name, owner });
       } catch (err) {
         this.d.sessions.remove(created.id);
         throw err;
@@ -251,15 +254,18 @@ export class SessionService {
         });
       }
     }
-    this.d.sessions.setDesired(s.id, 'removed', this.now().toISOString());
+    // The checkout goes in the reconciler's last step (once the container is gone), with these
+    // options kept on the row: a removal interrupted by a crash is finished by the next pass.
+    const opts2 = { force: opts.force === true, deleteBranch: opts.deleteBranch === true };
+    this.d.sessions.setDesired(s.id, 'removed', this.now().toISOString(), { removeOpts: opts2 });
     this.d.reconciler.enqueue(s.id);
-    await this.waitFor(s.id, () => false, 60_000);
+    await this.waitFor(s.id, () => false, 120_000);
     if (this.d.sessions.get(s.id)) {
       throw new BerthError('ENGINE_UNAVAILABLE', `session ${s.name} is marked for removal; berthd finishes it when the engine answers`, {
         details: { id: s.id },
       });
     }
-    const { kept, notes } = await this.d.checkouts.remove(s, { force: opts.force === true, deleteBranch: opts.deleteBranch === true });
+    const { kept, notes } = this.d.checkouts.takeRemoval(s.id) ?? { kept: {}, notes: [] };
     return { removed: s.id, name: s.name, kept, notes };
   }
 

@@ -103,6 +103,18 @@ export const migrations: readonly Migration[] = [
     description: 'project default image',
     up: `ALTER TABLE projects ADD COLUMN default_image TEXT;`,
   },
+  {
+    version: 5,
+    description: 'session checkouts recorded before they are made, with their identity; resumable removal',
+    up: `
+      ALTER TABLE sessions ADD COLUMN checkout_state TEXT;    -- creating | ready (NULL: no checkout of its own)
+      ALTER TABLE sessions ADD COLUMN checkout_dev INTEGER;   -- device and inode of the directory berth made
+      ALTER TABLE sessions ADD COLUMN checkout_ino INTEGER;
+      ALTER TABLE sessions ADD COLUMN remove_opts TEXT;       -- JSON {force, deleteBranch} once removal was asked for
+      UPDATE sessions SET checkout_state = 'ready' WHERE checkout_dir IS NOT NULL;
+      CREATE INDEX sessions_with_checkout ON sessions (checkout_state) WHERE checkout_state IS NOT NULL;
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

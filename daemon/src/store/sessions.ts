@@ -28,6 +28,15 @@ export interface SessionRecord {
   exitCode: number | null;
   /** The session's own clone, when it has one. */
   checkoutDir: string | null;
+  /**
+   * `creating` from the moment the row exists until the clone is complete: the reconciler makes no
+   * container for it meanwhile. `ready` once it is. NULL for sessions with no checkout of their own.
+   */
+  checkoutState: CheckoutState | null;
+  /** Device and inode of the checkout directory berth made (removal checks them). */
+  checkoutIdentity: { dev: number; ino: number } | null;
+  /** How the user asked to remove it (set with desired = removed; the last reconcile step uses it). */
+  removeOpts: { force: boolean; deleteBranch: boolean } | null;
   branch: string | null;
   base: string | null;
   baseSha: string | null;
@@ -36,6 +45,8 @@ export interface SessionRecord {
   finishedAt: string | null;
   updatedAt: string;
 }
+
+export type CheckoutState = 'creating' | 'ready';
 
 /** Fields the reconciler writes after observing or acting (never desired state). */
 export type ObservedPatch = Partial<
@@ -80,6 +91,10 @@ interface Row {
   error_message: string | null;
   exit_code: number | null;
   checkout_dir: string | null;
+  checkout_state: string | null;
+  checkout_dev: number | null;
+  checkout_ino: number | null;
+  remove_opts: string | null;
   branch: string | null;
   base: string | null;
   base_sha: string | null;
@@ -113,6 +128,9 @@ const toRecord = (r: Row): SessionRecord => ({
   errorMessage: r.error_message,
   exitCode: r.exit_code,
   checkoutDir: r.checkout_dir,
+  checkoutState: r.checkout_state as CheckoutState | null,
+  checkoutIdentity: r.checkout_dev !== null && r.checkout_ino !== null ? { dev: r.checkout_dev, ino: r.checkout_ino } : null,
+  removeOpts: r.remove_opts ? (JSON.parse(r.remove_opts) as SessionRecord['removeOpts']) : null,
   branch: r.branch,
   base: r.base,
   baseSha: r.base_sha,
@@ -205,10 +223,51 @@ export class SessionsRepo {
       .map(toRecord);
   }
 
-  setCheckout(id: string, c: { checkoutDir: string | null; branch: string | null; base: string | null; baseSha: string | null }, spec: SessionSpec, specHash: string): void {
+  /** Sessions with a finished checkout of their own that are not being removed. */
+  withCheckouts(): SessionRecord[] {
+    return this.db
+      .prepare<[], Row>("SELECT * FROM sessions WHERE checkout_state = 'ready' AND desired != 'removed'")
+      .all()
+      .map(toRecord);
+  }
+
+  /** Sessions whose checkout was being made when berthd last stopped. */
+  checkoutsCreating(): SessionRecord[] {
+    return this.db.prepare<[], Row>("SELECT * FROM sessions WHERE checkout_state = 'creating'").all().map(toRecord);
+  }
+
+  /** Sessions with a container that may be running. */
+  live(): SessionRecord[] {
+    return this.db.prepare<[], Row>("SELECT * FROM sessions WHERE state IN ('running', 'creating', 'stopping')").all().map(toRecord);
+  }
+
+  /** A checkout that cannot be made: the session fails (its gate stays shut) and waits for the user. */
+  failCheckout(id: string, message: string, now: string): void {
     this.db
-      .prepare('UPDATE sessions SET checkout_dir = @checkoutDir, branch = @branch, base = @base, base_sha = @baseSha, spec = @spec, spec_hash = @specHash WHERE id = @id')
-      .run({ id, ...c, spec: JSON.stringify(spec), specHash });
+      .prepare("UPDATE sessions SET state = 'failed', error_code = 'CHECKOUT_FAILED', error_message = @message, generation = generation + 1, updated_at = @now WHERE id = @id")
+      .run({ id, message, now });
+  }
+
+  /** Records the directory berth just made for the checkout, before git writes into it. */
+  setCheckoutIdentity(id: string, identity: { dev: number; ino: number }): void {
+    this.db.prepare('UPDATE sessions SET checkout_dev = @dev, checkout_ino = @ino WHERE id = @id').run({ id, ...identity });
+  }
+
+  /** The checkout is complete: the reconciler may now make the container (a new generation). */
+  setCheckoutReady(id: string, c: { branch: string; base: string; baseSha: string }, now: string): SessionRecord | undefined {
+    this.db
+      .prepare("UPDATE sessions SET checkout_state = 'ready', branch = @branch, base = @base, base_sha = @baseSha, generation = generation + 1, updated_at = @now WHERE id = @id")
+      .run({ id, ...c, now });
+    return this.get(id);
+  }
+
+  /** Inserts the row that `build` makes, given how many write sessions share the main checkout now (atomically). */
+  insertNew(project: string, build: (sharingMain: number) => SessionRecord): SessionRecord {
+    return this.db.transaction(() => {
+      const rec = build(this.sharingMain(project).length);
+      this.insert(rec);
+      return rec;
+    })();
   }
 
   countByAgent(agent: string): number {
@@ -240,11 +299,11 @@ export class SessionsRepo {
     this.db
       .prepare(
         `INSERT INTO sessions (id, name, project, agent, mode, seq, container_name, spec, spec_hash, restart_policy, desired,
-           generation, recreate, state, created_at, updated_at)
+           generation, recreate, state, checkout_dir, checkout_state, created_at, updated_at)
          VALUES (@id, @name, @project, @agent, @mode, @seq, @containerName, @spec, @specHash, @restartPolicy, @desired,
-           @generation, 0, @state, @createdAt, @updatedAt)`,
+           @generation, 0, @state, @checkoutDir, @checkoutState, @createdAt, @updatedAt)`,
       )
-      .run({ ...s, spec: JSON.stringify(s.spec) });
+      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined });
   }
 
   /** Changes desired state (an RPC's only write path); bumps the generation the reconciler checks. */
@@ -252,7 +311,14 @@ export class SessionsRepo {
     id: string,
     desired: SessionDesired,
     now: string,
-    extra: { spec?: SessionSpec; specHash?: string; recreate?: boolean; restartPolicy?: RestartPolicy; resetCrashes?: boolean } = {},
+    extra: {
+      spec?: SessionSpec;
+      specHash?: string;
+      recreate?: boolean;
+      restartPolicy?: RestartPolicy;
+      resetCrashes?: boolean;
+      removeOpts?: { force: boolean; deleteBranch: boolean };
+    } = {},
   ): SessionRecord | undefined {
     return this.db.transaction(() => {
       const sets = ['desired = @desired', 'generation = generation + 1', 'updated_at = @now'];
@@ -269,6 +335,10 @@ export class SessionsRepo {
       if (extra.restartPolicy) {
         sets.push('restart_policy = @restartPolicy');
         args.restartPolicy = extra.restartPolicy;
+      }
+      if (extra.removeOpts) {
+        sets.push('remove_opts = @removeOpts');
+        args.removeOpts = JSON.stringify(extra.removeOpts);
       }
       if (extra.resetCrashes) sets.push('crash_count = 0', 'next_restart_at = NULL', 'error_code = NULL', 'error_message = NULL');
       this.db.prepare(`UPDATE sessions SET ${sets.join(', ')} WHERE id = @id`).run(args);

@@ -26,7 +26,7 @@ describe('AGENT_MODE=local', () => {
 
     await poll(async () => (await c.sessions.logs({ id: s.id })).length > 3, 10_000, 'local logs');
     const logs = await c.sessions.logs({ id: s.id });
-    expect(s.checkout!.dir).toBe(`${repo}/.worktrees/${s.name}`);
+    expect(s.checkout!.dir).toBe(`${d.home}/checkouts/web/${s.name}`);
     expect(logs[0]).toMatchObject({ stream: 'stdout', line: `started in ${s.checkout!.dir}` });
     expect((await c.sessions.exec({ id: s.id, cmd: sh('pwd; echo $BERTH_SESSION') })).stdout).toBe(`${s.checkout!.dir}\n${s.id}\n`);
 

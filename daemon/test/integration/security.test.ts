@@ -82,7 +82,7 @@ describe('threat model: an adversarial agent', () => {
       expect(removed.kept.wip).toBe('refs/berth/wip/evil');
       expect(hostGit(repo, 'cat-file', '-p', 'refs/berth/wip/evil:uncommitted-link')).toBe(secret);
       expect(readdirSync(markers)).toEqual([]);
-      expect(existsSync(join(repo, '.worktrees', 'evil'))).toBe(false);
+      expect(existsSync(s.checkout!.dir)).toBe(false);
     } finally {
       await rm(outside, { recursive: true, force: true });
     }
@@ -111,7 +111,7 @@ describe('threat model: an adversarial agent', () => {
       expect((await d.client.sessions.diff({ id: s.id }).catch((e: unknown) => e as BerthError)).code).toBe('CHECKOUT_FAILED');
       const removed = await d.client.sessions.remove({ id: s.id, force: true });
       expect(removed.notes.join('\n')).toMatch(/kept/);
-      expect(existsSync(join(repo, '.worktrees', 'swap', '.git-real'))).toBe(true);
+      expect(existsSync(join(s.checkout!.dir, '.git-real'))).toBe(true);
       expect(readdirSync(markers)).toEqual([]);
     } finally {
       await rm(outside, { recursive: true, force: true });

@@ -139,7 +139,7 @@ describe('sessions on the real engine', () => {
     expect(i.Config.User).toBe(`${TEST_UID}:${TEST_UID}`);
     const mounts = Object.fromEntries(i.Mounts.map((m: { Destination: string; RW: boolean; Source: string; Type: string; Name?: string }) => [m.Destination, m]));
     expect(mounts['/workspace']).toMatchObject({ Type: 'bind', RW: true, Source: s.checkout!.dir });
-    expect(s.checkout!.dir).toBe(join(repo, '.worktrees', s.name));
+    expect(s.checkout!.dir).toBe(join(d.home, 'checkouts', 'web', s.name));
     expect(mounts[join(repo, '.git', 'objects')]).toMatchObject({ Type: 'bind', RW: false });
     expect(Object.keys(mounts).sort()).toEqual(['/agent', '/shared', '/workspace', join(repo, '.git', 'objects')].sort());
     expect(mounts['/shared']).toMatchObject({ Type: 'bind', RW: false, Source: join(d.home, 'shared') });
