@@ -43,6 +43,10 @@ export const errorRegistry = {
     rpc: 1104,
     hint: 'Agents never run as root: chown the repository to the user who works on it (`sudo chown -R you: PATH`).',
   },
+  PROJECT_PATH_CHANGED: {
+    rpc: 1105,
+    hint: 'The project directory (or its .git) was replaced by a link or moved since `project add`: put the repository back at its path, or remove the project and add it where it is now.',
+  },
 
   // Agents
   AGENT_NOT_FOUND: { rpc: 1200, hint: 'List agents with `berth agent ls`; define one with `berth agent add NAME -- CMD...`.' },

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { chmod, lstat, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -7,7 +7,7 @@ import { BerthError, type MergeResult, type Project, type SessionDiff, type Sess
 import type { Logger } from '../log.js';
 import { git, gitCapped, gitPipe, type GitCall } from './git.js';
 import { KeyedMutex } from './mutex.js';
-import { isRealDir, safeRead } from './safe-fs.js';
+import { assertProjectPath, isRealDir, safeRead } from './safe-fs.js';
 import { SHA, Shadows, hashKey, readHead, readRef, type CheckoutRef } from './shadow.js';
 
 export type { CheckoutRef } from './shadow.js';
@@ -59,7 +59,8 @@ export class CheckoutManager {
     private readonly log: Logger,
   ) {
     this.shadows = new Shadows(home);
-    this.root = join(home, 'checkouts');
+    // Checkout paths are compared with their real paths (mount sources are checked on every use).
+    this.root = join(existsSync(home) ? realpathSync(home) : home, 'checkouts');
   }
 
   /** Serialises git writes per repository (parallel `clone`/`fetch`/`update-ref` race on locks). */
@@ -81,6 +82,7 @@ export class CheckoutManager {
    * refuses it (`safe.directory`).
    */
   async projectCall(repo: string, extra: Omit<GitCall, 'cwd'> = {}): Promise<GitCall> {
+    await assertProjectPath(repo);
     const st = await stat(repo).catch(() => null);
     if (!st) throw new BerthError('PATH_NOT_FOUND', `the project directory ${repo} is gone`, { details: { path: repo } });
     const me = process.getuid?.() ?? st.uid;
@@ -160,6 +162,13 @@ export class CheckoutManager {
     }
   }
 
+  private async isAncestor(repo: string, a: string, b: string): Promise<boolean> {
+    return this.pgit(repo, ['merge-base', '--is-ancestor', a, b]).then(
+      () => true,
+      () => false,
+    );
+  }
+
   /**
    * The parent of every checkout of `project`: root-owned directories berth made, which neither agents
    * (they see only their own clone) nor the project's owner can rename or replace with a link.
@@ -199,6 +208,14 @@ export class CheckoutManager {
         });
       }
       const branch = `berth/${name}`;
+      // A branch of that name kept from an earlier session is never moved off work the base lacks.
+      const earlier = await this.revParse(project.path, `refs/heads/${branch}`);
+      if (earlier && earlier !== baseSha && !(await this.isAncestor(project.path, earlier, baseSha))) {
+        throw new BerthError('CHECKOUT_FAILED', `branch ${branch} already exists in ${project.name} with commits ${base} lacks (kept from an earlier session)`, {
+          hint: `Merge or rename it (\`git branch -m ${branch} <new-name>\`), or start the session under another --name.`,
+          details: { branch },
+        });
+      }
       const owner = process.getuid?.() === 0 && meta.owner.uid !== 0 ? meta.owner : null;
       await mkdir(dir, { mode: 0o755 });
       const st = await lstat(dir);
@@ -222,7 +239,7 @@ export class CheckoutManager {
         const text = await readFile(cfg, 'utf8');
         await writeFile(cfg, text.replace(/^\[(remote "origin"|branch "[^"]*")\][^[]*/gm, ''));
         // Every session shows in `git branch` of the project from its start.
-        await this.pgit(project.path, ['update-ref', `refs/heads/${branch}`, baseSha, '']).catch(() => this.pgit(project.path, ['update-ref', `refs/heads/${branch}`, baseSha]));
+        await this.pgit(project.path, ['update-ref', `refs/heads/${branch}`, baseSha]);
         await this.shadows.seed({ key: meta.key, workTree: dir, branch, base, baseSha }, project.path, baseSha);
       } catch (err) {
         await this.removeDir(dir, identity).catch(() => {});

@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import { join, sep } from 'node:path';
+import { BerthError } from '@berth/client-sdk/protocol';
 
 /**
  * Reading inside a directory an agent controls, without ever following a link out of it. Every
@@ -95,4 +96,34 @@ export async function isRealDir(root: string, rel: string): Promise<boolean> {
     }
   }
   return true;
+}
+
+/**
+ * A project's repository must still be where `project add` found it: the recorded (real) path, no
+ * link at any level, with a real `.git/objects` directory. Checked on every use, since whoever owns
+ * the directory can swap it for a link to a repository outside PROJECTS_ROOT at any time.
+ */
+export async function assertProjectPath(path: string): Promise<void> {
+  const real = await realpath(path).catch(() => null);
+  if (real === null) {
+    throw new BerthError('PATH_NOT_FOUND', `the project directory ${path} is gone`, {
+      hint: 'Restore the repository at that path, or remove the project and add it again where it is now.',
+      details: { path },
+    });
+  }
+  if (real !== path || !(await isRealDir(path, '.git/objects'))) {
+    throw new BerthError('PROJECT_PATH_CHANGED', `${path} (or its .git) is no longer the directory added as the project${real !== path ? `: it leads to ${real}` : ''}`, {
+      details: { path, real },
+    });
+  }
+}
+
+/** `path` is its own real path (no link at any level): a mount source berth recorded, still in place. */
+export async function assertRealPath(path: string): Promise<void> {
+  const real = await realpath(path).catch(() => null);
+  if (real !== path) {
+    throw new BerthError('PROJECT_PATH_CHANGED', `${path} ${real === null ? 'is gone' : `now leads to ${real}`}; berth mounts only the paths it recorded`, {
+      details: { path, real },
+    });
+  }
 }

@@ -4,7 +4,7 @@ import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile 
 import { join } from 'node:path';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { git } from './git.js';
-import { isRealDir, safeOpen, safeRead } from './safe-fs.js';
+import { assertProjectPath, isRealDir, safeOpen, safeRead } from './safe-fs.js';
 
 export const SHA = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 const REF = /^refs\/[A-Za-z0-9._/-]+$/;
@@ -117,6 +117,7 @@ export class Shadows {
    */
   async prepare(c: CheckoutRef, projectRepo: string): Promise<ShadowEnv> {
     const g = this.dir(c.key);
+    await assertProjectPath(projectRepo);
     await this.init(g);
     if (c.workTree !== projectRepo) {
       if (!(await isRealDir(c.workTree, '.git/objects'))) {

@@ -7,6 +7,7 @@ import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js'
 import type { Secrets } from '../sessions/secrets.js';
 import { toContainerSpec } from '../sessions/spec.js';
 import { toSession, type ObservedPatch, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
+import { assertRealPath } from '../checkouts/safe-fs.js';
 import { plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 
@@ -18,6 +19,8 @@ const TERMINAL = new Set([
   'CONTAINER_START_FAILED',
   'SECRET_NOT_FOUND',
   'SECRETS_FILE_INSECURE',
+  'PROJECT_PATH_CHANGED',
+  'CHECKOUT_FAILED',
 ]);
 
 export interface ReconcilerOptions {
@@ -237,6 +240,9 @@ export class Reconciler {
           });
         }
       }
+      // What the container will see of the host is checked now, not when the session was made:
+      // a project directory swapped for a link since then is never mounted.
+      for (const src of [s.spec.workspace.source, s.spec.gitObjects]) if (src) await assertRealPath(src);
       const secretValues = this.d.secrets.resolve(s.spec.secrets);
       const cur = this.record(s, { state: 'creating', containerId: null });
       const labels = { ...this.ownLabels, [LABELS.project]: s.project };

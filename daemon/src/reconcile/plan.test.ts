@@ -36,6 +36,14 @@ const exited = (code: number, ranMs = 1000, over: Partial<ContainerObservation> 
   container({ status: 'exited', exitCode: code, startedAt: iso(T0 - ranMs - 10), finishedAt: iso(T0 - 10), ...over });
 
 describe('plan', () => {
+  it('makes no container for a write session until its checkout is ready (crash or early resync in between)', () => {
+    expect(plan(session({ checkoutState: 'creating' }), null, T0)).toEqual({ kind: 'observe', patch: {}, requeueAfterMs: 1000 });
+    expect(plan(session({ checkoutState: 'creating', recreate: true }), null, T0).kind).toBe('observe');
+    expect(plan(session({ checkoutState: 'ready' }), null, T0)).toEqual({ kind: 'create' });
+    // Removal still goes ahead: the reconciler's last step finishes the half-made checkout.
+    expect(plan(session({ checkoutState: 'creating', desired: 'removed' }), null, T0)).toEqual({ kind: 'delete' });
+  });
+
   it('creates when nothing exists, then starts what was created', () => {
     expect(plan(session(), null, T0)).toEqual({ kind: 'create' });
     expect(plan(session({ state: 'creating' }), container({ status: 'created' }), T0)).toEqual({ kind: 'start', restart: false });

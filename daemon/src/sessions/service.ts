@@ -24,6 +24,7 @@ import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
 import { assertName } from '../projects/service.js';
 import type { Reconciler } from '../reconcile/controller.js';
+import { assertProjectPath } from '../checkouts/safe-fs.js';
 import { containerName } from '../runtime/labels.js';
 import type { ContainerRuntime } from '../runtime/port.js';
 import type { ProjectsRepo } from '../store/projects.js';
@@ -75,6 +76,7 @@ export class SessionService {
     const agent = this.d.agents.get(p.agent);
     if (!agent) throw new BerthError('AGENT_NOT_FOUND', `no agent named ${p.agent}`, { details: { name: p.agent } });
     const mode = p.mode ?? (agent.readOnly ? 'read' : 'write');
+    await assertProjectPath(project.path);
     const owner = await this.owner(project.path);
     const overrides = {
       ...(p.command ? { command: p.command } : {}),

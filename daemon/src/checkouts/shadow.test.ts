@@ -1,0 +1,75 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Shadows, readRef } from './shadow.js';
+
+const g = (cwd: string, ...args: string[]) =>
+  execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1' } }).trim();
+
+let tmp: string;
+let clone: string;
+let other: string;
+beforeEach(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'bt-shadow-'));
+  clone = join(tmp, 'clone');
+  other = join(tmp, 'other');
+  for (const d of [clone, other]) {
+    mkdirSync(d);
+    g(d, 'init', '-q', '-b', 'main');
+  }
+  writeFileSync(join(other, 'private.txt'), 'PRIVATE-OF-B\n');
+  g(other, 'add', '-A');
+  g(other, 'commit', '-qm', 'b');
+  writeFileSync(join(clone, 'a.txt'), 'a\n');
+  g(clone, 'add', '-A');
+  g(clone, 'commit', '-qm', 'a');
+});
+afterEach(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('the shadow mirror of an agent object store', () => {
+  it('copies loose objects and packs, and nothing reached through a link, a FIFO or objects/info', async () => {
+    const blobB = g(other, 'rev-parse', 'HEAD:private.txt');
+    const objs = join(clone, '.git', 'objects');
+    // Another project's object planted as a link, a FIFO posing as an object, alternates and a
+    // commit-graph pointing at a device.
+    mkdirSync(join(objs, blobB.slice(0, 2)), { recursive: true });
+    symlinkSync(join(other, '.git', 'objects', blobB.slice(0, 2), blobB.slice(2)), join(objs, blobB.slice(0, 2), blobB.slice(2)));
+    mkdirSync(join(objs, 'ff'), { recursive: true });
+    execFileSync('mkfifo', [join(objs, 'ff', 'f'.repeat(38))]);
+    writeFileSync(join(objs, 'info', 'alternates'), `${join(other, '.git', 'objects')}\n/dev/zero\n`);
+    symlinkSync('/dev/zero', join(objs, 'info', 'commit-graph'));
+    symlinkSync(join(other, '.git', 'objects'), join(objs, 'ee'));
+
+    const dest = join(tmp, 'mirror');
+    mkdirSync(dest);
+    await new Shadows(join(tmp, 'home')).mirror(clone, dest);
+    const copied = readdirSync(dest).flatMap((d) => readdirSync(join(dest, d)).map((f) => `${d}${f}`));
+    expect(copied).toContain(g(clone, 'rev-parse', 'HEAD'));
+    expect(copied).not.toContain(blobB);
+    expect(copied).not.toContain(`ff${'f'.repeat(38)}`);
+    expect(existsSync(join(dest, 'info'))).toBe(false);
+    expect(existsSync(join(dest, 'ee'))).toBe(false);
+
+    // After the agent packs its objects, the mirror follows: packs in, loose copies out.
+    rmSync(join(objs, blobB.slice(0, 2)), { recursive: true });
+    rmSync(join(objs, 'ff'), { recursive: true });
+    rmSync(join(objs, 'ee'));
+    rmSync(join(objs, 'info', 'alternates'));
+    g(clone, 'repack', '-adq');
+    g(clone, 'prune-packed');
+    await new Shadows(join(tmp, 'home')).mirror(clone, dest);
+    expect(readdirSync(join(dest, 'pack')).some((f) => f.endsWith('.pack'))).toBe(true);
+    expect(readdirSync(join(dest, 'pack')).some((f) => f.endsWith('.idx'))).toBe(true);
+  });
+
+  it('reads refs only as 40-hex ids from files that are not links', async () => {
+    const head = g(clone, 'rev-parse', 'HEAD');
+    expect(await readRef(clone, 'refs/heads/main')).toBe(head);
+    expect(await readRef(clone, 'refs/heads/../../x')).toBeNull();
+    rmSync(join(clone, '.git', 'refs', 'heads', 'main'));
+    symlinkSync(join(other, '.git', 'refs', 'heads', 'main'), join(clone, '.git', 'refs', 'heads', 'main'));
+    expect(await readRef(clone, 'refs/heads/main')).toBeNull();
+  });
+});
