@@ -1,5 +1,5 @@
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { lstat, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { schedule, type ScheduledTask } from 'node-cron';
 import { BerthError, type MergeResult, type Project, type RemoveResult, type SessionDiff, type SessionStatus } from '@berth/client-sdk/protocol';
@@ -123,6 +123,8 @@ export class SessionCheckouts {
       try {
         if (!project) throw new BerthError('PROJECT_NOT_FOUND', `project ${s.project} is gone`);
         if (s.checkoutIdentity) await this.manager.removeDir(s.checkoutDir, s.checkoutIdentity);
+        // Killed between making the directory and recording it: only an empty one can be that.
+        else await rmdir(s.checkoutDir).catch(() => {});
         await this.manager.shadows.drop(s.id);
         const [uid, gid] = s.spec.user.split(':').map(Number);
         await this.makeCheckout(s, project, { agent: s.agent, owner: { uid: uid!, gid: gid! } });
