@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { BerthClient, defaultSocketPath } from '../client.js';
 import { BerthError, type Agent, type AgentLimits, type ImageBuildProgress, type NetworkMode, type RestartPolicy, type Session, type SessionState, type WorktreePolicy } from '../protocol/index.js';
-import { ago, duration, emit, reportError, table, until, type Out } from './output.js';
+import { ago, duration, emit, jsonText, line, Out, reportError, table, until } from './output.js';
 
 interface Globals {
   json?: boolean;
@@ -27,27 +27,26 @@ function parsePairs(flag: string, pairs: string[]): Record<string, string> {
  * Build output: a progress bar per image on a TTY, `[image n/m] line` otherwise, NDJSON with --json.
  */
 async function buildProgress(out: Out): Promise<{ update: (p: ImageBuildProgress) => void; stop: () => void }> {
-  const tty = !out.json && process.stderr.isTTY === true;
-  let bar: import('cli-progress').SingleBar | null = null;
+  const bar = await out.progressBar(' {image} {bar} step {value}/{total}  {line}');
   let current: string | null = null;
-  const { SingleBar, Presets } = await import('cli-progress');
+  let started = false;
   const stop = () => {
     bar?.stop();
-    bar = null;
+    started = false;
   };
   return {
     update: (p) => {
-      if (out.json) return out.stdout(`${JSON.stringify({ progress: p })}\n`);
-      if (!tty) return out.stderr(`[${p.name}${p.step ? ` ${p.step}/${p.total}` : ''}] ${p.line}\n`);
+      if (out.json) return out.printJson({ progress: p });
+      if (!bar) return out.printErr(`${line`[${p.name}${p.step ? ` ${p.step}/${p.total}` : ''}] ${p.line}`}\n`);
       if (p.name !== current) {
         stop();
         current = p.name;
       }
-      if (!bar && p.total) {
-        bar = new SingleBar({ format: ` {image} {bar} step {value}/{total}  {line}`, hideCursor: true, stream: process.stderr }, Presets.shades_classic);
-        bar.start(p.total, 0, { image: p.name, line: '' });
+      if (!started && p.total) {
+        bar.start(p.total, { image: p.name, line: '' });
+        started = true;
       }
-      bar?.update(p.step ?? 0, { image: p.name, line: p.line.slice(0, 50) });
+      if (started) bar.update(p.step ?? 0, { image: p.name, line: p.line.slice(0, 50) });
     },
     stop,
   };
@@ -63,7 +62,7 @@ function buildErrorSummary(e: { message: string; details?: Record<string, unknow
 function showBuildFailure(out: Out, err: unknown): void {
   if (err instanceof BerthError && err.code === 'IMAGE_BUILD_FAILED' && !out.json) {
     const lines = (err.details?.lines as string[] | undefined) ?? [];
-    if (lines.length) out.stderr(`${lines.map((l) => `  | ${l}`).join('\n')}\n`);
+    if (lines.length) out.printErr(`${lines.map((l) => line`  | ${l}`).join('\n')}\n`);
   }
 }
 
@@ -106,11 +105,7 @@ export async function run(
   argv: string[],
   io: { stdout?: (s: string) => void; stderr?: (s: string) => void } = {},
 ): Promise<number> {
-  const out: Out = {
-    json: false,
-    stdout: io.stdout ?? ((s) => process.stdout.write(s)),
-    stderr: io.stderr ?? ((s) => process.stderr.write(s)),
-  };
+  const out = new Out(io);
   let client: BerthClient | null = null;
   const connect = (cmd: Command): BerthClient => {
     const g = cmd.optsWithGlobals<Globals>();
@@ -125,7 +120,7 @@ export async function run(
     .option('--socket <path>', 'berthd socket (default: $BERTH_SOCKET or ~/.berth/berth.sock)')
     .showSuggestionAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: out.stdout, writeErr: out.stderr });
+    .configureOutput({ writeOut: (s) => out.print(s), writeErr: (s) => out.printErr(s) });
 
   program
     .command('status [id]')
@@ -134,11 +129,12 @@ export async function run(
       if (id !== undefined) {
         const st = await connect(cmd).sessions.status({ id });
         emit(out, st, () => {
+          const c = st.lastCommit;
           const lines = [
-            `branch   ${st.branch ?? '(none)'}${st.base && st.base !== st.branch ? ` (base ${st.base}: ${st.ahead} ahead, ${st.behind} behind)` : ''}`,
-            `commit   ${st.lastCommit ? `${st.lastCommit.sha.slice(0, 12)} ${st.lastCommit.subject} (${st.lastCommit.author})` : '(none)'}`,
+            line`branch   ${st.branch ?? '(none)'}` + (st.base && st.base !== st.branch ? line` (base ${st.base}: ${st.ahead} ahead, ${st.behind} behind)` : ''),
+            c ? line`commit   ${c.sha.slice(0, 12)} ${c.subject} (${c.author})` : 'commit   (none)',
             st.dirty.length ? `changes  ${st.dirty.length} uncommitted:` : 'changes  none',
-            ...st.dirty.map((d) => `  ${d.status.padEnd(2)} ${d.path}`),
+            ...st.dirty.map((d) => line`  ${d.status.padEnd(2)} ${d.path}`),
           ];
           return lines.join('\n') + '\n';
         });
@@ -351,7 +347,7 @@ export async function run(
     .description('everything about one session')
     .action(async (id: string, _o, cmd: Command) => {
       const s = await connect(cmd).sessions.get({ id });
-      emit(out, s, () => `${JSON.stringify(s, null, 2)}\n`);
+      emit(out, s, () => `${jsonText(s, true)}\n`);
     });
 
   program
@@ -373,9 +369,11 @@ export async function run(
           ...(o.tail !== undefined ? { tail: Number(o.tail) } : {}),
           ...(o.since ? { since: o.since } : {}),
         })) {
-          if (out.json) out.stdout(`${JSON.stringify(l)}\n`);
-          else if (l.stream === 'stderr') out.stderr(`${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`);
-          else out.stdout(`${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`);
+          // The agent writes the whole stream, so its lines are printed as lines (escaped by print).
+          const text = `${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`;
+          if (out.json) out.printJson(l);
+          else if (l.stream === 'stderr') out.printErr(text);
+          else out.print(text);
         }
       } finally {
         process.off('SIGINT', onSig);
@@ -406,7 +404,7 @@ export async function run(
     .option('--delete-branch', 'delete the session branch even if unmerged (its commits stay on refs/berth/archive/NAME)')
     .action(async (id: string, o: { force?: boolean; deleteBranch?: boolean }, cmd: Command) => {
       const r = await connect(cmd).sessions.remove({ id, ...(o.force ? { force: true } : {}), ...(o.deleteBranch ? { deleteBranch: true } : {}) });
-      emit(out, r, () => [`removed session ${r.name} (${r.removed})`, ...r.notes.map((n) => `  ${n}`)].join('\n') + '\n');
+      emit(out, r, () => [`removed session ${r.name} (${r.removed})`, ...r.notes.map((n) => line`  ${n}`)].join('\n') + '\n');
     });
 
   program
@@ -440,10 +438,10 @@ export async function run(
     .option('--timeout <sec>', 'give up after this many seconds', '60')
     .action(async (id: string, argv: string[], o: { timeout: string }, cmd: Command) => {
       const r = await connect(cmd).sessions.exec({ id, cmd: argv, timeoutSec: Number(o.timeout) });
-      if (out.json) out.stdout(`${JSON.stringify(r)}\n`);
+      if (out.json) out.printJson(r);
       else {
-        out.stdout(r.stdout);
-        out.stderr(r.stderr);
+        out.print(r.stdout);
+        out.printErr(r.stderr);
       }
       if (r.exitCode !== 0) throw new ExitCode(r.exitCode);
     });
