@@ -133,10 +133,38 @@ export class CheckoutManager {
     if (opts.owner) await chownTree(dir, opts.owner);
   }
 
-  /** Fetches a URL project and fast-forwards its base branch when the main checkout allows it. */
+  /**
+   * Fetches a URL project and fast-forwards its base branch when the main checkout allows it. The
+   * network fetch runs as berthd (its deploy key, its known_hosts) into a bare mirror berthd owns,
+   * with berth's configuration only; the project (whose config its owner controls) receives the
+   * objects through the same owner-run import as session commits. No root git reads the owner's
+   * configuration (`remote.*.uploadpack`, `url.*.insteadOf`, `core.*Command` ...).
+   */
   async refresh(project: Project): Promise<void> {
     if (!project.gitUrl) return;
-    await this.pgit(project.path, ['fetch', '--quiet', '--prune', 'origin'], { env: this.sshEnv(project), timeoutMs: 300_000 });
+    const mirror = join(this.home, 'fetch', `${hashKey(project.path)}.git`);
+    if (!existsSync(join(mirror, 'HEAD'))) {
+      await mkdir(mirror, { recursive: true, mode: 0o700 });
+      await git(['init', '--quiet', '--bare', mirror], { cwd: this.home });
+    }
+    await git(['fetch', '--quiet', '--prune', '--no-tags', '--', project.gitUrl, '+refs/heads/*:refs/heads/*'], {
+      cwd: mirror,
+      env: { ...this.sshEnv(project), GIT_DIR: mirror },
+      timeoutMs: 300_000,
+    });
+    const branches = new Map<string, string>();
+    for (const line of (await git(['for-each-ref', '--format=%(objectname) %(refname)', 'refs/heads/'], { cwd: mirror, env: { GIT_DIR: mirror } })).split('\n')) {
+      const [sha, ref] = line.split(' ');
+      if (sha && ref && SHA.test(sha) && /^refs\/heads\/[A-Za-z0-9._/-]+$/.test(ref) && !ref.includes('..')) branches.set(ref.slice('refs/heads/'.length), sha);
+    }
+    const remote = new Map<string, string>();
+    for (const line of (await this.pgit(project.path, ['for-each-ref', '--format=%(objectname) %(refname)', 'refs/remotes/origin/'])).split('\n')) {
+      const [sha, ref] = line.split(' ');
+      if (sha && ref) remote.set(ref, sha);
+    }
+    const updates = [...branches].filter(([b, sha]) => remote.get(`refs/remotes/origin/${b}`) !== sha).map(([b, sha]) => ({ name: `refs/remotes/origin/${b}`, sha }));
+    const deletes = [...remote.keys()].filter((r) => r !== 'refs/remotes/origin/HEAD' && !branches.has(r.slice('refs/remotes/origin/'.length)));
+    await this.importMany(project.path, [], updates, [join(mirror, 'objects')], deletes);
     const current = await this.currentBranch(project.path);
     const base = project.branch ?? current;
     if (!base || current !== base) return;
@@ -378,8 +406,8 @@ export class CheckoutManager {
    * (one `index-pack`, which verifies every object) and moves exactly the refs
    * `refs/heads/berth/<name>` (one `update-ref` transaction). Caller holds the project's lock.
    */
-  async importMany(projectRepo: string, items: ImportItem[], refs: { name: string; sha: string }[], extraRefs: string[] = []): Promise<void> {
-    if (!items.length && !refs.length) return;
+  async importMany(projectRepo: string, items: ImportItem[], refs: { name: string; sha: string }[], extraAlternates: string[] = [], deletes: string[] = []): Promise<void> {
+    if (!items.length && !refs.length && !deletes.length) return;
     const have = await this.pgit(projectRepo, ['for-each-ref', '--format=%(objectname)', 'refs/heads/']);
     const exclude = [...new Set(have.split('\n').filter((x) => SHA.test(x)))];
     const g = join(this.home, 'import', hashKey(projectRepo));
@@ -387,18 +415,21 @@ export class CheckoutManager {
       await mkdir(g, { recursive: true, mode: 0o700 });
       await git(['init', '--quiet', '--bare', g], { cwd: this.home });
     }
-    const alternates = [...items.map((i) => join(this.shadows.dir(i.ref.key), 'agent-objects')), ...extraRefs, join(projectRepo, '.git', 'objects')];
+    const alternates = [...items.map((i) => join(this.shadows.dir(i.ref.key), 'agent-objects')), ...extraAlternates, join(projectRepo, '.git', 'objects')];
     await mkdir(join(g, 'objects', 'info'), { recursive: true });
     await writeFile(join(g, 'objects', 'info', 'alternates'), `${alternates.join('\n')}\n`);
     const tips = [...new Set([...items.map((i) => i.tip), ...refs.map((r) => r.sha)])];
     const input = `${[...tips, ...exclude.map((x) => `^${x}`)].join('\n')}\n`;
     const project = await this.projectCall(projectRepo);
-    await gitPipe(
-      { args: ['pack-objects', '--revs', '--stdout', '--thin', '--delta-base-offset', '-q'], call: { cwd: g, env: { GIT_DIR: g }, input } },
-      { args: ['index-pack', '--stdin', '--fix-thin'], call: project },
-    );
+    if (tips.length) {
+      await gitPipe(
+        { args: ['pack-objects', '--revs', '--stdout', '--thin', '--delta-base-offset', '-q'], call: { cwd: g, env: { GIT_DIR: g }, input } },
+        { args: ['index-pack', '--stdin', '--fix-thin'], call: project },
+      );
+    }
     const updates = [...items.map((i) => ({ name: `refs/heads/${i.ref.branch}`, sha: i.tip })), ...refs];
-    await git(['update-ref', '--stdin'], { ...project, input: updates.map((u) => `update ${u.name} ${u.sha}\n`).join('') });
+    const transaction = [...updates.map((u) => `update ${u.name} ${u.sha}\n`), ...deletes.map((d) => `delete ${d}\n`)].join('');
+    await git(['update-ref', '--stdin'], { ...project, input: transaction });
   }
 
   /** Copies the session branch's commits into the project as `refs/heads/berth/<name>`. Returns the tip. */
