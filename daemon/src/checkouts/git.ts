@@ -44,7 +44,33 @@ export const GIT_LIMITS = {
   defaultTimeoutMs: 120_000,
   /** stdout a plain `git()` call may return; streams have their own caps. */
   maxOutputBytes: 64 * 1024 * 1024,
+  /** git children at once: fifty agents' status calls queue instead of starting fifty gits. */
+  concurrency: 8,
 };
+
+/** Counting semaphore whose acquire(n) takes n slots at once (a pipe needs two), in FIFO order. */
+class Slots {
+  private used = 0;
+  private readonly waiting: { n: number; go: () => void }[] = [];
+  constructor(private readonly size: number) {}
+
+  async acquire(n: number): Promise<() => void> {
+    if (!this.waiting.length && this.used + n <= this.size) this.used += n;
+    else await new Promise<void>((go) => this.waiting.push({ n, go }));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.used -= n;
+      while (this.waiting.length && this.used + this.waiting[0]!.n <= this.size) {
+        const next = this.waiting.shift()!;
+        this.used += next.n;
+        next.go();
+      }
+    };
+  }
+}
+const slots = new Slots(GIT_LIMITS.concurrency);
 
 export interface GitCall {
   /** Working directory of the git process. */
@@ -182,6 +208,15 @@ export function gitSpawn(args: string[], call: GitCall): { child: ChildProcess; 
  * result says `truncated` (nothing past the cap is ever buffered).
  */
 export async function gitCapped(args: string[], call: GitCall, maxBytes: number): Promise<{ out: Buffer; truncated: boolean }> {
+  const release = await slots.acquire(1);
+  try {
+    return await capped(args, call, maxBytes);
+  } finally {
+    release();
+  }
+}
+
+async function capped(args: string[], call: GitCall, maxBytes: number): Promise<{ out: Buffer; truncated: boolean }> {
   const g = gitSpawn(args, call);
   const chunks: Buffer[] = [];
   let size = 0;
@@ -220,6 +255,15 @@ export async function git(args: string[], call: GitCall): Promise<string> {
  * `index-pack --stdin` run as the project's owner. Resolves the consumer's stdout.
  */
 export async function gitPipe(producer: { args: string[]; call: GitCall }, consumer: { args: string[]; call: GitCall }): Promise<string> {
+  const release = await slots.acquire(2);
+  try {
+    return await pipe(producer, consumer);
+  } finally {
+    release();
+  }
+}
+
+async function pipe(producer: { args: string[]; call: GitCall }, consumer: { args: string[]; call: GitCall }): Promise<string> {
   const p = gitSpawn(producer.args, producer.call);
   const c = gitSpawn(consumer.args, consumer.call);
   p.child.stdout!.pipe(c.child.stdin!);
