@@ -150,6 +150,12 @@ function findTool(name: string): string | null {
   return null;
 }
 
+/** Kills of the git process groups running now: none outlives a berthd that exits (a kill -9 leaves them to `timeout`). */
+const live = new Set<() => void>();
+process.once('exit', () => {
+  for (const kill of live) kill();
+});
+
 /** The argv that runs `git args` under the bounds. */
 function boundedArgv(args: string[], call: GitCall): string[] {
   tools ??= { timeout: findTool('timeout'), prlimit: findTool('prlimit') };
@@ -182,6 +188,7 @@ export function gitSpawn(args: string[], call: GitCall): { child: ChildProcess; 
       // already gone
     }
   };
+  live.add(kill);
   // A deadline in berthd too: the external `timeout` also covers berthd dying.
   const timer = setTimeout(kill, (call.timeoutMs ?? GIT_LIMITS.defaultTimeoutMs) + 10_000);
   let stderr = '';
@@ -193,10 +200,12 @@ export function gitSpawn(args: string[], call: GitCall): { child: ChildProcess; 
   const done = new Promise<{ code: number | null; stderr: string }>((resolve) => {
     child.once('error', (err) => {
       clearTimeout(timer);
+      live.delete(kill);
       resolve({ code: null, stderr: `${stderr}\n${err.message}` });
     });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
+      live.delete(kill);
       resolve({ code: code ?? (signal ? 128 : null), stderr });
     });
   });
