@@ -93,6 +93,14 @@ export const errorRegistry = {
   },
   CONTAINER_CREATE_FAILED: { rpc: 1303, hint: 'The engine refused the container; the message has its reason (limits, mounts, network).' },
   CONTAINER_START_FAILED: { rpc: 1304, hint: 'The engine could not start the container; the message has its reason (mounts, runtime, command).' },
+  NETWORK_CONFLICT: {
+    rpc: 1307,
+    hint: 'A network with the name berth uses is not one berth made for this project (labels, Internal flag or driver differ); berth never joins it. Remove it (`docker network rm ID`, the id is in the message) or recreate what uses it under another name, then `berth restart` the session.',
+  },
+  NETWORK_NOT_FOUND: {
+    rpc: 1308,
+    hint: 'The project network was removed while berth used it (`docker network prune`?); berth makes it again and retries on its own.',
+  },
 
   // Daemon startup and client connection (not sent over RPC, but reported with the same codes)
   CONFIG_INVALID: { rpc: 1900, hint: 'Fix the named key in the config file or environment; README lists accepted values.' },

@@ -2,12 +2,13 @@ import { BerthError, type SessionState } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../health/engine-monitor.js';
 import type { Logger } from '../log.js';
-import { LABELS, agentVolumeName } from '../runtime/labels.js';
+import { LABELS, agentVolumeName, networkLabels } from '../runtime/labels.js';
 import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js';
 import type { Secrets } from '../sessions/secrets.js';
 import { toContainerSpec } from '../sessions/spec.js';
 import { toSession, type ObservedPatch, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
 import { assertRealPath } from '../checkouts/safe-fs.js';
+import { KeyedMutex } from '../checkouts/mutex.js';
 import { plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 
@@ -21,6 +22,7 @@ const TERMINAL = new Set([
   'SECRETS_FILE_INSECURE',
   'PROJECT_PATH_CHANGED',
   'CHECKOUT_FAILED',
+  'NETWORK_CONFLICT',
 ]);
 
 export interface ReconcilerOptions {
@@ -64,8 +66,13 @@ export class Reconciler {
   private readonly failures = new Map<string, number>();
   private readonly stopTimeouts = new Map<string, number>();
   private readonly orphansSeen = new Map<string, number>();
-  /** Networks known to exist: saves an engine round trip per start. Forgotten when a create says otherwise. */
-  private readonly networks = new Set<string>();
+  /**
+   * Network ids by name, known to exist: saves engine round trips per start. Filled only under
+   * networkLock, so concurrent first starts on a project make one network, not one each.
+   * Forgotten when a create finds the network gone.
+   */
+  private readonly networks = new Map<string, string>();
+  private readonly networkLock = new KeyedMutex();
   private readonly opts: Required<ReconcilerOptions>;
   private runSeq = 0;
 
@@ -252,10 +259,7 @@ export class Reconciler {
         secretValues,
         s.spec.dockerSocket ? await this.d.runtime.engineSocket() : null,
       );
-      if (spec.networkName && !this.networks.has(spec.networkName)) {
-        await this.d.runtime.ensureNetwork(spec.networkName, { internal: s.spec.network === 'internal', labels });
-        this.networks.add(spec.networkName);
-      }
+      if (spec.networkName) spec.networkId = await this.network(spec.networkName, s.project, s.spec.network === 'internal');
       await this.d.runtime.ensureVolume(agentVolumeName(s.id), { ...labels, [LABELS.session]: s.id });
       this.assertCurrent(cur);
       let id: string;
@@ -263,15 +267,25 @@ export class Reconciler {
         id = await this.d.runtime.create(spec);
       } catch (err) {
         // The network went away behind our back (project removed, docker network prune): make it again.
-        if (spec.networkName && err instanceof BerthError && /network/i.test(err.message)) {
-          this.networks.delete(spec.networkName);
-          await this.d.runtime.ensureNetwork(spec.networkName, { internal: s.spec.network === 'internal', labels });
-          this.networks.add(spec.networkName);
+        if (spec.networkName && err instanceof BerthError && err.code === 'NETWORK_NOT_FOUND') {
+          spec.networkId = await this.network(spec.networkName, s.project, s.spec.network === 'internal', spec.networkId);
           id = await this.d.runtime.create(spec);
         } else throw err;
       }
       log.info({ containerId: id, name: s.containerName, image: s.spec.image }, 'Created container');
       this.record(cur, { containerId: id });
+    });
+  }
+
+  /** The id of the project network `name`, made or adopted once per name at a time; `stale` is an id found gone. */
+  private network(name: string, project: string, internal: boolean, stale?: string | null): Promise<string> {
+    return this.networkLock.run(name, async () => {
+      if (stale && this.networks.get(name) === stale) this.networks.delete(name);
+      const known = this.networks.get(name);
+      if (known) return known;
+      const id = await this.d.runtime.ensureNetwork(name, { internal, labels: networkLabels(this.d.instanceId, project, internal) });
+      this.networks.set(name, id);
+      return id;
     });
   }
 

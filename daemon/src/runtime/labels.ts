@@ -10,8 +10,22 @@ export const LABELS = {
   project: 'dev.berth.project',
   agent: 'dev.berth.agent',
   specHash: 'dev.berth.spec-hash',
+  /** On networks: `bridge` or `internal`, what berth made it as (the engine's Internal flag must agree). */
+  network: 'dev.berth.network',
 } as const;
 
 export const containerName = (project: string, seq: number) => `berth-${project}-${seq}`;
-export const networkName = (project: string, internal: boolean) => `berth-net-${project}${internal ? '-internal' : ''}`;
+/**
+ * The per-project network. Bridge and internal networks have prefixes that differ before the project
+ * name starts, so no project name (NAME_PATTERN) can make one kind's name equal to the other's: with
+ * a suffix (`berth-net-x-internal`), project `x`'s internal network was project `x-internal`'s bridge.
+ */
+export const networkName = (project: string, internal: boolean) => `${internal ? 'berth-internal-' : 'berth-net-'}${project}`;
+/** The labels a project network is made with and must carry to be adopted (ensureNetwork). */
+export const networkLabels = (instanceId: string, project: string, internal: boolean): Record<string, string> => ({
+  [LABELS.managed]: 'true',
+  [LABELS.instance]: instanceId,
+  [LABELS.project]: project,
+  [LABELS.network]: internal ? 'internal' : 'bridge',
+});
 export const agentVolumeName = (sessionId: string) => `berth-agent-${sessionId}`;

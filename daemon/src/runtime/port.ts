@@ -71,6 +71,11 @@ export interface ContainerSpec {
   network: NetworkMode;
   /** For bridge/internal: the per-project network to join. */
   networkName: string | null;
+  /**
+   * The id ensureNetwork returned for `networkName`. The container is attached by it, so a name
+   * that has become ambiguous (duplicate networks) can never fail the create or the start.
+   */
+  networkId?: string | null;
   readOnlyRootfs: boolean;
   capAdd: string[];
   runtime: string | null;
@@ -112,9 +117,24 @@ export interface ContainerRuntime extends EnginePort {
   stop(id: string, timeoutSec: number): Promise<void>;
   /** Removes the container (force); its named volumes stay unless `volumes` lists them. */
   remove(id: string, opts?: { volumes?: string[] }): Promise<void>;
-  ensureNetwork(name: string, opts: { internal: boolean; labels: Record<string, string> }): Promise<void>;
+  /**
+   * The one network named exactly `name`, made (bridge driver, `internal`, `labels`) when there is
+   * none; returns its id. A same-named network is adopted only when it carries every entry of
+   * `labels` and its driver and Internal flag match; any other same-named network is never joined
+   * or touched: NETWORK_CONFLICT (terminal). Duplicates of the name that match (an older berthd, a
+   * crash between create and list) are resolved to one kept deterministically; the others are
+   * removed once empty. The engine's create is not atomic (20.10 makes duplicates under concurrent
+   * creates); the list after each create converges them, but callers should still serialise per
+   * name (the reconciler does) so that only one is ever made.
+   */
+  ensureNetwork(name: string, opts: { internal: boolean; labels: Record<string, string> }): Promise<string>;
   ensureVolume(name: string, labels: Record<string, string>): Promise<void>;
-  removeNetwork(name: string): Promise<void>;
+  /**
+   * Removes every network named exactly `name` (duplicates included) that carries `owner`
+   * (default: dev.berth.managed=true, so a network berth did not make is never removed). Missing
+   * is success; one with containers attached makes it fail.
+   */
+  removeNetwork(name: string, owner?: Record<string, string>): Promise<void>;
   /**
    * Opens the engine's event stream for containers carrying `labels`, replaying from `sinceNano`;
    * resolves once subscribed. The iterable ends when `signal` aborts and throws when the stream breaks.

@@ -108,6 +108,20 @@ async function* jsonLines<T>(stream: Readable): AsyncGenerator<T> {
 
 const labelFilter = (labels: Record<string, string>) => Object.entries(labels).map(([k, v]) => `${k}=${v}`);
 
+/** Why `n` is not the network berth asked for, or null when it is. Label values are someone's data: quoted. */
+function networkMismatch(n: Docker.NetworkInspectInfo, want: { internal: boolean; labels: Record<string, string> }): string | null {
+  if (n.Driver !== 'bridge') return `its driver is ${JSON.stringify(n.Driver)}, not bridge`;
+  if (Boolean(n.Internal) !== want.internal) return want.internal ? 'it is not Internal (its containers can reach other networks and the outside)' : 'it is Internal';
+  const have = n.Labels ?? {};
+  for (const [k, v] of Object.entries(want.labels)) {
+    if (have[k] === v) continue;
+    // Networks an earlier berthd made lack only the kind label; the Internal flag checked above says the same thing.
+    if (k === LABELS.network && have[k] === undefined) continue;
+    return have[k] === undefined ? `it lacks the label ${k}=${v}` : `its label ${k} is ${JSON.stringify(have[k])}, not ${JSON.stringify(v)}`;
+  }
+  return null;
+}
+
 /** ContainerRuntime over the Docker Engine API (dockerode). */
 export class DockerRuntime implements ContainerRuntime {
   readonly host: string;
@@ -198,6 +212,21 @@ export class DockerRuntime implements ContainerRuntime {
       GroupAdd: spec.groupAdd,
       ...(spec.runtime ? { Runtime: spec.runtime } : {}),
     };
+    // The engine resolves a network named in NetworkMode by name at start, which fails when the
+    // name is ambiguous; an endpoint with the NetworkID makes it use that one network. (NetworkMode
+    // set to the id alone is not enough: the endpoint is still keyed by name.) Some engines do not
+    // check the network at create, so a removed one is found here rather than at start.
+    const attach = spec.network !== 'none' && spec.networkId ? { network: spec.networkName!, id: spec.networkId } : null;
+    if (attach) {
+      try {
+        await this.docker.getNetwork(attach.id).inspect();
+      } catch (err) {
+        if (status(err) === 404) {
+          throw new BerthError('NETWORK_NOT_FOUND', `network ${attach.network} (${attach.id.slice(0, 12)}) no longer exists`, { details: { ...attach } });
+        }
+        wrapTransport(err, this.host);
+      }
+    }
     try {
       const c = await this.docker.createContainer({
         name: spec.name,
@@ -211,6 +240,7 @@ export class DockerRuntime implements ContainerRuntime {
         OpenStdin: false,
         AttachStdin: false,
         HostConfig: hostConfig,
+        ...(attach ? { NetworkingConfig: { EndpointsConfig: { [attach.network]: { NetworkID: attach.id } } } } : {}),
       });
       return c.id;
     } catch (err) {
@@ -269,27 +299,87 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async ensureNetwork(name: string, opts: { internal: boolean; labels: Record<string, string> }): Promise<void> {
+  /** Networks named exactly `name`: the engine's name filter also matches names that merely contain it. */
+  private async networksNamed(name: string): Promise<Docker.NetworkInspectInfo[]> {
+    const rows = await this.docker.listNetworks({ filters: { name: [name] } });
+    return rows.filter((n) => n.Name === name);
+  }
+
+  async ensureNetwork(name: string, opts: { internal: boolean; labels: Record<string, string> }): Promise<string> {
     try {
-      await this.docker.getNetwork(name).inspect();
-      return;
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const found = await this.networksNamed(name);
+        if (found.length) return await this.adoptNetwork(name, found, opts);
+        try {
+          // CheckDuplicate is not atomic on engine 20.10 (concurrent creates both succeed): the list
+          // on the next turn is what decides, never this call's result.
+          await this.docker.createNetwork({ Name: name, Driver: 'bridge', Internal: opts.internal, Labels: opts.labels, CheckDuplicate: true });
+        } catch (err) {
+          if (status(err) !== 409) throw err;
+        }
+      }
+      throw new BerthError('CONTAINER_CREATE_FAILED', `network ${name} disappeared each time berth made it`);
     } catch (err) {
-      if (status(err) !== 404) wrapTransport(err, this.host);
-    }
-    try {
-      await this.docker.createNetwork({ Name: name, Driver: 'bridge', Internal: opts.internal, Labels: opts.labels, CheckDuplicate: true });
-    } catch (err) {
-      if (status(err) === 409) return; // created concurrently
+      if (err instanceof BerthError) throw err;
       if (status(err) !== undefined) throw new BerthError('CONTAINER_CREATE_FAILED', `cannot create network ${name}: ${engineMessage(err)}`);
       wrapTransport(err, this.host);
     }
   }
 
-  async removeNetwork(name: string): Promise<void> {
+  /**
+   * Every network in `found` must be berth's; of duplicates, the one to keep is the same for every
+   * caller given the same engine state: one with containers attached first (those cannot be removed
+   * anyway), then the oldest, then the lowest id. Empty others are removed.
+   */
+  private async adoptNetwork(name: string, found: Docker.NetworkInspectInfo[], opts: { internal: boolean; labels: Record<string, string> }): Promise<string> {
+    for (const n of found) {
+      const why = networkMismatch(n, opts);
+      if (!why) continue;
+      const id = n.Id.slice(0, 12);
+      const project = opts.labels[LABELS.project];
+      throw new BerthError(
+        'NETWORK_CONFLICT',
+        `network ${name} (id ${id}) is not berth's ${opts.internal ? 'internal' : 'bridge'} network${project ? ` for project ${project}` : ''}: ${why}. ` +
+          `berth will not use it: remove it (docker network rm ${id}) or recreate what uses it under another name, then restart the session`,
+        { details: { network: name, id: n.Id, reason: why } },
+      );
+    }
+    if (found.length === 1) return found[0]!.Id;
+    const ranked: { id: string; created: number; inUse: boolean }[] = [];
+    for (const n of found) {
+      try {
+        const full = await this.docker.getNetwork(n.Id).inspect();
+        ranked.push({ id: n.Id, created: Date.parse(n.Created), inUse: Object.keys(full.Containers ?? {}).length > 0 });
+      } catch (err) {
+        if (status(err) !== 404) throw err;
+      }
+    }
+    ranked.sort((a, b) => Number(b.inUse) - Number(a.inUse) || a.created - b.created || (a.id < b.id ? -1 : 1));
+    const [keep, ...rest] = ranked;
+    if (!keep) throw new BerthError('NETWORK_NOT_FOUND', `every network named ${name} disappeared while berth chose one`);
+    for (const extra of rest.filter((r) => !r.inUse)) {
+      try {
+        await this.docker.getNetwork(extra.id).remove();
+      } catch (err) {
+        // Gone already, or a container joined it meanwhile: it stays until it is empty.
+        if (status(err) !== 404 && status(err) !== 403 && status(err) !== 409) throw err;
+      }
+    }
+    return keep.id;
+  }
+
+  async removeNetwork(name: string, owner: Record<string, string> = { [LABELS.managed]: 'true' }): Promise<void> {
     try {
-      await this.docker.getNetwork(name).remove();
+      for (const n of await this.networksNamed(name)) {
+        if (!Object.entries(owner).every(([k, v]) => n.Labels?.[k] === v)) continue;
+        try {
+          await this.docker.getNetwork(n.Id).remove();
+        } catch (err) {
+          if (status(err) !== 404) throw err;
+        }
+      }
     } catch (err) {
-      if (status(err) !== 404) wrapTransport(err, this.host);
+      wrapTransport(err, this.host);
     }
   }
 

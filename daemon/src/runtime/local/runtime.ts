@@ -182,7 +182,10 @@ export class LocalRuntime implements ContainerRuntime {
     for (const v of opts.volumes ?? []) await rm(join(this.volumes, v), { recursive: true, force: true });
   }
 
-  async ensureNetwork(): Promise<void> {}
+  /** Local agents share the host's network: there is no network object, and the name stands in for its id. */
+  async ensureNetwork(name: string): Promise<string> {
+    return name;
+  }
 
   async removeNetwork(): Promise<void> {}
 
