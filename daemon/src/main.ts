@@ -15,7 +15,7 @@ import { RpcServer } from './rpc/server.js';
 import { Reconciler } from './reconcile/controller.js';
 import { EngineWatcher } from './reconcile/watch.js';
 import { DockerRuntime } from './runtime/docker/engine.js';
-import { networkName } from './runtime/labels.js';
+import { LABELS, networkName } from './runtime/labels.js';
 import { LocalRuntime } from './runtime/local/runtime.js';
 import { Secrets } from './sessions/secrets.js';
 import { SessionService } from './sessions/service.js';
@@ -82,8 +82,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     reposDir: join(config.home, 'repos'),
     checkouts: checkoutManager,
     onRemoved: async (name) => {
-      await runtime.removeNetwork(networkName(name, false));
-      await runtime.removeNetwork(networkName(name, true));
+      // Only this daemon's: another berthd on the same engine may have a project of that name.
+      const owner = { [LABELS.managed]: 'true', [LABELS.instance]: instanceId };
+      await runtime.removeNetwork(networkName(name, false), owner);
+      await runtime.removeNetwork(networkName(name, true), owner);
     },
   });
   const agents = new AgentService(store.agents, store.sessions, bus);

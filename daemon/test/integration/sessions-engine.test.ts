@@ -1,6 +1,7 @@
 import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, type LogLine } from '@berth/client-sdk';
+import { networkName } from '../../src/runtime/labels.js';
 import { describe, expect, it } from 'vitest';
 import { EngineProxy, docker } from '../helpers/docker.js';
 import { poll, sh, startWithProject, tempDir } from '../helpers/daemon.js';
@@ -150,8 +151,8 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
 
     await d.client.agents.define({ name: 'offline', command: sh('sleep 3600'), network: 'internal' });
     const off = await d.client.sessions.start({ project: 'web', agent: 'offline' });
-    expect((await inspect(off.containerId!)).HostConfig.NetworkMode).toBe('berth-net-web-internal');
-    expect(JSON.parse(await docker('network', 'inspect', 'berth-net-web-internal'))[0].Internal).toBe(true);
+    expect((await inspect(off.containerId!)).HostConfig.NetworkMode).toBe(networkName('web', true));
+    expect(JSON.parse(await docker('network', 'inspect', networkName('web', true)))[0].Internal).toBe(true);
     await d.client.agents.define({ name: 'nonet', command: sh('sleep 3600'), network: 'none' });
     const none = await d.client.sessions.start({ project: 'web', agent: 'nonet' });
     expect((await inspect(none.containerId!)).HostConfig.NetworkMode).toBe('none');
