@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { git, gitCapped, gitPipe, type GitCall } from './git.js';
 import { KeyedMutex } from './mutex.js';
 import { assertProjectPath, isRealDir, safeRead } from './safe-fs.js';
-import { SHA, Shadows, hashKey, readHead, readRef, type CheckoutRef } from './shadow.js';
+import { SHA, Shadows, hashKey, readHead, readRef, type CheckoutRef, type ShadowEnv } from './shadow.js';
 
 export type { CheckoutRef } from './shadow.js';
 
@@ -312,8 +312,7 @@ export class CheckoutManager {
   // ---- inspection -----------------------------------------------------------------------------
 
   async dirty(c: CheckoutRef, projectRepo: string): Promise<{ path: string; status: string }[]> {
-    const s = await this.shadows.prepare(c, projectRepo);
-    return this.statusOf(s);
+    return this.shadows.use(c, projectRepo, (s) => this.statusOf(s));
   }
 
   private async statusOf(s: { env: Record<string, string>; gitDir: string }): Promise<{ path: string; status: string }[]> {
@@ -326,7 +325,10 @@ export class CheckoutManager {
   }
 
   async status(c: CheckoutRef, projectRepo: string): Promise<SessionStatus> {
-    const s = await this.shadows.prepare(c, projectRepo);
+    return this.shadows.use(c, projectRepo, (s) => this.statusIn(c, projectRepo, s));
+  }
+
+  private async statusIn(c: CheckoutRef, projectRepo: string, s: ShadowEnv): Promise<SessionStatus> {
     const { env, head, gitDir } = s;
     const dirty = await this.statusOf(s);
     const branch = c.branch ?? (await readHead(c.workTree)).ref?.replace(/^refs\/heads\//, '') ?? null;
@@ -354,12 +356,16 @@ export class CheckoutManager {
    */
   async diff(c: CheckoutRef, projectRepo: string, stat: boolean): Promise<SessionDiff> {
     if (!c.branch || !c.base || !c.baseSha) throw new BerthError('NO_CHECKOUT', 'this session has no branch of its own');
-    const s = await this.shadows.prepare(c, projectRepo);
+    const own = { branch: c.branch, base: c.base, baseSha: c.baseSha };
+    return this.shadows.use(c, projectRepo, (s) => this.diffIn(c, own, projectRepo, s, stat));
+  }
+
+  private async diffIn(c: CheckoutRef, own: { branch: string; base: string; baseSha: string }, projectRepo: string, s: ShadowEnv, stat: boolean): Promise<SessionDiff> {
     const env = await this.shadows.scratchIndex(s, 'diff');
     try {
       await git(['add', '--intent-to-add', '--ignore-errors', '--', '.'], { cwd: s.gitDir, env });
-      const baseSha = (await this.revParse(projectRepo, `refs/heads/${c.base}`)) ?? c.baseSha;
-      const tip = (await readRef(c.workTree, `refs/heads/${c.branch}`)) ?? c.baseSha;
+      const baseSha = (await this.revParse(projectRepo, `refs/heads/${own.base}`)) ?? own.baseSha;
+      const tip = (await readRef(c.workTree, `refs/heads/${own.branch}`)) ?? own.baseSha;
       const mergeBase = (await git(['merge-base', baseSha, tip], { cwd: s.gitDir, env }).catch(() => baseSha)).trim();
       const { out, truncated } = await gitCapped(
         ['diff', '--no-color', '--no-ext-diff', '--no-textconv', '--ignore-submodules=all', ...(stat ? ['--stat'] : ['--binary']), mergeBase],
@@ -369,22 +375,23 @@ export class CheckoutManager {
       let text = out.toString('utf8');
       // Never end in the middle of a character.
       if (truncated) text = text.replace(/\uFFFD+$/, '');
-      return { base: c.base, branch: c.branch, diff: text, truncated };
+      return { base: own.base, branch: own.branch, diff: text, truncated };
     } finally {
       await rm(env.GIT_INDEX_FILE!, { force: true });
     }
   }
 
   /** Everything in the work tree (tracked, changed and untracked) as a tree object in the shadow. */
-  private async snapshotTree(c: CheckoutRef, projectRepo: string): Promise<{ tree: string; head: string | null; gitDir: string }> {
-    const s = await this.shadows.prepare(c, projectRepo);
-    const env = await this.shadows.scratchIndex(s, 'snapshot');
-    try {
-      await git(['add', '--all', '--ignore-errors', '--', '.'], { cwd: s.gitDir, env });
-      return { tree: (await git(['write-tree'], { cwd: s.gitDir, env })).trim(), head: s.head, gitDir: s.gitDir };
-    } finally {
-      await rm(env.GIT_INDEX_FILE!, { force: true });
-    }
+  private snapshotTree(c: CheckoutRef, projectRepo: string): Promise<{ tree: string; head: string | null; gitDir: string }> {
+    return this.shadows.use(c, projectRepo, async (s) => {
+      const env = await this.shadows.scratchIndex(s, 'snapshot');
+      try {
+        await git(['add', '--all', '--ignore-errors', '--', '.'], { cwd: s.gitDir, env });
+        return { tree: (await git(['write-tree'], { cwd: s.gitDir, env })).trim(), head: s.head, gitDir: s.gitDir };
+      } finally {
+        await rm(env.GIT_INDEX_FILE!, { force: true });
+      }
+    });
   }
 
   // ---- moving work into the project --------------------------------------------------------------
@@ -440,7 +447,7 @@ export class CheckoutManager {
     return this.withRepo(projectRepo, async () => {
       const have = await this.revParse(projectRepo, `refs/heads/${c.branch}`);
       if (have === tip) return tip;
-      await this.shadows.prepare(c, projectRepo);
+      if (c.workTree !== projectRepo) await this.shadows.refreshMirror(c);
       await this.importMany(projectRepo, [{ ref: { ...c, name: c.branch!.slice('berth/'.length) }, tip }], []);
       this.log.debug({ branch: c.branch, tip }, 'Imported session commits');
       return tip;

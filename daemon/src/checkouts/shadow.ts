@@ -4,6 +4,7 @@ import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile 
 import { join } from 'node:path';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { git } from './git.js';
+import { KeyedMutex } from './mutex.js';
 import { assertProjectPath, isRealDir, safeOpen, safeRead } from './safe-fs.js';
 
 export const SHA = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
@@ -55,7 +56,20 @@ export interface ShadowEnv {
  * creation it is seeded from the clone's index, which berthd's git wrote before any agent ran.
  */
 export class Shadows {
+  /** One user of a shadow at a time: its index, HEAD and mirror are rewritten as it is prepared. */
+  private readonly locks = new KeyedMutex();
+
   constructor(private readonly home: string) {}
+
+  /** Prepares the shadow of `c` and runs `fn` with it, holding it for the duration. */
+  use<T>(c: CheckoutRef, projectRepo: string, fn: (s: ShadowEnv) => Promise<T>): Promise<T> {
+    return this.locks.run(c.key, async () => fn(await this.prepare(c, projectRepo)));
+  }
+
+  /** Brings only the mirror of the agent's objects up to date (what an import needs). */
+  refreshMirror(c: CheckoutRef): Promise<void> {
+    return this.locks.run(c.key, () => this.mirror(c.workTree, join(this.dir(c.key), 'agent-objects')));
+  }
 
   dir(key: string): string {
     return join(this.home, 'shadow', key.replace(/[^A-Za-z0-9_-]/g, '_'));
@@ -115,7 +129,7 @@ export class Shadows {
    * Brings the shadow up to date with the work tree's HEAD and objects, and returns the environment
    * that makes git look at the work tree through it.
    */
-  async prepare(c: CheckoutRef, projectRepo: string): Promise<ShadowEnv> {
+  private async prepare(c: CheckoutRef, projectRepo: string): Promise<ShadowEnv> {
     const g = this.dir(c.key);
     await assertProjectPath(projectRepo);
     await this.init(g);
@@ -200,7 +214,7 @@ export class Shadows {
         }
         total += size;
         await mkdir(join(dest, rel.split('/')[0]!), { recursive: true });
-        const tmp = join(dest, `${rel}.tmp`);
+        const tmp = join(dest, `${rel}.${process.pid}.tmp`);
         const out = await open(tmp, 'w', 0o600);
         try {
           const buf = Buffer.alloc(1024 * 1024);

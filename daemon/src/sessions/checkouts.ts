@@ -235,7 +235,7 @@ export class SessionCheckouts {
     }
     if (!items.length) return;
     const one = async (group: typeof items) => {
-      for (const i of group) await this.manager.shadows.mirror(i.ref.workTree, join(this.manager.shadows.dir(i.ref.key), 'agent-objects'));
+      for (const i of group) await this.manager.shadows.refreshMirror(i.ref);
       await this.manager.importMany(repo, group, []);
       for (const i of group) {
         this.imported.set(i.s.id, i.tip);

@@ -86,4 +86,22 @@ describe('imports: no commit is left behind', () => {
     expect(after).toMatchObject({ importedTip: tip, pendingImport: false, ahead: 1 });
     await d.client.sessions.remove({ id: s.id, deleteBranch: true });
   });
+
+  it('concurrent status, diff and imports of one session share its shadow safely', async () => {
+    const { d, repo } = await startWithProject();
+    await using _ = d;
+    commitFiles(repo, { 'a.txt': 'a\n' }, 'base');
+    await d.client.agents.define({ name: 'coder', command: sh('sleep 3600') });
+    const s = await d.client.sessions.start({ project: 'web', agent: 'coder', name: 'busy' });
+    const r = await inBox(d, s, 'for i in 1 2 3 4 5; do echo $i > f$i.txt; git add f$i.txt; git commit -qm c$i; done; echo new > untracked.txt; git rev-parse HEAD');
+    const tip = r.stdout.trim();
+    const calls = await Promise.all([
+      ...Array.from({ length: 6 }, () => d.client.sessions.status({ id: s.id })),
+      ...Array.from({ length: 6 }, () => d.client.sessions.diff({ id: s.id })),
+    ]);
+    for (const c of calls.slice(0, 6)) expect(c).toMatchObject({ ahead: 5, lastCommit: { sha: tip }, dirty: [{ path: 'untracked.txt', status: '??' }] });
+    for (const c of calls.slice(6)) expect((c as { diff: string }).diff).toContain('+new');
+    expect(tipOnHost(repo, 'berth/busy')).toBe(tip);
+    await d.client.sessions.remove({ id: s.id, force: true, deleteBranch: true });
+  });
 });
