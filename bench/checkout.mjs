@@ -33,10 +33,11 @@ execFileSync('chown', ['-R', '1000:1000', repo]);
 try {
   await client.projects.add({ name: 'big', path: repo });
   await client.agents.define({ name: 'coder', command: ['sleep', '3600'] });
+  const net = `berth-net-${(await client.daemon.status()).instanceId}-big`;
   const raw = (i) => {
     const wt = join(home, 'raw', `wt${i}`);
     g('worktree', 'add', '-q', '-b', `raw/${i}`, wt, 'main');
-    const id = execFileSync('docker', dockerRunArgs({ workspace: wt, readonly: false, shared: join(home, 'shared'), volume: `bench-co-${i}`, network: 'berth-net-big' }), {
+    const id = execFileSync('docker', dockerRunArgs({ workspace: wt, readonly: false, shared: join(home, 'shared'), volume: `bench-co-${i}`, network: net }), {
       encoding: 'utf8',
     }).trim();
     return { wt, id, branch: `raw/${i}`, volume: `bench-co-${i}` };
@@ -82,6 +83,6 @@ try {
   console.log(`\n${PARALLEL} write sessions started at once: ${ok}/${PARALLEL} running with their own checkout after ${(parallel / 1000).toFixed(2)} s`);
 } finally {
   await finish(b);
-  execFileSync('docker', ['network', 'rm', 'berth-net-big'], { stdio: 'ignore' });
+  execFileSync('sh', ['-c', 'docker network ls -q --filter label=dev.berth.project=big | xargs -r docker network rm'], { stdio: 'ignore' });
   rmSync(home, { recursive: true, force: true });
 }

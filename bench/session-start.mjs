@@ -24,7 +24,8 @@ try {
   await client.projects.add({ name: 'bench', path: repo });
   await client.agents.define({ name: 'reader', command: ['sleep', '3600'], readOnly: true });
 
-  const dockerArgs = dockerRunArgs({ workspace: repo, readonly: true, shared: join(home, 'shared'), volume: 'bench-raw-agent', network: 'berth-net-bench' });
+  const net = `berth-net-${(await client.daemon.status()).instanceId}-bench`;
+  const dockerArgs = dockerRunArgs({ workspace: repo, readonly: true, shared: join(home, 'shared'), volume: 'bench-raw-agent', network: net });
 
   // Warm both paths once (image cache; berth creates the project network the raw runs join too).
   const w = await client.sessions.start({ project: 'bench', agent: 'reader' });
@@ -64,6 +65,6 @@ try {
 } finally {
   await finish(b);
   execFileSync('docker', ['volume', 'rm', '-f', 'bench-raw-agent'], { stdio: 'ignore' });
-  execFileSync('docker', ['network', 'rm', 'berth-net-bench'], { stdio: 'ignore' });
+  execFileSync('sh', ['-c', 'docker network ls -q --filter name=berth-net- --filter label=dev.berth.project=bench | xargs -r docker network rm'], { stdio: 'ignore' });
   rmSync(home, { recursive: true, force: true });
 }

@@ -84,8 +84,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     onRemoved: async (name) => {
       // Only this daemon's: another berthd on the same engine may have a project of that name.
       const owner = { [LABELS.managed]: 'true', [LABELS.instance]: instanceId };
-      await runtime.removeNetwork(networkName(name, false), owner);
-      await runtime.removeNetwork(networkName(name, true), owner);
+      await runtime.removeNetwork(networkName(name, false, instanceId), owner);
+      await runtime.removeNetwork(networkName(name, true, instanceId), owner);
     },
   });
   const agents = new AgentService(store.agents, store.sessions, bus);

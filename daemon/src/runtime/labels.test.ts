@@ -39,6 +39,8 @@ const ADVERSARIAL = [
   'a'.repeat(63),
 ];
 
+const I = '0123456789ab';
+
 describe('networkName', () => {
   it('no two (project, internal) pairs share a name, for project names matching NAME_PATTERN', () => {
     const projects = [...new Set([...ADVERSARIAL, ...names(20_000)])];
@@ -46,7 +48,7 @@ describe('networkName', () => {
     const seen = new Map<string, string>();
     for (const p of projects) {
       for (const internal of [false, true]) {
-        const n = networkName(p, internal);
+        const n = networkName(p, internal, I);
         const who = `${p}/${internal ? 'internal' : 'bridge'}`;
         expect(seen.get(n), `${who} collides`).toBeUndefined();
         seen.set(n, who);
@@ -57,16 +59,18 @@ describe('networkName', () => {
   it('the two kinds differ before the project name, so neither kind can spell the other', () => {
     // The whole argument for any project name: a bridge name and an internal name differ at a
     // position inside their fixed prefixes, where no project name can reach.
-    const bridge = networkName('', false);
-    const internal = networkName('', true);
+    const bridge = networkName('', false, I);
+    const internal = networkName('', true, I);
     const differAt = [...bridge].findIndex((c, i) => internal[i] !== c);
     expect(differAt).toBeGreaterThanOrEqual(0);
     expect(differAt).toBeLessThan(Math.min(bridge.length, internal.length));
     for (const p of ADVERSARIAL) {
-      expect(networkName(p, false)).toBe(bridge + p);
-      expect(networkName(p, true)).toBe(internal + p);
+      expect(networkName(p, false, I)).toBe(bridge + p);
+      expect(networkName(p, true, I)).toBe(internal + p);
     }
-    expect(networkName('x', true)).not.toBe(networkName('x-internal', false));
+    // Two daemons never share a name.
+    expect(networkName('web', false, I)).not.toBe(networkName('web', false, 'ba9876543210'));
+    expect(networkName('x', true, I)).not.toBe(networkName('x-internal', false, I));
   });
 
   it('labels say whose network it is and which kind', () => {

@@ -16,11 +16,13 @@ export const LABELS = {
 
 export const containerName = (project: string, seq: number) => `berth-${project}-${seq}`;
 /**
- * The per-project network. Bridge and internal networks have prefixes that differ before the project
- * name starts, so no project name (NAME_PATTERN) can make one kind's name equal to the other's: with
- * a suffix (`berth-net-x-internal`), project `x`'s internal network was project `x-internal`'s bridge.
+ * The per-project network of one berthd. Bridge and internal networks have prefixes that differ
+ * before anything variable starts, so no project name (NAME_PATTERN) can make one kind's name equal
+ * to the other's: with a suffix (`berth-net-x-internal`), project `x`'s internal network was project
+ * `x-internal`'s bridge. The daemon's instance id (fixed-length hex) comes next, so two berthds on one
+ * engine, or a network left by an earlier installation, never share or block a name.
  */
-export const networkName = (project: string, internal: boolean) => `${internal ? 'berth-internal-' : 'berth-net-'}${project}`;
+export const networkName = (project: string, internal: boolean, instanceId: string) => `${internal ? 'berth-internal-' : 'berth-net-'}${instanceId}-${project}`;
 /** The labels a project network is made with and must carry to be adopted (ensureNetwork). */
 export const networkLabels = (instanceId: string, project: string, internal: boolean): Record<string, string> => ({
   [LABELS.managed]: 'true',

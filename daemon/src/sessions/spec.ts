@@ -135,7 +135,7 @@ export function toContainerSpec(
     nanoCpus: spec.nanoCpus,
     pidsLimit: spec.pidsLimit,
     network: spec.network,
-    networkName: spec.network === 'none' ? null : networkName(id.project, spec.network === 'internal'),
+    networkName: spec.network === 'none' ? null : networkName(id.project, spec.network === 'internal', id.instanceId),
     readOnlyRootfs: spec.readOnlyRootfs,
     capAdd: spec.capAdd,
     runtime: spec.runtime,

@@ -58,17 +58,17 @@ describe('per-project networks', () => {
     const off = await d.client.sessions.start({ project: x, agent: 'offline' });
     const srvInfo = await inspect(srv.containerId!);
     const offInfo = await inspect(off.containerId!);
-    expect(Object.keys(srvInfo.NetworkSettings.Networks)).toEqual([networkName(xi, false)]);
-    expect(Object.keys(offInfo.NetworkSettings.Networks)).toEqual([networkName(x, true)]);
-    const srvNet = srvInfo.NetworkSettings.Networks[networkName(xi, false)].NetworkID as string;
-    const offNet = offInfo.NetworkSettings.Networks[networkName(x, true)].NetworkID as string;
+    expect(Object.keys(srvInfo.NetworkSettings.Networks)).toEqual([networkName(xi, false, d.instanceId!)]);
+    expect(Object.keys(offInfo.NetworkSettings.Networks)).toEqual([networkName(x, true, d.instanceId!)]);
+    const srvNet = srvInfo.NetworkSettings.Networks[networkName(xi, false, d.instanceId!)].NetworkID as string;
+    const offNet = offInfo.NetworkSettings.Networks[networkName(x, true, d.instanceId!)].NetworkID as string;
     expect(offNet).not.toBe(srvNet);
     const offNetwork = await inspectNetwork(offNet);
     expect(offNetwork.Internal).toBe(true);
     expect(offNetwork.Labels).toMatchObject(networkLabels(d.instanceId!, x, true));
     expect((await inspectNetwork(srvNet)).Internal).toBe(false);
 
-    const ip = srvInfo.NetworkSettings.Networks[networkName(xi, false)].IPAddress as string;
+    const ip = srvInfo.NetworkSettings.Networks[networkName(xi, false, d.instanceId!)].IPAddress as string;
     const probe = `nc -w 2 ${ip} 8080 </dev/null`;
     // The probe works: a session of the server's own project gets the answer.
     const peer = await d.client.sessions.start({ project: xi, agent: 'idle' });
@@ -88,10 +88,10 @@ describe('per-project networks', () => {
     await d.client.agents.define({ name: 'offline', command: sh('sleep 3600'), network: 'internal' });
 
     // A hand-made bridge with berth's name and none of its labels.
-    const bridge = await handMake(networkName(p, false));
+    const bridge = await handMake(networkName(p, false, d.instanceId!));
     expect(await codeOf(d.client.sessions.start({ project: p, agent: 'idle' }))).toBe('NETWORK_CONFLICT');
     // A network with all of berth's labels, for this very daemon and project, but with egress.
-    const leaky = await handMake(networkName(p, true), { labels: networkLabels(d.instanceId!, p, true) });
+    const leaky = await handMake(networkName(p, true, d.instanceId!), { labels: networkLabels(d.instanceId!, p, true) });
     expect(await codeOf(d.client.sessions.start({ project: p, agent: 'offline' }))).toBe('NETWORK_CONFLICT');
 
     const failed = (await d.client.sessions.list({ project: p })).items;
@@ -108,22 +108,22 @@ describe('per-project networks', () => {
       expect(n.Internal).toBe(internal);
     }
     expect((await inspectNetwork(bridge)).Labels).toEqual({ [TEST_LABEL]: 'true' });
-    expect(await networksNamed(networkName(p, false))).toEqual([bridge]);
-    expect(await networksNamed(networkName(p, true))).toEqual([leaky]);
+    expect(await networksNamed(networkName(p, false, d.instanceId!))).toEqual([bridge]);
+    expect(await networksNamed(networkName(p, true, d.instanceId!))).toEqual([leaky]);
 
     // Doing what the error says (remove the network) and restarting is enough.
     await docker('network', 'rm', bridge, leaky);
     for (const s of failed) expect((await d.client.sessions.restart({ id: s.id })).state).toBe('running');
-    const made = await networksNamed(networkName(p, true));
+    const made = await networksNamed(networkName(p, true, d.instanceId!));
     expect(made).toHaveLength(1);
     expect((await inspectNetwork(made[0]!)).Internal).toBe(true);
 
     // Removing a project removes only networks berth made: a hand-made one of its name stays.
     const q = fresh('q');
     await addProject(d, q);
-    const foreign = await handMake(networkName(q, false));
+    const foreign = await handMake(networkName(q, false, d.instanceId!));
     await d.client.projects.remove({ name: q });
-    expect(await networksNamed(networkName(q, false))).toEqual([foreign]);
+    expect(await networksNamed(networkName(q, false, d.instanceId!))).toEqual([foreign]);
   });
 
   it('threat 12: eight concurrent first write starts on a new project all run, on exactly one network', async () => {
@@ -133,23 +133,23 @@ describe('per-project networks', () => {
     await d.client.agents.define({ name: 'idle', command: sh('sleep 3600') });
     const started = await Promise.all(Array.from({ length: 8 }, () => d.client.sessions.start({ project: p, agent: 'idle', mode: 'write' })));
     expect(started.map((s) => s.state)).toEqual(Array(8).fill('running'));
-    const nets = await networksNamed(networkName(p, false));
+    const nets = await networksNamed(networkName(p, false, d.instanceId!));
     expect(nets).toHaveLength(1);
     for (const s of started) {
-      expect((await inspect(s.containerId!)).NetworkSettings.Networks[networkName(p, false)].NetworkID).toBe(nets[0]);
+      expect((await inspect(s.containerId!)).NetworkSettings.Networks[networkName(p, false, d.instanceId!)].NetworkID).toBe(nets[0]);
     }
     await Promise.all(started.map((s) => d.client.sessions.remove({ id: s.id, force: true })));
     await d.client.projects.remove({ name: p });
-    expect(await networksNamed(networkName(p, false))).toEqual([]);
+    expect(await networksNamed(networkName(p, false, d.instanceId!))).toEqual([]);
 
     // The daemon remembered that network's id; a project added again under the name gets a new one.
     await d.client.projects.add({ name: p, path: join(d.home, 'projects', p) });
     const again = await d.client.sessions.start({ project: p, agent: 'idle', mode: 'write' });
     expect(again.state).toBe('running');
-    const renewed = await networksNamed(networkName(p, false));
+    const renewed = await networksNamed(networkName(p, false, d.instanceId!));
     expect(renewed).toHaveLength(1);
     expect(renewed[0]).not.toBe(nets[0]);
-    expect((await inspect(again.containerId!)).NetworkSettings.Networks[networkName(p, false)].NetworkID).toBe(renewed[0]);
+    expect((await inspect(again.containerId!)).NetworkSettings.Networks[networkName(p, false, d.instanceId!)].NetworkID).toBe(renewed[0]);
   });
 
   it('threat 12: duplicate berth networks of one name (an older berthd, a racing create) are resolved to the oldest; sessions start and removing the project removes every duplicate', async () => {
@@ -157,14 +157,14 @@ describe('per-project networks', () => {
     const { d } = await startWithProject({}, p);
     await using _ = d;
     await d.client.agents.define({ name: 'idle', command: sh('sleep 3600') });
-    const bridgeName = networkName(p, false);
+    const bridgeName = networkName(p, false, d.instanceId!);
     const oldest = await handMake(bridgeName, { labels: networkLabels(d.instanceId!, p, false) });
     await new Promise((r) => setTimeout(r, 20));
     // As an earlier berthd made it: without the kind label.
     const { [LABELS.network]: _kind, ...legacy } = networkLabels(d.instanceId!, p, false);
     const newer = await handMake(bridgeName, { labels: legacy });
     // Duplicates of the internal name too, which no session uses: project removal must still clear them.
-    for (let i = 0; i < 2; i++) await handMake(networkName(p, true), { internal: true, labels: networkLabels(d.instanceId!, p, true) });
+    for (let i = 0; i < 2; i++) await handMake(networkName(p, true, d.instanceId!), { internal: true, labels: networkLabels(d.instanceId!, p, true) });
     expect(await networksNamed(bridgeName)).toHaveLength(2);
     await expect(docker('network', 'rm', bridgeName)).rejects.toThrow(/ambiguous/);
 
@@ -177,6 +177,6 @@ describe('per-project networks', () => {
     await Promise.all(started.map((s) => d.client.sessions.remove({ id: s.id, force: true })));
     await d.client.projects.remove({ name: p });
     expect(await networksNamed(bridgeName)).toEqual([]);
-    expect(await networksNamed(networkName(p, true))).toEqual([]);
+    expect(await networksNamed(networkName(p, true, d.instanceId!))).toEqual([]);
   });
 });

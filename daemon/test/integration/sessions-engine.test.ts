@@ -142,7 +142,7 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
     await d.client.agents.define({ name: 'server', command: sh('while true; do echo hi | nc -l -p 8080; done') });
     await d.client.agents.define({ name: 'idle', command: sh('sleep 3600') });
     const srv = await d.client.sessions.start({ project: 'web', agent: 'server' });
-    const ip = (await inspect(srv.containerId!)).NetworkSettings.Networks['berth-net-web'].IPAddress as string;
+    const ip = (await inspect(srv.containerId!)).NetworkSettings.Networks[networkName('web', false, d.instanceId!)].IPAddress as string;
     const same = await d.client.sessions.start({ project: 'web', agent: 'idle' });
     const other = await d.client.sessions.start({ project: 'api', agent: 'idle' });
     const probe = `nc -w 2 ${ip} 8080 </dev/null`;
@@ -151,8 +151,8 @@ describe('sessions: containment, failures, secrets, networks, logs, engine outag
 
     await d.client.agents.define({ name: 'offline', command: sh('sleep 3600'), network: 'internal' });
     const off = await d.client.sessions.start({ project: 'web', agent: 'offline' });
-    expect((await inspect(off.containerId!)).HostConfig.NetworkMode).toBe(networkName('web', true));
-    expect(JSON.parse(await docker('network', 'inspect', networkName('web', true)))[0].Internal).toBe(true);
+    expect((await inspect(off.containerId!)).HostConfig.NetworkMode).toBe(networkName('web', true, d.instanceId!));
+    expect(JSON.parse(await docker('network', 'inspect', networkName('web', true, d.instanceId!)))[0].Internal).toBe(true);
     await d.client.agents.define({ name: 'nonet', command: sh('sleep 3600'), network: 'none' });
     const none = await d.client.sessions.start({ project: 'web', agent: 'nonet' });
     expect((await inspect(none.containerId!)).HostConfig.NetworkMode).toBe('none');

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, type BerthEvent, type Session } from '@berth/client-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { networkName } from '../../src/runtime/labels.js';
 import { docker } from '../helpers/docker.js';
 import { TEST_UID, poll, sh, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
 
@@ -135,7 +136,7 @@ describe('sessions on the real engine', () => {
     expect(h.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-file': '3', 'max-size': '10m' } });
     expect(h.ReadonlyRootfs).toBe(true);
     expect(Object.keys(h.Tmpfs)).toEqual(['/tmp']);
-    expect(h.NetworkMode).toBe('berth-net-web');
+    expect(h.NetworkMode).toBe(networkName('web', false, d.instanceId!));
     expect(i.Config.User).toBe(`${TEST_UID}:${TEST_UID}`);
     const mounts = Object.fromEntries(i.Mounts.map((m: { Destination: string; RW: boolean; Source: string; Type: string; Name?: string }) => [m.Destination, m]));
     expect(mounts['/workspace']).toMatchObject({ Type: 'bind', RW: true, Source: s.checkout!.dir });
