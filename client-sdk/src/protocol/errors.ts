@@ -43,6 +43,10 @@ export const errorRegistry = {
     rpc: 1104,
     hint: 'Agents never run as root: chown the repository to the user who works on it (`sudo chown -R you: PATH`).',
   },
+  PROJECT_OBJECTS_LINKED: {
+    rpc: 1106,
+    hint: 'Make the object store self-contained: `git repack -a -d` then remove .git/objects/info/alternates, and replace links under .git/objects with the files themselves.',
+  },
   PROJECT_PATH_CHANGED: {
     rpc: 1105,
     hint: 'The project directory (or its .git) was replaced by a link or moved since `project add`: put the repository back at its path, or remove the project and add it where it is now.',
@@ -73,6 +77,7 @@ export const errorRegistry = {
   MAIN_CHECKOUT_DIRTY: { rpc: 1412, hint: 'Commit or stash the changes in the project\'s main checkout, then merge again.' },
   NOT_ON_BASE_BRANCH: { rpc: 1413, hint: 'Check out the base branch in the project\'s main checkout (`git switch BASE`), then merge again.' },
   MERGE_NOT_FAST_FORWARD: { rpc: 1414, hint: 'The base moved on: merge with --merge or --squash instead of --ff.' },
+  DIFF_FAILED: { rpc: 1416, hint: 'git could not read the checkout (see the message); `berth status ID` still lists the changed paths.' },
   GIT_CLONE_FAILED: { rpc: 1415, hint: 'Check the URL, the deploy key (sshKeyPath) and that the host is reachable; the message has git\'s reason.' },
   EXEC_TIMEOUT: { rpc: 1407, hint: 'The command ran past timeoutSec; raise it, or make the command finish sooner.' },
 

@@ -367,12 +367,29 @@ export class CheckoutManager {
       const baseSha = (await this.revParse(projectRepo, `refs/heads/${own.base}`)) ?? own.baseSha;
       const tip = (await readRef(c.workTree, `refs/heads/${own.branch}`)) ?? own.baseSha;
       const mergeBase = (await git(['merge-base', baseSha, tip], { cwd: s.gitDir, env }).catch(() => baseSha)).trim();
-      const { out, truncated } = await gitCapped(
-        ['diff', '--no-color', '--no-ext-diff', '--no-textconv', '--ignore-submodules=all', ...(stat ? ['--stat'] : ['--binary']), mergeBase],
-        { cwd: s.gitDir, env },
-        MAX_DIFF,
-      );
-      let text = out.toString('utf8');
+      // No --binary: a binary (or over 32 MiB) file shows as "Binary files differ" instead of git
+      // building its whole encoded patch in memory before the first byte comes out.
+      const args = ['diff', '--no-color', '--no-ext-diff', '--no-textconv', '--ignore-submodules=all', ...(stat ? ['--stat'] : []), mergeBase, '--'];
+      let skipped: string[] = [];
+      let res: { out: Buffer; truncated: boolean };
+      try {
+        res = await gitCapped([...args, '.'], { cwd: s.gitDir, env }, MAX_DIFF);
+      } catch {
+        // A path git cannot read (a FIFO, a device, a file swapped mid-read) fails the whole diff:
+        // leave out what is not a regular file or a link, and say so, rather than hide every change.
+        for (const d of await this.statusOf(s)) {
+          const st = await lstat(join(c.workTree, d.path)).catch(() => null);
+          if (st && !st.isFile() && !st.isSymbolicLink()) skipped.push(d.path);
+        }
+        skipped = skipped.slice(0, 1000);
+        try {
+          res = await gitCapped([...args, '.', ...skipped.map((p) => `:(exclude,literal)${p}`)], { cwd: s.gitDir, env }, MAX_DIFF);
+        } catch (err) {
+          throw new BerthError('DIFF_FAILED', `git could not diff the session's checkout: ${gitMessage(err)}`, { details: { skipped } });
+        }
+      }
+      const { out, truncated } = res;
+      let text = skipped.map((p) => `# berth: left out ${JSON.stringify(p)}: not a regular file\n`).join('') + out.toString('utf8');
       // Never end in the middle of a character.
       if (truncated) text = text.replace(/\uFFFD+$/, '');
       return { base: own.base, branch: own.branch, diff: text, truncated };

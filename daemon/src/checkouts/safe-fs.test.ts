@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { assertProjectPath, isRealDir, safeRead } from './safe-fs.js';
+import { assertOwnObjects, assertProjectPath, isRealDir, safeRead } from './safe-fs.js';
 
 let root: string;
 let outside: string;
@@ -64,5 +64,22 @@ describe('assertProjectPath (TOCTOU on the project directory)', () => {
     mkdirSync(join(outside, '.git', 'objects'), { recursive: true });
     symlinkSync(outside, repo);
     await expect(assertProjectPath(repo)).rejects.toMatchObject({ code: 'PROJECT_PATH_CHANGED' });
+  });
+});
+
+describe('assertOwnObjects (a project store that reads another)', () => {
+  it('refuses alternates and links in objects/ or pack/, accepts a plain store', async () => {
+    const objs = join(root, 'objects');
+    mkdirSync(join(objs, 'info'), { recursive: true });
+    mkdirSync(join(objs, 'pack'));
+    await expect(assertOwnObjects(objs)).resolves.toBeUndefined();
+    writeFileSync(join(objs, 'info', 'alternates'), '/elsewhere/objects\n');
+    await expect(assertOwnObjects(objs)).rejects.toMatchObject({ code: 'PROJECT_OBJECTS_LINKED' });
+    rmSync(join(objs, 'info', 'alternates'));
+    symlinkSync(outside, join(objs, 'ab'));
+    await expect(assertOwnObjects(objs)).rejects.toMatchObject({ code: 'PROJECT_OBJECTS_LINKED' });
+    rmSync(join(objs, 'ab'));
+    symlinkSync(join(outside, 'secret'), join(objs, 'pack', 'pack-x.pack'));
+    await expect(assertOwnObjects(objs)).rejects.toMatchObject({ code: 'PROJECT_OBJECTS_LINKED' });
   });
 });

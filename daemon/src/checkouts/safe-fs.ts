@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { lstat, open, readlink, realpath, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readFile, readdir, readlink, realpath, type FileHandle } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { BerthError } from '@berth/client-sdk/protocol';
 
@@ -115,6 +115,30 @@ export async function assertProjectPath(path: string): Promise<void> {
     throw new BerthError('PROJECT_PATH_CHANGED', `${path} (or its .git) is no longer the directory added as the project${real !== path ? `: it leads to ${real}` : ''}`, {
       details: { path, real },
     });
+  }
+  await assertOwnObjects(join(path, '.git', 'objects'));
+}
+
+/**
+ * berthd's git reads a project's object store (as root, when it runs as root): that store must be
+ * the project's own, with no `info/alternates` naming another store and no link in place of its
+ * `pack/`, its fan-out directories or its packs, through which git would read another user's objects.
+ * (A loose object file that is a link is not looked for: that would mean reading every file.)
+ */
+export async function assertOwnObjects(objects: string): Promise<void> {
+  const refuse = (what: string) => {
+    throw new BerthError('PROJECT_OBJECTS_LINKED', `${objects} ${what}; berth reads only a project's own objects`, { details: { path: objects } });
+  };
+  const alt = await lstat(join(objects, 'info', 'alternates')).catch(() => null);
+  if (alt && (!alt.isFile() || alt.size > 0)) {
+    const text = alt.isFile() ? await readFile(join(objects, 'info', 'alternates'), 'utf8').catch(() => 'x') : 'x';
+    if (text.trim()) refuse('borrows objects from another store (objects/info/alternates)');
+  }
+  for (const e of await readdir(objects, { withFileTypes: true }).catch(() => [])) {
+    if (e.isSymbolicLink()) refuse(`has a link at ${e.name}`);
+  }
+  for (const e of await readdir(join(objects, 'pack'), { withFileTypes: true }).catch(() => [])) {
+    if (e.isSymbolicLink()) refuse(`has a link at pack/${e.name}`);
   }
 }
 

@@ -72,4 +72,26 @@ describe('the shadow mirror of an agent object store', () => {
     symlinkSync(join(other, '.git', 'refs', 'heads', 'main'), join(clone, '.git', 'refs', 'heads', 'main'));
     expect(await readRef(clone, 'refs/heads/main')).toBeNull();
   });
+
+  it('copies no sparse file and nothing that does not start as an object or a pack', async () => {
+    const objs = join(clone, '.git', 'objects');
+    mkdirSync(join(objs, 'pack'), { recursive: true });
+    execFileSync('truncate', ['-s', '1G', join(objs, 'pack', `pack-${'a'.repeat(40)}.pack`)]);
+    writeFileSync(join(objs, 'pack', `pack-${'b'.repeat(40)}.pack`), 'not a pack at all');
+    mkdirSync(join(objs, 'aa'), { recursive: true });
+    writeFileSync(join(objs, 'aa', 'a'.repeat(38)), 'plain text, not zlib');
+    const dest = join(tmp, 'mirror');
+    mkdirSync(dest);
+    await new Shadows(join(tmp, 'home')).mirror(clone, dest);
+    expect(existsSync(join(dest, 'pack'))).toBe(false);
+    expect(existsSync(join(dest, 'aa'))).toBe(false);
+  });
+
+  it('finds a ref in a packed-refs of millions of lines without splitting it', async () => {
+    const head = g(clone, 'rev-parse', 'HEAD');
+    rmSync(join(clone, '.git', 'refs', 'heads', 'main'));
+    writeFileSync(join(clone, '.git', 'packed-refs'), `${'\n'.repeat(20_000_000)}${head} refs/heads/main\n`);
+    expect(await readRef(clone, 'refs/heads/main')).toBe(head);
+    expect(await readRef(clone, 'refs/heads/mai')).toBeNull();
+  });
 });

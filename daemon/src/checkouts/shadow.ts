@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { git } from './git.js';
@@ -207,7 +207,11 @@ export class Shadows {
       const fh = await safeOpen(workTree, want.get(rel)!);
       if (!fh) continue;
       try {
-        const size = (await fh.stat()).size;
+        const st = await fh.stat();
+        const size = st.size;
+        // A sparse file costs the agent no disk and would cost berth all of it: only what the agent
+        // really wrote is copied, and only what starts as a git object or pack would.
+        if (st.blocks * 512 < size / 2 || !(await looksLike(fh, rel))) continue;
         const cap = rel.startsWith('pack/') ? MIRROR_LIMITS.packBytes : MIRROR_LIMITS.looseObjectBytes;
         if (size > cap || total + size > MIRROR_LIMITS.totalBytes) {
           throw new BerthError('CHECKOUT_FAILED', `the session's object ${rel} (${size} bytes) is over berth's limits (one ${cap} bytes, all ${MIRROR_LIMITS.totalBytes} bytes)`);
@@ -248,6 +252,16 @@ export class Shadows {
   }
 }
 
+/** Loose objects are zlib streams; packs start `PACK`, pack indexes `\377tOc` (v2+). */
+async function looksLike(fh: FileHandle, rel: string): Promise<boolean> {
+  const head = Buffer.alloc(4);
+  const { bytesRead } = await fh.read(head, 0, 4, 0);
+  if (bytesRead < 2) return false;
+  if (rel.endsWith('.pack')) return head.toString('latin1') === 'PACK';
+  if (rel.endsWith('.idx')) return head.equals(Buffer.from([0xff, 0x74, 0x4f, 0x63]));
+  return head[0] === 0x78 && ((head[0]! << 8) | head[1]!) % 31 === 0;
+}
+
 /** HEAD of an agent-controlled work tree, read from files without following links. */
 export async function readHead(workTree: string): Promise<{ ref: string | null; sha: string | null }> {
   const head = (await safeRead(workTree, '.git/HEAD', 4096))?.toString('utf8').trim();
@@ -263,10 +277,15 @@ export async function readRef(workTree: string, ref: string): Promise<string | n
   if (!REF.test(ref) || ref.includes('..')) return null;
   const loose = (await safeRead(workTree, `.git/${ref}`, 4096))?.toString('utf8').trim();
   if (loose && SHA.test(loose)) return loose;
-  const packed = (await safeRead(workTree, '.git/packed-refs', 64 * 1024 * 1024))?.toString('utf8') ?? '';
-  for (const line of packed.split('\n')) {
-    const [sha, name] = line.split(' ');
-    if (name === ref && sha && SHA.test(sha)) return sha;
+  // Found by searching the bytes for this one ref's line: a packed-refs of millions of lines is
+  // never split into strings.
+  const packed = await safeRead(workTree, '.git/packed-refs', 64 * 1024 * 1024);
+  if (!packed) return null;
+  const needle = Buffer.from(` ${ref}\n`);
+  for (let at = packed.indexOf(needle); at >= 0; at = packed.indexOf(needle, at + 1)) {
+    const start = packed.lastIndexOf(0x0a, at - 1) + 1;
+    const sha = packed.subarray(start, at).toString('latin1');
+    if (SHA.test(sha)) return sha;
   }
   return null;
 }

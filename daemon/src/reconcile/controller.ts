@@ -7,7 +7,7 @@ import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js'
 import type { Secrets } from '../sessions/secrets.js';
 import { toContainerSpec } from '../sessions/spec.js';
 import { toSession, type ObservedPatch, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
-import { assertRealPath } from '../checkouts/safe-fs.js';
+import { assertOwnObjects, assertRealPath } from '../checkouts/safe-fs.js';
 import { KeyedMutex } from '../checkouts/mutex.js';
 import { plan } from './plan.js';
 import { WorkQueue } from './queue.js';
@@ -21,6 +21,7 @@ const TERMINAL = new Set([
   'SECRET_NOT_FOUND',
   'SECRETS_FILE_INSECURE',
   'PROJECT_PATH_CHANGED',
+  'PROJECT_OBJECTS_LINKED',
   'CHECKOUT_FAILED',
   'NETWORK_CONFLICT',
 ]);
@@ -184,7 +185,11 @@ export class Reconciler {
               log.info({ containerId: c!.id, restartCount: s.restartCount + 1 }, 'Restarting agent after exit');
             }
             this.assertCurrent(s);
-            await this.terminal(s, () => this.d.runtime.start(c!.id));
+            // Docker resolves bind sources at every start, not only at create: check them again.
+            await this.terminal(s, async () => {
+              await this.assertMountSources(s);
+              await this.d.runtime.start(c!.id);
+            });
             break;
           case 'stop': {
             this.record(s, { state: 'stopping' });
@@ -249,7 +254,7 @@ export class Reconciler {
       }
       // What the container will see of the host is checked now, not when the session was made:
       // a project directory swapped for a link since then is never mounted.
-      for (const src of [s.spec.workspace.source, s.spec.gitObjects]) if (src) await assertRealPath(src);
+      await this.assertMountSources(s);
       const secretValues = this.d.secrets.resolve(s.spec.secrets);
       const cur = this.record(s, { state: 'creating', containerId: null });
       const labels = { ...this.ownLabels, [LABELS.project]: s.project };
@@ -287,6 +292,12 @@ export class Reconciler {
       this.networks.set(name, id);
       return id;
     });
+  }
+
+  /** What the container sees of the host must still be the paths recorded (no link swapped in since). */
+  private async assertMountSources(s: SessionRecord): Promise<void> {
+    for (const src of [s.spec.workspace.source, s.spec.gitObjects]) if (src) await assertRealPath(src);
+    if (s.spec.gitObjects) await assertOwnObjects(s.spec.gitObjects);
   }
 
   /** Runs an engine write; a terminal failure marks the session failed instead of throwing. */

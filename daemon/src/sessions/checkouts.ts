@@ -41,6 +41,7 @@ export class SessionCheckouts {
   private readonly seen = new Map<string, string>();
   private readonly pending = new Map<string, Map<string, Waiter[]>>();
   private readonly draining = new Set<string>();
+  private readonly soon = new Map<string, NodeJS.Timeout>();
   private readonly removals = new Map<string, Pick<RemoveResult, 'kept' | 'notes'>>();
   private task: ScheduledTask | null = null;
   private poller: NodeJS.Timeout | null = null;
@@ -185,9 +186,29 @@ export class SessionCheckouts {
     });
   }
 
+  /** Marks a session for the next import of its project (no one waits for it). */
   private mark(id: string): void {
     const s = this.sessions.get(id);
-    if (s) this.importNow(s).catch(() => {});
+    const p = s?.checkoutDir && s.branch ? this.projects.get(s.project) : undefined;
+    if (!s || !p) return;
+    const q = this.pending.get(p.path) ?? new Map<string, Waiter[]>();
+    this.pending.set(p.path, q);
+    if (!q.has(s.id)) q.set(s.id, []);
+    void this.drain(p.path);
+  }
+
+  /**
+   * A watch fired: at most one mark per session per 100 ms, however many events an agent makes
+   * (an agent creating 80,000 files in its .git costs berthd a timer, not 80,000 imports).
+   */
+  private markSoon(id: string): void {
+    if (this.soon.has(id)) return;
+    const t = setTimeout(() => {
+      this.soon.delete(id);
+      this.mark(id);
+    }, 100);
+    t.unref();
+    this.soon.set(id, t);
   }
 
   private async drain(repo: string): Promise<void> {
@@ -268,9 +289,17 @@ export class SessionCheckouts {
   watch(s: SessionRecord): void {
     if (!s.checkoutDir || !this.useWatch || this.watchers.has(s.id)) return;
     const list: FSWatcher[] = [];
-    for (const dir of [join(s.checkoutDir, '.git'), join(s.checkoutDir, '.git', 'refs', 'heads', 'berth')]) {
+    const leaf = s.branch?.split('/').pop() ?? '';
+    // Only the names an import depends on: HEAD and packed-refs in .git, the branch's own file.
+    const wanted: [string, (f: string) => boolean][] = [
+      [join(s.checkoutDir, '.git'), (f) => f === 'HEAD' || f === 'packed-refs'],
+      [join(s.checkoutDir, '.git', 'refs', 'heads', 'berth'), (f) => f === leaf || f === `${leaf}.lock`],
+    ];
+    for (const [dir, relevant] of wanted) {
       try {
-        const w = fsWatch(dir, { persistent: false }, () => this.mark(s.id));
+        const w = fsWatch(dir, { persistent: false }, (_e, f) => {
+          if (f === null || relevant(String(f))) this.markSoon(s.id);
+        });
         w.on('error', () => {
           w.close();
           // Re-armed by the backstop.
@@ -285,6 +314,8 @@ export class SessionCheckouts {
   }
 
   unwatch(id: string): void {
+    clearTimeout(this.soon.get(id));
+    this.soon.delete(id);
     for (const w of this.watchers.get(id) ?? []) w.close();
     this.watchers.delete(id);
     this.seen.delete(id);
@@ -297,13 +328,13 @@ export class SessionCheckouts {
       if (!this.watchers.has(s.id)) this.watch(s);
       // Cheap first: the ref file's and packed-refs' stat; read only what changed.
       const sig = await signature(s.checkoutDir, s.branch);
-      if (sig === this.seen.get(s.id) && this.imported.has(s.id)) continue;
+      if (sig === this.seen.get(s.id)) continue;
       const tip = await readRef(s.checkoutDir, `refs/heads/${s.branch}`);
-      if (tip && tip === this.imported.get(s.id)) {
+      if (!tip || tip === this.imported.get(s.id)) {
+        // Nothing to import (or nothing readable): read again only when the files change.
         this.seen.set(s.id, sig);
         continue;
       }
-      if (!tip) continue;
       try {
         await this.importNow(s);
         this.seen.set(s.id, sig);
