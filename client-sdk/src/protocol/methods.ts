@@ -170,4 +170,13 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
 export const methodNames = Object.keys(positionalParams) as MethodName[];
 
 /** Methods that take as long as the work they do (image builds): clients wait without a deadline. */
-export const longRunningMethods: ReadonlySet<MethodName> = new Set<MethodName>(['images.build', 'images.buildDefaults']);
+export const longRunningMethods: ReadonlySet<MethodName> = new Set<MethodName>([
+  'images.build',
+  'images.buildDefaults',
+  // berthd bounds these itself (SESSION_START_TIMEOUT, the stop grace period, the removal wait): on a
+  // busy machine the client waits for that answer instead of giving up first with TIMEOUT.
+  'sessions.start',
+  'sessions.restart',
+  'sessions.stop',
+  'sessions.remove',
+]);

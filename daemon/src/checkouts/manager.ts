@@ -218,7 +218,7 @@ export class CheckoutManager {
    * base, publishes that branch in the project, and seeds the session's shadow.
    */
   async create(project: Project, name: string, meta: { agent: string; owner: { uid: number; gid: number }; key: string; onMade?: (identity: DirIdentity) => void }): Promise<NewCheckout> {
-    return this.withRepo(project.path, async () => {
+    const made = await this.withRepo(project.path, async () => {
       const parent = await this.projectRoot(project.name);
       if (project.gitUrl) await this.refresh(project);
       const base = project.branch ?? (await this.currentBranch(project.path));
@@ -268,7 +268,6 @@ export class CheckoutManager {
         await writeFile(cfg, text.replace(/^\[(remote "origin"|branch "[^"]*")\][^[]*/gm, ''));
         // Every session shows in `git branch` of the project from its start.
         await this.pgit(project.path, ['update-ref', `refs/heads/${branch}`, baseSha]);
-        await this.shadows.seed({ key: meta.key, workTree: dir, branch, base, baseSha }, project.path, baseSha);
       } catch (err) {
         await this.removeDir(dir, identity).catch(() => {});
         throw new BerthError('CHECKOUT_FAILED', `cannot make the checkout for ${name}: ${gitMessage(err)}`, {
@@ -278,6 +277,15 @@ export class CheckoutManager {
       this.log.info({ project: project.name, dir, branch, base, baseSha }, 'Created session checkout');
       return { dir, branch, base, baseSha, identity };
     });
+    // The shadow is the session's own: seeding it needs no hold on the project (20 starts at once
+    // queue only for what touches the project).
+    try {
+      await this.shadows.seed({ key: meta.key, workTree: made.dir, branch: made.branch, base: made.base, baseSha: made.baseSha }, project.path, made.baseSha);
+    } catch (err) {
+      await this.removeDir(made.dir, made.identity).catch(() => {});
+      throw new BerthError('CHECKOUT_FAILED', `cannot prepare berth's view of the checkout for ${name}: ${gitMessage(err)}`);
+    }
+    return made;
   }
 
   /**
