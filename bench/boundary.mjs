@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { arg, finish, ms, pct, prepareEngine, root, startBerthd } from './lib.mjs';
+import { arg, finish, generateRepo, ms, pct, prepareEngine, root, startBerthd } from './lib.mjs';
 
 const N = arg('n', 10);
 const CALLS = arg('calls', 30);
@@ -46,17 +46,7 @@ async function side(label, bin) {
   execFileSync('chmod', ['711', b.home]);
   const project = `bb${label}${process.pid}`;
   const repo = join(b.home, 'projects', project);
-  mkdirSync(repo, { recursive: true });
-  const g = (...a) => execFileSync('git', ['-c', 'safe.directory=*', '-c', 'user.email=b@b', '-c', 'user.name=b', ...a], { cwd: repo, encoding: 'utf8' });
-  g('init', '-q', '-b', 'main');
-  for (let i = 0; i < FILES; i++) {
-    const d = join(repo, `dir${i % 50}`);
-    mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, `file${i}.txt`), `file ${i}\n${'x'.repeat(200)}\n`);
-  }
-  g('add', '-A');
-  g('commit', '-q', '-m', 'generated');
-  execFileSync('chown', ['-R', '1000:1000', repo]);
+  generateRepo(repo, FILES);
   await b.client.projects.add({ name: project, path: repo });
   await b.client.agents.define({ name: 'coder', command: ['sleep', '3600'] });
   return { ...b, label, project, repo, start: [], status: [], diff: [] };

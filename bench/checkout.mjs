@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { IMAGE, arg, dockerRunArgs, finish, ms, pct, prepareEngine, startBerthd } from './lib.mjs';
+import { IMAGE, arg, dockerRunArgs, finish, generateRepo, ms, pct, prepareEngine, startBerthd } from './lib.mjs';
 
 const N = arg('n', 10);
 const FILES = arg('files', 5000);
@@ -18,17 +18,7 @@ const { home, client } = b;
 // As on a workstation: the repository's owner can reach it (berthd's home stays 0700).
 execFileSync('chmod', ['755', home]);
 const repo = join(home, 'projects', 'big');
-mkdirSync(repo, { recursive: true });
-const g = (...a) => execFileSync('git', ['-c', 'safe.directory=*', '-c', 'user.email=b@b', '-c', 'user.name=b', ...a], { cwd: repo, encoding: 'utf8' });
-g('init', '-q', '-b', 'main');
-for (let i = 0; i < FILES; i++) {
-  const d = join(repo, `dir${i % 50}`);
-  mkdirSync(d, { recursive: true });
-  writeFileSync(join(d, `file${i}.txt`), `file ${i}\n${'x'.repeat(200)}\n`);
-}
-g('add', '-A');
-g('commit', '-q', '-m', 'generated');
-execFileSync('chown', ['-R', '1000:1000', repo]);
+const g = generateRepo(repo, FILES);
 
 try {
   await client.projects.add({ name: 'big', path: repo });

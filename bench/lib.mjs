@@ -1,6 +1,6 @@
 // Shared set-up for the benchmarks: arguments, the engine and test image, a berthd in a temp home.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,4 +74,20 @@ export async function finish({ home, client, daemon }) {
   const left = execFileSync('docker', ['ps', '-aq', '--filter', 'label=dev.berth.test=true'], { encoding: 'utf8' }).trim();
   if (left) execFileSync('docker', ['rm', '-f', ...left.split('\n')]);
   rmSync(home, { recursive: true, force: true });
+}
+
+/** A generated repository of `files` files in 50 directories, one commit on main, owned by uid 1000. Returns a git runner in it. */
+export function generateRepo(repo, files) {
+  mkdirSync(repo, { recursive: true });
+  const g = (...a) => execFileSync('git', ['-c', 'safe.directory=*', '-c', 'user.email=b@b', '-c', 'user.name=b', ...a], { cwd: repo, encoding: 'utf8' });
+  g('init', '-q', '-b', 'main');
+  for (let i = 0; i < files; i++) {
+    const d = join(repo, `dir${i % 50}`);
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, `file${i}.txt`), `file ${i}\n${'x'.repeat(200)}\n`);
+  }
+  g('add', '-A');
+  g('commit', '-q', '-m', 'generated');
+  execFileSync('chown', ['-R', '1000:1000', repo]);
+  return g;
 }
