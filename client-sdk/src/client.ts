@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { Agent as HttpAgent, request, type IncomingMessage } from 'node:http';
+import { existsSync, readFileSync } from 'node:fs';
+import { Agent as HttpAgent, request, type IncomingMessage, type RequestOptions } from 'node:http';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -39,7 +39,39 @@ export interface ClientOptions {
   socketPath?: string;
   /** Per-call timeout in ms (default 60 s); image builds wait as long as they take. */
   timeoutMs?: number;
+  /**
+   * How long to keep connecting while berthd is starting (its pid file names a live berthd but
+   * its socket is not bound yet), in ms; default 10 s. With no berthd starting, a missing daemon
+   * fails at once with DAEMON_UNREACHABLE.
+   */
+  startWaitMs?: number;
 }
+
+/**
+ * Whether a berthd is starting on `socketPath`: the pid file it writes before binding names a live
+ * process that is berthd (where /proc says so).
+ */
+export function daemonStarting(socketPath: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(`${socketPath}.pid`, 'utf8').trim());
+  } catch {
+    return false;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('berthd');
+  } catch {
+    return true; // no /proc (macOS): a live pid is the best we know
+  }
+}
+
+const NOT_LISTENING = new Set(['ENOENT', 'ECONNREFUSED']);
 
 type Call<M extends MethodName> = ParamsOf<M> extends Record<string, never>
   ? (params?: ParamsOf<M>) => Promise<ResultOf<M>>
@@ -52,12 +84,14 @@ type Call<M extends MethodName> = ParamsOf<M> extends Record<string, never>
 export class BerthClient {
   readonly socketPath: string;
   private readonly timeoutMs: number;
+  private readonly startWaitMs: number;
   private readonly agent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
   private readonly rpc: JSONRPCClient;
 
   constructor(opts: ClientOptions = {}) {
     this.socketPath = opts.socketPath ?? defaultSocketPath();
     this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.startWaitMs = opts.startWaitMs ?? 10_000;
     this.rpc = new JSONRPCClient(async (payload) => {
       const requests = Array.isArray(payload) ? payload : [payload];
       let text: string;
@@ -72,7 +106,16 @@ export class BerthClient {
         }
         return;
       }
-      if (text) this.rpc.receive(JSON.parse(text));
+      if (!text) return;
+      const reply = JSON.parse(text) as { id?: unknown; error?: { code: number; message: string; data?: unknown } };
+      if (!Array.isArray(reply) && reply.id === null && reply.error) {
+        // An error about the whole request (too large, berthd failed to start): every call gets it.
+        for (const r of requests) {
+          if (r.id !== undefined && r.id !== null) this.rpc.receive(createJSONRPCErrorResponse(r.id, reply.error.code, reply.error.message, reply.error.data));
+        }
+        return;
+      }
+      this.rpc.receive(reply as never);
     });
   }
 
@@ -130,15 +173,8 @@ export class BerthClient {
   }
 
   private async streamed<R>(path: string, params: unknown, onProgress: (p: ImageBuildProgress) => void): Promise<R> {
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const body = JSON.stringify(params);
-      const req = request(
-        { socketPath: this.socketPath, path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
-        resolve,
-      );
-      req.on('error', (err) => reject(this.transportError(err)));
-      req.end(body);
-    });
+    const body = JSON.stringify(params);
+    const res = await this.send({ path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, body);
     let result: R | null = null;
     for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
       if (!raw) continue;
@@ -178,11 +214,7 @@ export class BerthClient {
    */
   async *events(opts: { since?: number; signal?: AbortSignal } = {}): AsyncGenerator<BerthEvent> {
     const path = opts.since !== undefined ? `/events?since=${opts.since}` : '/events';
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request({ socketPath: this.socketPath, path, method: 'GET', signal: opts.signal }, resolve);
-      req.on('error', (err) => reject(this.transportError(err)));
-      req.end();
-    });
+    const res = await this.send({ path, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
     const lines = createInterface({ input: res, crlfDelay: Infinity });
     try {
       for await (const line of lines) {
@@ -215,11 +247,7 @@ export class BerthClient {
       if (since) q.set('since', since);
       let res: IncomingMessage;
       try {
-        res = await new Promise<IncomingMessage>((resolve, reject) => {
-          const req = request({ socketPath: this.socketPath, path: `/sessions/${encodeURIComponent(id)}/logs?${q}`, method: 'GET', signal: opts.signal }, resolve);
-          req.on('error', (err) => reject(this.transportError(err)));
-          req.end();
-        });
+        res = await this.send({ path: `/sessions/${encodeURIComponent(id)}/logs?${q}`, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
       } catch (err) {
         if (opts.signal?.aborted) return;
         if (opts.follow && err instanceof BerthError && err.code === 'DAEMON_UNREACHABLE' && attempt < 600) {
@@ -279,28 +307,47 @@ export class BerthClient {
   }
 
   /** `timeoutMs` 0 waits for as long as the daemon works. */
-  private http(method: 'GET' | 'POST', path: string, body?: string, timeoutMs = this.timeoutMs): Promise<{ status: number; text: string }> {
+  private async http(method: 'GET' | 'POST', path: string, body?: string, timeoutMs = this.timeoutMs): Promise<{ status: number; text: string }> {
+    const res = await this.send(
+      {
+        path,
+        method,
+        agent: this.agent,
+        headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
+      },
+      body,
+      timeoutMs,
+    );
     return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          socketPath: this.socketPath,
-          path,
-          method,
-          agent: this.agent,
-          headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
-          ...(timeoutMs > 0 ? { timeout: timeoutMs } : {}),
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(new BerthError('TIMEOUT', `berthd did not answer within ${timeoutMs} ms`)));
-      req.on('error', (err) => reject(this.transportError(err)));
-      req.end(body);
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
     });
+  }
+
+  /**
+   * One request on the socket, answered with its response head. While berthd is starting and has
+   * not bound its socket yet, connecting is retried (nothing was sent, so nothing runs twice).
+   */
+  private async send(options: RequestOptions, body?: string, timeoutMs = 0): Promise<IncomingMessage> {
+    const giveUpAt = Date.now() + this.startWaitMs;
+    for (let pause = 25; ; pause = Math.min(pause * 2, 200)) {
+      try {
+        return await new Promise<IncomingMessage>((resolve, reject) => {
+          const req = request({ ...options, socketPath: this.socketPath, ...(timeoutMs > 0 ? { timeout: timeoutMs } : {}) }, resolve);
+          req.on('timeout', () => req.destroy(new BerthError('TIMEOUT', `berthd did not answer within ${timeoutMs} ms`)));
+          req.on('error', reject);
+          req.end(body);
+        });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (!(code && NOT_LISTENING.has(code) && Date.now() < giveUpAt && !options.signal?.aborted && daemonStarting(this.socketPath))) {
+          throw this.transportError(err as Error);
+        }
+        await new Promise((r) => setTimeout(r, pause));
+      }
+    }
   }
 
   private transportError(err: Error & { code?: string }): Error {

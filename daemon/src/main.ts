@@ -1,9 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, Option } from 'commander';
-import { BerthError, type DaemonStatus } from '@berth/client-sdk/protocol';
+import type { DaemonStatus } from '@berth/client-sdk/protocol';
 import { AgentService } from './agents/service.js';
-import { loadConfig, summarize, type Config } from './config/index.js';
+import { summarize, type Config } from './config/index.js';
 import { EventBus } from './events/bus.js';
 import { EngineMonitor, systemClock } from './health/engine-monitor.js';
 import { Health } from './health/index.js';
@@ -11,6 +10,7 @@ import { createLogger, type Logger } from './log.js';
 import { ProjectService } from './projects/service.js';
 import { RpcDispatcher } from './rpc/dispatcher.js';
 import { createHandlers } from './rpc/handlers.js';
+import type { SocketListener } from './rpc/listener.js';
 import { RpcServer } from './rpc/server.js';
 import { Reconciler } from './reconcile/controller.js';
 import { EngineWatcher } from './reconcile/watch.js';
@@ -34,8 +34,16 @@ export interface Daemon {
   stop(reason: string): Promise<void>;
 }
 
+export { loadConfig } from './config/index.js';
+export { createLogger } from './log.js';
+
+export interface StartOptions {
+  /** The socket, already bound by boot (requests are held until the daemon serves them). Default: bind config.socket. */
+  listener?: SocketListener;
+}
+
 /** Composition root: the only place that constructs adapters and wires them together. */
-export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+export async function startDaemon(config: Config, log: Logger, opts: StartOptions = {}): Promise<Daemon> {
   const startedAt = new Date();
   mkdirSync(config.home, { recursive: true, mode: 0o700 });
   mkdirSync(join(config.home, 'shared'), { recursive: true, mode: 0o755 });
@@ -129,7 +137,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   try {
-    await server.listen(config.socket);
+    if (opts.listener) await server.serve(opts.listener);
+    else await server.listen(config.socket);
   } catch (err) {
     store.close();
     throw err;
@@ -168,72 +177,4 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       return stopping;
     },
   };
-}
-
-function fail(err: unknown): never {
-  if (err instanceof BerthError) {
-    process.stderr.write(`berthd: error[${err.code}]: ${err.message}\n  hint: ${err.hint}\n`);
-    process.exit(err.code === 'CONFIG_INVALID' ? 78 /* EX_CONFIG */ : 1);
-  }
-  process.stderr.write(`berthd: ${(err as Error)?.stack ?? String(err)}\n`);
-  process.exit(1);
-}
-
-/** `berthd [--config FILE] [--socket PATH] [--log-level LEVEL]`: runs in the foreground until SIGTERM/SIGINT. */
-export async function runCli(argv: string[]): Promise<void> {
-  const program = new Command('berthd')
-    .description('berth daemon: supervises AI coding agents in isolated containers')
-    .version(VERSION)
-    .option('-c, --config <file>', 'config file (default: $BERTH_HOME/config.yaml)')
-    .option('-s, --socket <path>', 'RPC socket path (default: $BERTH_SOCKET or $BERTH_HOME/berth.sock)')
-    .addOption(new Option('-l, --log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-    .option('--pretty', 'human-readable logs even when stdout is not a terminal')
-    .parse(argv);
-  const opts = program.opts<{ config?: string; socket?: string; logLevel?: string; pretty?: boolean }>();
-
-  let config: Config;
-  try {
-    config = loadConfig({
-      ...(opts.config !== undefined ? { configFile: opts.config } : {}),
-      overrides: { socket: opts.socket, logLevel: opts.logLevel },
-    });
-  } catch (err) {
-    fail(err);
-  }
-  const log = createLogger(config.logLevel, opts.pretty ? { pretty: true } : {});
-
-  // Handlers go in before the socket opens: a signal during startup must still end cleanly.
-  let daemon: Daemon | null = null;
-  let stopRequested: NodeJS.Signals | null = null;
-  let signals = 0;
-  const shutdown = (sig: NodeJS.Signals) => {
-    daemon!.stop(sig).then(
-      () => {
-        log.flush?.();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        log.error({ err }, 'Failed to stop cleanly');
-        process.exit(1);
-      },
-    );
-  };
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (++signals > 1) {
-      log.warn(`Second ${sig}: exiting now`);
-      process.exit(130);
-    }
-    if (daemon) shutdown(sig);
-    else stopRequested = sig;
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-
-  try {
-    daemon = await startDaemon(config, log);
-  } catch (err) {
-    log.flush?.();
-    fail(err);
-  }
-  if (stopRequested) shutdown(stopRequested);
 }

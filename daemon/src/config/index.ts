@@ -1,38 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { BerthError, type ConfigSummary } from '@berth/client-sdk/protocol';
+import { configKeys, configLayers, type ConfigKey, type LoadOptions } from './layers.js';
 
-/**
- * Configuration: defaults < config file (`$BERTH_HOME/config.yaml` or `--config FILE`) < environment
- * < command-line flags. Every key has one file name (camelCase) and one environment name; the
- * environment names are the ones users of the earlier platform already know.
- */
-export const configKeys = {
-  socket: 'BERTH_SOCKET',
-  agentMode: 'AGENT_MODE',
-  agentDefaultImage: 'AGENT_DEFAULT_IMAGE',
-  agentMemoryLimit: 'AGENT_MEMORY_LIMIT',
-  agentCpuLimit: 'AGENT_CPU_LIMIT',
-  agentPidsLimit: 'AGENT_PIDS_LIMIT',
-  agentDockerAccess: 'AGENT_DOCKER_ACCESS',
-  agentRuntime: 'AGENT_RUNTIME',
-  projectsRoot: 'PROJECTS_ROOT',
-  dockerHost: 'DOCKER_HOST',
-  logLevel: 'BERTH_LOG_LEVEL',
-  resyncSec: 'BERTH_RESYNC_SEC',
-  orphanGraceSec: 'BERTH_ORPHAN_GRACE_SEC',
-  imagesDir: 'BERTH_IMAGES_DIR',
-  buildCaCerts: 'BERTH_BUILD_CA_CERTS',
-} as const;
-
-/** images/ of this checkout or package (daemon/{src,dist}/config/ → images/). */
-export const SHIPPED_IMAGES_DIR = fileURLToPath(new URL('../../../images', import.meta.url));
-
-export type ConfigKey = keyof typeof configKeys;
+export { SHIPPED_IMAGES_DIR, configKeys, type ConfigKey, type LoadOptions } from './layers.js';
 
 const MEMORY_RE = /^(\d+(?:\.\d+)?)([bkmg])?$/i;
 const IMAGE_RE = /^[a-z0-9][a-z0-9._/:@-]*$/i;
@@ -94,112 +65,16 @@ const fileSchema = z
 
 export type Config = z.infer<typeof fileSchema> & { home: string; configFile: string | null };
 
-export interface LoadOptions {
-  env?: NodeJS.ProcessEnv;
-  /** `--config FILE`; when absent, `$BERTH_HOME/config.yaml` is read if it exists. */
-  configFile?: string;
-  /** Command-line flags; they beat everything else. */
-  overrides?: Partial<Record<ConfigKey, string>>;
-}
-
-function expandHome(p: string, home: string): string {
-  if (p === '~') return home;
-  if (p.startsWith('~/')) return join(home, p.slice(2));
-  return p;
-}
-
 /** Reads, merges and validates. Throws BerthError CONFIG_INVALID naming key, value and what is accepted. */
 export function loadConfig(opts: LoadOptions = {}): Config {
-  const env = opts.env ?? process.env;
-  const userHome = env.HOME || homedir();
-  const berthHome = resolve(expandHome(env.BERTH_HOME || join(userHome, '.berth'), userHome));
-
-  const raw: Record<string, unknown> = {
-    socket: join(berthHome, 'berth.sock'),
-    agentMode: 'docker',
-    agentDefaultImage: 'claude-agent-base',
-    agentMemoryLimit: '4g',
-    agentCpuLimit: '2',
-    agentPidsLimit: '512',
-    agentDockerAccess: null,
-    agentRuntime: null,
-    projectsRoot: join(userHome, 'projects'),
-    dockerHost: null,
-    logLevel: 'info',
-    resyncSec: '30',
-    orphanGraceSec: '60',
-    imagesDir: SHIPPED_IMAGES_DIR,
-    buildCaCerts: '/usr/local/share/ca-certificates',
-  };
-  const source: Record<string, string> = {};
-
-  let configFile: string | null = null;
-  const explicit = opts.configFile !== undefined;
-  const candidate = explicit ? resolve(opts.configFile!) : join(berthHome, 'config.yaml');
-  let text: string | null = null;
-  try {
-    text = readFileSync(candidate, 'utf8');
-    configFile = candidate;
-  } catch (err) {
-    if (explicit || (err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new BerthError('CONFIG_INVALID', `cannot read config file ${candidate}: ${(err as Error).message}`, {
-        details: { file: candidate },
-      });
-    }
-  }
-  if (text !== null) {
-    let doc: unknown;
-    try {
-      doc = parseYaml(text);
-    } catch (err) {
-      throw new BerthError('CONFIG_INVALID', `config file ${candidate} is not valid YAML: ${(err as Error).message}`, {
-        details: { file: candidate },
-      });
-    }
-    if (doc !== null && doc !== undefined) {
-      if (typeof doc !== 'object' || Array.isArray(doc)) {
-        throw new BerthError('CONFIG_INVALID', `config file ${candidate} must be a mapping of keys to values`, {
-          details: { file: candidate },
-        });
-      }
-      for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
-        if (!(k in configKeys)) {
-          throw new BerthError(
-            'CONFIG_INVALID',
-            `unknown key "${k}" in ${candidate}; accepted keys: ${Object.keys(configKeys).join(', ')}`,
-            { details: { file: candidate, key: k } },
-          );
-        }
-        raw[k] = v === null || v === undefined ? null : typeof v === 'string' ? v : String(v);
-        source[k] = `${candidate}: ${k}`;
-      }
-    }
-  }
-
-  for (const [key, envName] of Object.entries(configKeys) as [ConfigKey, string][]) {
-    const v = env[envName];
-    if (v !== undefined && v !== '') {
-      raw[key] = v;
-      source[key] = envName;
-    }
-  }
-  for (const [key, v] of Object.entries(opts.overrides ?? {}) as [ConfigKey, string | undefined][]) {
-    if (v !== undefined) {
-      raw[key] = v;
-      source[key] = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-    }
-  }
-  for (const key of ['socket', 'projectsRoot', 'imagesDir', 'buildCaCerts'] as const) {
-    if (typeof raw[key] === 'string') raw[key] = expandHome(raw[key] as string, userHome);
-  }
-
+  const { home: berthHome, configFile, raw, source } = configLayers(opts);
   const parsed = fileSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0] ?? '');
     const envName = configKeys[key as ConfigKey] ?? key;
-    const value = raw[key];
-    const from = source[key] ?? 'default';
+    const value = raw[key as ConfigKey];
+    const from = source[key as ConfigKey] ?? 'default';
     throw new BerthError(
       'CONFIG_INVALID',
       `invalid ${envName} (${key}) = ${JSON.stringify(value)} from ${from}: expected ${issue.message}`,

@@ -1,4 +1,3 @@
-import { chmod, unlink } from 'node:fs/promises';
 import type { ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { BerthError, MAX_REQUEST_BYTES, type BerthEvent, type ImageBuildProgress } from '@berth/client-sdk/protocol';
@@ -9,7 +8,7 @@ import type { SessionService } from '../sessions/service.js';
 import type { ImageService } from '../images/service.js';
 import { paramSchemas } from './schemas.js';
 import type { RpcDispatcher } from './dispatcher.js';
-import { prepareSocketPath } from './socket.js';
+import { SocketListener } from './listener.js';
 
 export interface ServerDeps {
   dispatcher: RpcDispatcher;
@@ -33,13 +32,12 @@ function rpcError(code: 'REQUEST_TOO_LARGE' | 'INVALID_REQUEST' | 'INTERNAL_ERRO
 export class RpcServer {
   readonly app: FastifyInstance;
   private readonly streams = new Set<ServerResponse>();
-  private socketPath: string | null = null;
+  private listener: SocketListener | null = null;
 
   constructor(private readonly d: ServerDeps) {
     const app = Fastify({
       bodyLimit: MAX_REQUEST_BYTES,
       return503OnClosing: true,
-      keepAliveTimeout: 60_000,
     });
     this.app = app;
 
@@ -188,31 +186,23 @@ export class RpcServer {
     });
   }
 
+  /** Binds `path` and serves it. */
   async listen(path: string): Promise<void> {
-    await prepareSocketPath(path, this.d.log);
-    // The socket must never exist with looser permissions, even for a moment.
-    const oldUmask = process.umask(0o177);
-    try {
-      await this.app.listen({ path });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-        // Another daemon won the race between our check and listen(): report it like any live holder.
-        await prepareSocketPath(path, this.d.log);
-      }
-      throw err;
-    } finally {
-      process.umask(oldUmask);
-    }
-    await chmod(path, 0o600);
-    this.socketPath = path;
+    await this.serve(await SocketListener.open(path, this.d.log));
+  }
+
+  /** Serves a socket bound earlier (berthd binds it before loading the daemon); held requests go first. */
+  async serve(listener: SocketListener): Promise<void> {
+    await this.app.ready();
+    this.listener = listener;
+    listener.attach(this.app.routing);
   }
 
   /** Stops accepting, lets in-flight requests finish, ends event streams, removes the socket. */
   async close(): Promise<void> {
+    // fastify answers 503 from here on and ends the streams (preClose); the listener then drains.
     await this.app.close();
-    if (this.socketPath) {
-      await unlink(this.socketPath).catch(() => {});
-      this.socketPath = null;
-    }
+    await this.listener?.close();
+    this.listener = null;
   }
 }

@@ -3,7 +3,11 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { BerthError } from '@berth/client-sdk/protocol';
-import type { Logger } from '../log.js';
+
+/** What socket preparation logs through: berthd's logger, or boot's buffer before the logger is loaded. */
+export interface WarnLog {
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
 
 /** sun_path holds 108 bytes on Linux and 104 on macOS, each including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = process.platform === 'linux' ? 107 : 103;
@@ -62,7 +66,7 @@ function askPid(path: string): Promise<number | null> {
  * Makes `path` ready for listen(): refuses an over-long path, creates its directory 0700, replaces a
  * socket left by a crashed daemon, and refuses when a live daemon holds it (naming its pid).
  */
-export async function prepareSocketPath(path: string, log: Logger): Promise<void> {
+export async function prepareSocketPath(path: string, log: WarnLog): Promise<void> {
   const bytes = Buffer.byteLength(path);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
     throw new BerthError(

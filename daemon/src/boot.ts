@@ -1,0 +1,100 @@
+import { isAbsolute } from 'node:path';
+import { Command, Option } from 'commander';
+import { BerthError } from '@berth/client-sdk/protocol';
+import { configLayers } from './config/layers.js';
+import { SocketListener } from './rpc/listener.js';
+import { VERSION } from './version.js';
+
+/**
+ * berthd's entry: binds the socket first, then loads the daemon. Only node's own modules, commander
+ * and the protocol's errors are loaded before the socket answers; the engine client, the store, the
+ * validator and the HTTP framework come after, while connecting clients are held, not refused.
+ */
+
+function fail(err: unknown): never {
+  if (err instanceof BerthError) {
+    process.stderr.write(`berthd: error[${err.code}]: ${err.message}\n  hint: ${err.hint}\n`);
+    process.exit(err.code === 'CONFIG_INVALID' ? 78 /* EX_CONFIG */ : 1);
+  }
+  process.stderr.write(`berthd: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+}
+
+/** `berthd [--config FILE] [--socket PATH] [--log-level LEVEL]`: runs in the foreground until SIGTERM/SIGINT. */
+export async function runCli(argv: string[]): Promise<void> {
+  const program = new Command('berthd')
+    .description('berth daemon: supervises AI coding agents in isolated containers')
+    .version(VERSION)
+    .option('-c, --config <file>', 'config file (default: $BERTH_HOME/config.yaml)')
+    .option('-s, --socket <path>', 'RPC socket path (default: $BERTH_SOCKET or $BERTH_HOME/berth.sock)')
+    .addOption(new Option('-l, --log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+    .option('--pretty', 'human-readable logs even when stdout is not a terminal')
+    .parse(argv);
+  const opts = program.opts<{ config?: string; socket?: string; logLevel?: string; pretty?: boolean }>();
+  const loadOpts = {
+    ...(opts.config !== undefined ? { configFile: opts.config } : {}),
+    overrides: { socket: opts.socket, logLevel: opts.logLevel },
+  };
+
+  // Handlers go in before the socket opens: a signal during startup must still end cleanly.
+  let stopDaemon: ((reason: string) => Promise<void>) | null = null;
+  let stopRequested: NodeJS.Signals | null = null;
+  let signals = 0;
+  let flush = () => {};
+  const shutdown = (sig: NodeJS.Signals) => {
+    stopDaemon!(sig).then(
+      () => {
+        flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        process.stderr.write(`berthd: failed to stop cleanly: ${(err as Error)?.stack ?? String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) {
+      process.stderr.write(`berthd: second ${sig}: exiting now\n`);
+      process.exit(130);
+    }
+    if (stopDaemon) shutdown(sig);
+    else stopRequested = sig;
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  // The socket path without the validator; a path the validator will refuse is left to it.
+  let listener: SocketListener | null = null;
+  const early: [Record<string, unknown>, string][] = [];
+  try {
+    const socket = configLayers(loadOpts).raw.socket;
+    if (typeof socket === 'string' && isAbsolute(socket)) {
+      listener = await SocketListener.open(socket, { warn: (obj, msg) => void early.push([obj, msg]) });
+    }
+  } catch (err) {
+    fail(err);
+  }
+
+  const startupFailed = async (err: unknown): Promise<never> => {
+    if (listener) {
+      listener.fail(err);
+      await listener.close();
+    }
+    flush();
+    fail(err);
+  };
+
+  try {
+    const main = await import('./main.js');
+    const config = main.loadConfig(loadOpts);
+    const log = main.createLogger(config.logLevel, opts.pretty ? { pretty: true } : {});
+    flush = () => log.flush?.();
+    for (const [obj, msg] of early) log.warn(obj, msg);
+    const daemon = await main.startDaemon(config, log, listener ? { listener } : {});
+    stopDaemon = (reason) => daemon.stop(reason);
+  } catch (err) {
+    await startupFailed(err);
+  }
+  if (stopRequested) shutdown(stopRequested);
+}

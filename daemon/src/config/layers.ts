@@ -1,0 +1,151 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthError } from '@berth/client-sdk/protocol';
+
+/**
+ * The layers of berthd's configuration, merged but not yet validated: defaults < config file
+ * (`$BERTH_HOME/config.yaml` or `--config FILE`) < environment < command-line flags. Kept free of
+ * the validator (and of the YAML parser unless a config file exists) because berthd reads it
+ * before it listens: the socket path comes from here.
+ */
+export const configKeys = {
+  socket: 'BERTH_SOCKET',
+  agentMode: 'AGENT_MODE',
+  agentDefaultImage: 'AGENT_DEFAULT_IMAGE',
+  agentMemoryLimit: 'AGENT_MEMORY_LIMIT',
+  agentCpuLimit: 'AGENT_CPU_LIMIT',
+  agentPidsLimit: 'AGENT_PIDS_LIMIT',
+  agentDockerAccess: 'AGENT_DOCKER_ACCESS',
+  agentRuntime: 'AGENT_RUNTIME',
+  projectsRoot: 'PROJECTS_ROOT',
+  dockerHost: 'DOCKER_HOST',
+  logLevel: 'BERTH_LOG_LEVEL',
+  resyncSec: 'BERTH_RESYNC_SEC',
+  orphanGraceSec: 'BERTH_ORPHAN_GRACE_SEC',
+  imagesDir: 'BERTH_IMAGES_DIR',
+  buildCaCerts: 'BERTH_BUILD_CA_CERTS',
+} as const;
+
+export type ConfigKey = keyof typeof configKeys;
+
+/** images/ of this checkout or package (daemon/{src,dist}/config/ → images/). */
+export const SHIPPED_IMAGES_DIR = fileURLToPath(new URL('../../../images', import.meta.url));
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** `--config FILE`; when absent, `$BERTH_HOME/config.yaml` is read if it exists. */
+  configFile?: string;
+  /** Command-line flags; they beat everything else. */
+  overrides?: Partial<Record<ConfigKey, string>>;
+}
+
+export interface Layers {
+  home: string;
+  configFile: string | null;
+  /** Every key's winning value, as text (or null), before validation. */
+  raw: Record<ConfigKey, unknown>;
+  /** Where each non-default value came from: `FILE: key`, an environment name, or `--flag`. */
+  source: Partial<Record<ConfigKey, string>>;
+}
+
+function expandHome(p: string, home: string): string {
+  if (p === '~') return home;
+  if (p.startsWith('~/')) return join(home, p.slice(2));
+  return p;
+}
+
+function parseYaml(text: string): unknown {
+  // Loaded only when there is a file to parse: most daemons have none, and it costs startup time.
+  const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return parse(text);
+}
+
+/** Reads the file and merges the layers. Throws CONFIG_INVALID for an unreadable file, bad YAML or an unknown key. */
+export function configLayers(opts: LoadOptions = {}): Layers {
+  const env = opts.env ?? process.env;
+  const userHome = env.HOME || homedir();
+  const home = resolve(expandHome(env.BERTH_HOME || join(userHome, '.berth'), userHome));
+
+  const raw: Record<ConfigKey, unknown> = {
+    socket: join(home, 'berth.sock'),
+    agentMode: 'docker',
+    agentDefaultImage: 'claude-agent-base',
+    agentMemoryLimit: '4g',
+    agentCpuLimit: '2',
+    agentPidsLimit: '512',
+    agentDockerAccess: null,
+    agentRuntime: null,
+    projectsRoot: join(userHome, 'projects'),
+    dockerHost: null,
+    logLevel: 'info',
+    resyncSec: '30',
+    orphanGraceSec: '60',
+    imagesDir: SHIPPED_IMAGES_DIR,
+    buildCaCerts: '/usr/local/share/ca-certificates',
+  };
+  const source: Partial<Record<ConfigKey, string>> = {};
+
+  let configFile: string | null = null;
+  const explicit = opts.configFile !== undefined;
+  const candidate = explicit ? resolve(opts.configFile!) : join(home, 'config.yaml');
+  let text: string | null = null;
+  try {
+    text = readFileSync(candidate, 'utf8');
+    configFile = candidate;
+  } catch (err) {
+    if (explicit || (err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new BerthError('CONFIG_INVALID', `cannot read config file ${candidate}: ${(err as Error).message}`, {
+        details: { file: candidate },
+      });
+    }
+  }
+  if (text !== null) {
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (err) {
+      throw new BerthError('CONFIG_INVALID', `config file ${candidate} is not valid YAML: ${(err as Error).message}`, {
+        details: { file: candidate },
+      });
+    }
+    if (doc !== null && doc !== undefined) {
+      if (typeof doc !== 'object' || Array.isArray(doc)) {
+        throw new BerthError('CONFIG_INVALID', `config file ${candidate} must be a mapping of keys to values`, {
+          details: { file: candidate },
+        });
+      }
+      for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
+        if (!(k in configKeys)) {
+          throw new BerthError(
+            'CONFIG_INVALID',
+            `unknown key "${k}" in ${candidate}; accepted keys: ${Object.keys(configKeys).join(', ')}`,
+            { details: { file: candidate, key: k } },
+          );
+        }
+        raw[k as ConfigKey] = v === null || v === undefined ? null : typeof v === 'string' ? v : String(v);
+        source[k as ConfigKey] = `${candidate}: ${k}`;
+      }
+    }
+  }
+
+  for (const [key, envName] of Object.entries(configKeys) as [ConfigKey, string][]) {
+    const v = env[envName];
+    if (v !== undefined && v !== '') {
+      raw[key] = v;
+      source[key] = envName;
+    }
+  }
+  for (const [key, v] of Object.entries(opts.overrides ?? {}) as [ConfigKey, string | undefined][]) {
+    if (v !== undefined) {
+      raw[key] = v;
+      source[key] = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    }
+  }
+  for (const key of ['socket', 'projectsRoot', 'imagesDir', 'buildCaCerts'] as const) {
+    if (typeof raw[key] === 'string') raw[key] = expandHome(raw[key] as string, userHome);
+  }
+  return { home, configFile, raw, source };
+}

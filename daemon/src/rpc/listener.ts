@@ -1,0 +1,117 @@
+import { chmod, unlink, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { BerthError } from '@berth/client-sdk/protocol';
+import { prepareSocketPath, type WarnLog } from './socket.js';
+
+/** Requests held while berthd starts; past this, a caller is told to come back instead of queueing memory. */
+const MAX_HELD = 1024;
+
+/** The pid file next to the socket: `berth` waits for a daemon that is starting instead of failing at once. */
+export const pidFileOf = (socket: string) => `${socket}.pid`;
+
+/**
+ * berthd's Unix socket, bound before the rest of the daemon is loaded. Until a handler is attached,
+ * every request is held (not refused): a client that connects while berthd starts gets its answer
+ * once the daemon is up, or the startup error if it never comes up. Light on purpose (node's http
+ * and the protocol's errors only): it is what makes a restarted berthd reachable in milliseconds.
+ */
+export class SocketListener {
+  private handler: RequestListener | null = null;
+  private held: [IncomingMessage, ServerResponse][] = [];
+  private failure: BerthError | null = null;
+  private closing = false;
+
+  private constructor(
+    readonly path: string,
+    readonly server: Server,
+  ) {}
+
+  /** Prepares the path (stale socket replaced, live holder refused), writes the pid file, listens with mode 0600. */
+  static async open(path: string, log: WarnLog): Promise<SocketListener> {
+    await prepareSocketPath(path, log);
+    let self!: SocketListener;
+    const server = createServer((req, res) => self.dispatch(req, res));
+    // fastify's own defaults for a server it would create: no request deadline, long keep-alive.
+    server.keepAliveTimeout = 60_000;
+    server.requestTimeout = 0;
+    server.setTimeout(0);
+    self = new SocketListener(path, server);
+    // Written before listen: a client that finds no socket yet, or the stale one, sees a daemon starting.
+    await writeFile(pidFileOf(path), `${process.pid}\n`, { mode: 0o600 });
+    // The socket must never exist with looser permissions, even for a moment.
+    const oldUmask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      await unlink(pidFileOf(path)).catch(() => {});
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+        // Another daemon won the race between our check and listen(): report it like any live holder.
+        await prepareSocketPath(path, log);
+      }
+      throw err;
+    } finally {
+      process.umask(oldUmask);
+    }
+    await chmod(path, 0o600);
+    return self;
+  }
+
+  /** Hands every request, the held ones first, to `handler` (fastify's). */
+  attach(handler: RequestListener): void {
+    this.handler = handler;
+    const held = this.held;
+    this.held = [];
+    for (const [req, res] of held) if (!res.destroyed) handler(req, res);
+  }
+
+  /** berthd will not come up: held and later requests get `err`, until close(). */
+  fail(err: unknown): void {
+    this.failure =
+      err instanceof BerthError ? err : new BerthError('INTERNAL_ERROR', `berthd failed to start: ${(err as Error)?.message ?? String(err)}`);
+    const held = this.held;
+    this.held = [];
+    for (const [req, res] of held) this.refuse(req, res, this.failure);
+  }
+
+  /** Stops accepting, waits for requests in flight, removes the socket and the pid file. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const [req, res] of this.held.splice(0)) {
+      this.refuse(req, res, new BerthError('DAEMON_UNREACHABLE', 'berthd is stopping'));
+    }
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    await closed;
+    await unlink(this.path).catch(() => {});
+    await unlink(pidFileOf(this.path)).catch(() => {});
+  }
+
+  private dispatch(req: IncomingMessage, res: ServerResponse): void {
+    // Keep-alive connections that finish a request while stopping are closed, not kept for the next one.
+    if (this.closing) res.once('finish', () => this.server.closeIdleConnections());
+    if (this.failure) return this.refuse(req, res, this.failure);
+    if (this.handler) return this.handler(req, res);
+    if (this.held.length >= MAX_HELD) {
+      return this.refuse(req, res, new BerthError('DAEMON_UNREACHABLE', `berthd is starting and already holds ${MAX_HELD} requests; retry`));
+    }
+    this.held.push([req, res]);
+  }
+
+  /** A JSON-RPC error (id null) for /rpc, `{error}` elsewhere; 503 either way, connection closed. */
+  private refuse(req: IncomingMessage, res: ServerResponse, err: BerthError): void {
+    req.resume();
+    const data = { message: err.message, ...err.toData() };
+    const body = req.url?.startsWith('/rpc')
+      ? { jsonrpc: '2.0', id: null, error: { code: err.rpcCode, message: err.message, data: err.toData() } }
+      : { error: data };
+    if (!res.headersSent) res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
+    res.end(JSON.stringify(body));
+  }
+}
