@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { BerthError, type MergeResult, type Project, type SessionDiff, type SessionStatus } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
 import { git, gitCapped, gitPipe, type GitCall } from './git.js';
+import { untrackedInTheWay } from './merge-guard.js';
 import { KeyedMutex } from './mutex.js';
 import { assertProjectPath, isRealDir, safeRead } from './safe-fs.js';
 import { SHA, Shadows, hashKey, readHead, readRef, type CheckoutRef, type ShadowEnv } from './shadow.js';
@@ -164,7 +165,7 @@ export class CheckoutManager {
     }
     const updates = [...branches].filter(([b, sha]) => remote.get(`refs/remotes/origin/${b}`) !== sha).map(([b, sha]) => ({ name: `refs/remotes/origin/${b}`, sha }));
     const deletes = [...remote.keys()].filter((r) => r !== 'refs/remotes/origin/HEAD' && !branches.has(r.slice('refs/remotes/origin/'.length)));
-    await this.importMany(project.path, [], updates, [join(mirror, 'objects')], deletes);
+    await this.importMany(project.path, [], updates, [join(mirror, 'objects')], deletes, true);
     const current = await this.currentBranch(project.path);
     const base = project.branch ?? current;
     if (!base || current !== base) return;
@@ -372,6 +373,7 @@ export class CheckoutManager {
     const env = await this.shadows.scratchIndex(s, 'diff');
     try {
       await git(['add', '--intent-to-add', '--ignore-errors', '--', '.'], { cwd: s.gitDir, env });
+      await dropForeignGitlinks({ cwd: s.gitDir, env }, s.head);
       const baseSha = (await this.revParse(projectRepo, `refs/heads/${own.base}`)) ?? own.baseSha;
       const tip = (await readRef(c.workTree, `refs/heads/${own.branch}`)) ?? own.baseSha;
       const mergeBase = (await git(['merge-base', baseSha, tip], { cwd: s.gitDir, env }).catch(() => baseSha)).trim();
@@ -412,6 +414,7 @@ export class CheckoutManager {
       const env = await this.shadows.scratchIndex(s, 'snapshot');
       try {
         await git(['add', '--all', '--ignore-errors', '--', '.'], { cwd: s.gitDir, env });
+        await dropForeignGitlinks({ cwd: s.gitDir, env }, s.head);
         return { tree: (await git(['write-tree'], { cwd: s.gitDir, env })).trim(), head: s.head, gitDir: s.gitDir };
       } finally {
         await rm(env.GIT_INDEX_FILE!, { force: true });
@@ -437,8 +440,18 @@ export class CheckoutManager {
    * from the sessions' mirrored objects (one `pack-objects`), the project's owner indexes that pack
    * (one `index-pack`, which verifies every object) and moves exactly the refs
    * `refs/heads/berth/<name>` (one `update-ref` transaction). Caller holds the project's lock.
+   * Objects an agent made are checked as `git fsck` would (`--strict`): trees with duplicate
+   * entries, `.git` in any spelling, `..`, hostile `.gitmodules` never reach the project. Objects
+   * fetched from the project's own upstream (`upstream`) are taken as git takes them from a fetch.
    */
-  async importMany(projectRepo: string, items: ImportItem[], refs: { name: string; sha: string }[], extraAlternates: string[] = [], deletes: string[] = []): Promise<void> {
+  async importMany(
+    projectRepo: string,
+    items: ImportItem[],
+    refs: { name: string; sha: string }[],
+    extraAlternates: string[] = [],
+    deletes: string[] = [],
+    upstream = false,
+  ): Promise<void> {
     if (!items.length && !refs.length && !deletes.length) return;
     const have = await this.pgit(projectRepo, ['for-each-ref', '--format=%(objectname)', 'refs/heads/']);
     const exclude = [...new Set(have.split('\n').filter((x) => SHA.test(x)))];
@@ -456,7 +469,7 @@ export class CheckoutManager {
     if (tips.length) {
       await gitPipe(
         { args: ['pack-objects', '--revs', '--stdout', '--thin', '--delta-base-offset', '-q'], call: { cwd: g, env: { GIT_DIR: g }, input } },
-        { args: ['index-pack', '--stdin', '--fix-thin'], call: project },
+        { args: ['index-pack', '--stdin', '--fix-thin', ...(upstream ? [] : ['--strict'])], call: project },
       );
     }
     const updates = [...items.map((i) => ({ name: `refs/heads/${i.ref.branch}`, sha: i.tip })), ...refs];
@@ -499,8 +512,19 @@ export class CheckoutManager {
       const ref = `refs/heads/${c.branch}`;
       const msg = message ?? `Merge session branch ${c.branch}`;
       const call = await this.projectCall(projectRepo, { config: who });
-      // --no-overwrite-ignore: a merged tree never replaces or deletes a file the user keeps ignored
-      // (.env, build output, anything in .git/info/exclude); git refuses instead and nothing changes.
+      // A merged tree never replaces or deletes what the user keeps untracked (.env, build output,
+      // anything in .git/info/exclude): checked here for every strategy, because the ort merge does
+      // not honour --no-overwrite-ignore (kept for the fast-forward path, which does).
+      const changed = (await git(['diff-tree', '-r', '-z', '--name-only', '--no-renames', 'HEAD', ref], call)).split('\0').filter(Boolean);
+      const tracked = (await git(['ls-files', '-z', '--full-name'], call)).split('\0').filter(Boolean);
+      const inTheWay = await untrackedInTheWay(projectRepo, changed, tracked);
+      if (inTheWay.length) {
+        throw new BerthError(
+          'MERGE_CONFLICT',
+          `merging ${c.branch} into ${c.base} would overwrite or delete files in the main checkout that git does not track: ${inTheWay.slice(0, 5).join(', ')}`,
+          { details: { paths: inTheWay } },
+        );
+      }
       try {
         if (strategy === 'ff') await git(['merge', '--ff-only', '--quiet', '--no-overwrite-ignore', ref], call);
         else if (strategy === 'merge') await git(['merge', '--no-ff', '--quiet', '--no-verify', '--no-overwrite-ignore', '-m', msg, ref], call);
@@ -667,6 +691,33 @@ export class CheckoutManager {
     }
     return done;
   }
+}
+
+/**
+ * `git add` records a nested repository as a gitlink holding that repository's HEAD, which git reads
+ * by following the nested `.git` (a gitfile or a link the agent wrote) wherever it points: another
+ * project's commit id would end up in berth's index, its diff and its saved wip commit. Gitlinks are
+ * kept only as the agent's own commit has them; every other one is dropped from the index.
+ */
+async function dropForeignGitlinks(call: GitCall, head: string | null): Promise<void> {
+  const links = (out: string) => {
+    const m = new Map<string, string>();
+    for (const rec of out.split('\0')) {
+      const x = /^160000 (?:commit )?([0-9a-f]{40,64})(?: 0)?\t(.*)$/s.exec(rec);
+      if (x) m.set(x[2]!, x[1]!);
+    }
+    return m;
+  };
+  const staged = links(await git(['ls-files', '--stage', '-z'], call));
+  if (!staged.size) return;
+  const own = head ? links(await git(['ls-tree', '-r', '-z', head], call)) : new Map<string, string>();
+  const fix: string[] = [];
+  for (const [path, sha] of staged) {
+    const mine = own.get(path);
+    if (mine === sha) continue;
+    fix.push(mine ? `160000 ${mine}\t${path}` : `0 ${'0'.repeat(sha.length)}\t${path}`);
+  }
+  if (fix.length) await git(['update-index', '-z', '--index-info'], { ...call, input: `${fix.join('\0')}\0` });
 }
 
 function parsePorcelain(out: string): { path: string; status: string }[] {
