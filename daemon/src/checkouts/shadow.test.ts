@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -62,6 +63,37 @@ describe('the shadow mirror of an agent object store', () => {
     await new Shadows(join(tmp, 'home')).mirror(clone, dest);
     expect(readdirSync(join(dest, 'pack')).some((f) => f.endsWith('.pack'))).toBe(true);
     expect(readdirSync(join(dest, 'pack')).some((f) => f.endsWith('.idx'))).toBe(true);
+  });
+
+  it('takes no object under an id its content does not have: a loose object planted under a base blob\'s id is left out, and packs get berth\'s own index, not the agent\'s', async () => {
+    const base = g(clone, 'rev-parse', 'HEAD:a.txt');
+    const objs = join(clone, '.git', 'objects');
+    // The agent's own object for the base blob's id, holding other content (it can write its store).
+    const forged = deflateSync(Buffer.from('blob 9\0curl | sh'));
+    rmSync(join(objs, base.slice(0, 2), base.slice(2)), { force: true });
+    mkdirSync(join(objs, base.slice(0, 2)), { recursive: true });
+    writeFileSync(join(objs, base.slice(0, 2), base.slice(2)), forged);
+    writeFileSync(join(clone, 'b.txt'), 'b\n');
+    g(clone, 'add', 'b.txt');
+    const honest = g(clone, 'rev-parse', ':b.txt');
+    const dest = join(tmp, 'mirror');
+    mkdirSync(dest);
+    await new Shadows(join(tmp, 'home')).mirror(clone, dest);
+    expect(existsSync(join(dest, base.slice(0, 2), base.slice(2)))).toBe(false);
+    expect(existsSync(join(dest, honest.slice(0, 2), honest.slice(2)))).toBe(true);
+
+    // A pack with an index the agent forged: the mirror's index is the one git makes from the pack.
+    rmSync(join(objs, base.slice(0, 2)), { recursive: true });
+    g(clone, 'hash-object', '-w', 'a.txt');
+    g(clone, 'repack', '-adq');
+    const packDir = join(objs, 'pack');
+    const idx = readdirSync(packDir).find((f) => f.endsWith('.idx'))!;
+    writeFileSync(join(packDir, idx), Buffer.concat([Buffer.from([0xff, 0x74, 0x4f, 0x63]), Buffer.alloc(2048, 1)]));
+    await new Shadows(join(tmp, 'home')).mirror(clone, dest);
+    const mirrored = readFileSync(join(dest, 'pack', idx));
+    expect(mirrored.subarray(4, 12).equals(Buffer.alloc(8, 1))).toBe(false);
+    const env = { PATH: process.env.PATH, HOME: '/nonexistent', GIT_CONFIG_NOSYSTEM: '1' };
+    execFileSync('git', ['verify-pack', join(dest, 'pack', idx)], { env });
   });
 
   it('reads refs only as 40-hex ids from files that are not links', async () => {

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createInflate } from 'node:zlib';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { git } from './git.js';
 import { KeyedMutex } from './mutex.js';
@@ -56,8 +59,14 @@ export interface ShadowEnv {
  * creation it is seeded from the clone's index, which berthd's git wrote before any agent ran.
  */
 export class Shadows {
-  /** One user of a shadow at a time: its index, HEAD and mirror are rewritten as it is prepared. */
+  /** One user of a shadow at a time: its index and HEAD are rewritten as it is prepared. */
   private readonly locks = new KeyedMutex();
+  /**
+   * One copier of a mirror at a time, apart from the shadow's lock: an import refreshes the mirror
+   * without waiting for a status or diff that is stuck in the agent's work tree (a FIFO it made)
+   * while holding the shadow, and so never holds the project up behind one session's trap.
+   */
+  private readonly mirrorLocks = new KeyedMutex();
 
   constructor(private readonly home: string) {}
 
@@ -68,7 +77,7 @@ export class Shadows {
 
   /** Brings only the mirror of the agent's objects up to date (what an import needs). */
   refreshMirror(c: CheckoutRef): Promise<void> {
-    return this.locks.run(c.key, () => this.mirror(c.workTree, join(this.dir(c.key), 'agent-objects')));
+    return this.mirrorLocks.run(c.key, () => this.mirror(c.workTree, join(this.dir(c.key), 'agent-objects')));
   }
 
   dir(key: string): string {
@@ -137,7 +146,7 @@ export class Shadows {
       if (!(await isRealDir(c.workTree, '.git/objects'))) {
         throw new BerthError('CHECKOUT_FAILED', `the session's git directory at ${c.workTree}/.git was replaced or linked elsewhere; berth will not read it`);
       }
-      await this.mirror(c.workTree, join(g, 'agent-objects'));
+      await this.mirrorLocks.run(c.key, () => this.mirror(c.workTree, join(g, 'agent-objects')));
     }
     await this.alternates(c, projectRepo, g);
     const { sha } = await readHead(c.workTree);
@@ -184,7 +193,8 @@ export class Shadows {
         continue;
       }
       for (const f of files) {
-        if (!sub.test(f)) continue;
+        // The agent's pack indexes are never taken: berth indexes each pack itself (below).
+        if (!sub.test(f) || f.endsWith('.idx')) continue;
         want.set(`${d}/${f}`, `.git/objects/${d}/${f}`);
         if (want.size > MIRROR_LIMITS.files) throw new BerthError('CHECKOUT_FAILED', `the session's object store has more than ${MIRROR_LIMITS.files} files; berth will not copy it`);
       }
@@ -194,15 +204,16 @@ export class Shadows {
     for (const d of await readdir(dest).catch(() => [] as string[])) {
       for (const f of await readdir(join(dest, d)).catch(() => [] as string[])) {
         const rel = `${d}/${f}`;
-        if (!want.has(rel)) await rm(join(dest, rel), { force: true });
+        const pack = rel.replace(/\.idx$/, '.pack');
+        const wanted = want.has(rel) || (rel.endsWith('.idx') && want.has(pack) && existsSync(join(dest, pack)));
+        if (!wanted) await rm(join(dest, rel), { force: true });
         else {
           have.add(rel);
           total += (await lstat(join(dest, rel))).size;
         }
       }
     }
-    // Packs before their indexes: git uses a pack once its .idx is there.
-    const todo = [...want.keys()].filter((r) => !have.has(r)).sort((a, b) => Number(a.endsWith('.idx')) - Number(b.endsWith('.idx')));
+    const todo = [...want.keys()].filter((r) => !have.has(r) || (r.endsWith('.pack') && !existsSync(join(dest, r.replace(/\.pack$/, '.idx')))));
     for (const rel of todo) {
       const fh = await safeOpen(workTree, want.get(rel)!);
       if (!fh) continue;
@@ -232,7 +243,23 @@ export class Shadows {
         } finally {
           await out.close();
         }
-        await rename(tmp, join(dest, rel));
+        // What git will believe an object is must be what its name says: an object planted under
+        // the id of one of the project's (a base file, say) would otherwise stand in for it in
+        // berth's status and diff. Loose objects are hashed here; packs are indexed by git itself
+        // from their content (the agent's .idx is never used), so a pack cannot claim an id either.
+        if (rel.endsWith('.pack')) {
+          await rename(tmp, join(dest, rel));
+          try {
+            await git(['index-pack', join(dest, rel)], { cwd: dest });
+          } catch {
+            await rm(join(dest, rel), { force: true });
+            await rm(join(dest, rel.replace(/\.pack$/, '.idx')), { force: true });
+          }
+        } else if ((await looseObjectId(tmp, rel.length > 41 ? 'sha256' : 'sha1')) === rel.replace('/', '')) {
+          await rename(tmp, join(dest, rel));
+        } else {
+          await rm(tmp, { force: true });
+        }
       } finally {
         await fh.close();
       }
@@ -250,6 +277,32 @@ export class Shadows {
     else await rm(tmp, { force: true });
     return { ...s.env, GIT_INDEX_FILE: tmp };
   }
+}
+
+/** Inflated bytes of one loose object berth will hash: far above any real source file. */
+const MAX_LOOSE_INFLATED = 1024 ** 3;
+
+/** The id a loose object's content really has (sha1 of its inflated bytes), or null if it is not one. */
+async function looseObjectId(path: string, algorithm: 'sha1' | 'sha256'): Promise<string | null> {
+  const h = createHash(algorithm);
+  let n = 0;
+  try {
+    await pipeline(
+      createReadStream(path),
+      createInflate(),
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          n += chunk.length;
+          if (n > MAX_LOOSE_INFLATED) return cb(new Error('too large'));
+          h.update(chunk);
+          cb();
+        },
+      }),
+    );
+  } catch {
+    return null;
+  }
+  return h.digest('hex');
 }
 
 /** Loose objects are zlib streams; packs start `PACK`, pack indexes `\377tOc` (v2+). */

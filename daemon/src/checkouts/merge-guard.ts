@@ -1,0 +1,75 @@
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** How many entries of a directory the merge would replace are looked at before refusing outright. */
+const MAX_WALK = 100_000;
+
+/**
+ * Paths in the main checkout that a merge would overwrite or delete although git does not track
+ * them: ignored files (`.env`, build output), untracked files, links standing where the merge writes.
+ * git's own guard (`--no-overwrite-ignore`) is not honoured by the ort merge (git 2.39 replaces an
+ * ignored `.env` on `merge --no-ff` and `--squash`), so berth checks before git touches anything.
+ *
+ * `changed`: every path that differs between the base's tree and the branch's (a superset of what
+ * any strategy writes). `tracked`: the main checkout's index (clean, so equal to its HEAD). For each
+ * changed path and each of its leading directories, whatever exists in the work tree must be what
+ * git tracks there: a tracked directory (really a directory, not a link to one) on the way, a
+ * tracked entry at the end, or a tracked directory whose every entry is tracked (the merge may turn
+ * it into a file). Links are never followed. Returns the offending paths (empty: safe to merge).
+ */
+export async function untrackedInTheWay(workTree: string, changed: Iterable<string>, tracked: Iterable<string>): Promise<string[]> {
+  const files = new Set<string>();
+  const dirs = new Set<string>();
+  for (const t of tracked) {
+    files.add(t);
+    for (let i = t.indexOf('/'); i > 0; i = t.indexOf('/', i + 1)) dirs.add(t.slice(0, i));
+  }
+  const found = new Set<string>();
+  const checked = new Set<string>();
+  for (const path of changed) {
+    const parts = path.split('/');
+    for (let n = 1; n <= parts.length; n++) {
+      const q = parts.slice(0, n).join('/');
+      if (checked.has(q)) {
+        if (found.has(q)) break;
+        continue;
+      }
+      checked.add(q);
+      const st = await lstat(join(workTree, q)).catch(() => null);
+      if (!st) break; // nothing there: git creates it
+      const last = n === parts.length;
+      if (files.has(q)) {
+        // A tracked file or link: git replaces it (it is committed, so nothing is lost).
+        break;
+      }
+      if (dirs.has(q) && st.isDirectory()) {
+        // A tracked directory on the way is fine; one the merge replaces must hold nothing untracked.
+        if (last) for (const u of await untrackedUnder(workTree, q, files)) found.add(u);
+        continue;
+      }
+      found.add(q);
+      break;
+    }
+  }
+  return [...found].sort();
+}
+
+async function untrackedUnder(workTree: string, dir: string, tracked: Set<string>): Promise<string[]> {
+  const out: string[] = [];
+  let seen = 0;
+  const walk = async (rel: string): Promise<void> => {
+    for (const e of await readdir(join(workTree, rel), { withFileTypes: true })) {
+      if (++seen > MAX_WALK) {
+        out.push(`${dir}/… (more than ${MAX_WALK} entries)`);
+        return;
+      }
+      const p = `${rel}/${e.name}`;
+      if (tracked.has(p)) continue;
+      if (e.isDirectory()) await walk(p);
+      else out.push(p);
+      if (out.length >= 20) return;
+    }
+  };
+  await walk(dir);
+  return out;
+}
