@@ -460,7 +460,7 @@ export class CheckoutManager {
       await mkdir(g, { recursive: true, mode: 0o700 });
       await git(['init', '--quiet', '--bare', g], { cwd: this.home });
     }
-    const alternates = [...items.map((i) => join(this.shadows.dir(i.ref.key), 'agent-objects')), ...extraAlternates, join(projectRepo, '.git', 'objects')];
+    const alternates = [join(projectRepo, '.git', 'objects'), ...items.map((i) => join(this.shadows.dir(i.ref.key), 'agent-objects')), ...extraAlternates];
     await mkdir(join(g, 'objects', 'info'), { recursive: true });
     await writeFile(join(g, 'objects', 'info', 'alternates'), `${alternates.join('\n')}\n`);
     const tips = [...new Set([...items.map((i) => i.tip), ...refs.map((r) => r.sha)])];
@@ -485,7 +485,7 @@ export class CheckoutManager {
     return this.withRepo(projectRepo, async () => {
       const have = await this.revParse(projectRepo, `refs/heads/${c.branch}`);
       if (have === tip) return tip;
-      if (c.workTree !== projectRepo) await this.shadows.refreshMirror(c);
+      if (c.workTree !== projectRepo) await this.shadows.refreshMirror(c, projectRepo);
       await this.importMany(projectRepo, [{ ref: { ...c, name: c.branch!.slice('berth/'.length) }, tip }], []);
       this.log.debug({ branch: c.branch, tip }, 'Imported session commits');
       return tip;

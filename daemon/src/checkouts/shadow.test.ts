@@ -65,7 +65,7 @@ describe('the shadow mirror of an agent object store', () => {
     expect(readdirSync(join(dest, 'pack')).some((f) => f.endsWith('.idx'))).toBe(true);
   });
 
-  it('takes no object under an id its content does not have: a loose object planted under a base blob\'s id is left out, and packs get berth\'s own index, not the agent\'s', async () => {
+  it('takes no object the project has under an id: a loose object planted under a base blob\'s id is left out, and packs get berth\'s own index, not the agent\'s', async () => {
     const base = g(clone, 'rev-parse', 'HEAD:a.txt');
     const objs = join(clone, '.git', 'objects');
     // The agent's own object for the base blob's id, holding other content (it can write its store).
@@ -78,7 +78,11 @@ describe('the shadow mirror of an agent object store', () => {
     const honest = g(clone, 'rev-parse', ':b.txt');
     const dest = join(tmp, 'mirror');
     mkdirSync(dest);
-    await new Shadows(join(tmp, 'home')).mirror(clone, dest);
+    mkdirSync(join(tmp, 'home'));
+    // `other` stands for the project: it holds the genuine object under that id.
+    writeFileSync(join(other, 'a.txt'), 'a\n');
+    g(other, 'add', 'a.txt');
+    await new Shadows(join(tmp, 'home')).mirror(clone, dest, join(other, '.git', 'objects'));
     expect(existsSync(join(dest, base.slice(0, 2), base.slice(2)))).toBe(false);
     expect(existsSync(join(dest, honest.slice(0, 2), honest.slice(2)))).toBe(true);
 

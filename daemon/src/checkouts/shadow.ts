@@ -1,10 +1,7 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createInflate } from 'node:zlib';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { git } from './git.js';
 import { KeyedMutex } from './mutex.js';
@@ -67,6 +64,13 @@ export class Shadows {
    * while holding the shadow, and so never holds the project up behind one session's trap.
    */
   private readonly mirrorLocks = new KeyedMutex();
+  /** Agent files that failed verification (by mirror, name, size, mtime, inode), oldest first. */
+  private readonly rejected = new Set<string>();
+
+  private reject(key: string): void {
+    this.rejected.add(key);
+    if (this.rejected.size > 10_000) this.rejected.delete(this.rejected.values().next().value!);
+  }
 
   constructor(private readonly home: string) {}
 
@@ -76,8 +80,8 @@ export class Shadows {
   }
 
   /** Brings only the mirror of the agent's objects up to date (what an import needs). */
-  refreshMirror(c: CheckoutRef): Promise<void> {
-    return this.mirrorLocks.run(c.key, () => this.mirror(c.workTree, join(this.dir(c.key), 'agent-objects')));
+  refreshMirror(c: CheckoutRef, projectRepo: string): Promise<void> {
+    return this.mirrorLocks.run(c.key, () => this.mirror(c.workTree, join(this.dir(c.key), 'agent-objects'), join(projectRepo, '.git', 'objects')));
   }
 
   dir(key: string): string {
@@ -127,8 +131,9 @@ export class Shadows {
   }
 
   private async alternates(c: CheckoutRef, projectRepo: string, g: string): Promise<void> {
+    // The project's store first: for an id both have, git reads the project's object.
     const alternates = [join(projectRepo, '.git', 'objects')];
-    if (c.workTree !== projectRepo) alternates.unshift(join(g, 'agent-objects'));
+    if (c.workTree !== projectRepo) alternates.push(join(g, 'agent-objects'));
     await mkdir(join(g, 'objects', 'info'), { recursive: true });
     await mkdir(join(g, 'agent-objects'), { recursive: true });
     await writeFile(join(g, 'objects', 'info', 'alternates'), `${alternates.join('\n')}\n`);
@@ -146,7 +151,7 @@ export class Shadows {
       if (!(await isRealDir(c.workTree, '.git/objects'))) {
         throw new BerthError('CHECKOUT_FAILED', `the session's git directory at ${c.workTree}/.git was replaced or linked elsewhere; berth will not read it`);
       }
-      await this.mirrorLocks.run(c.key, () => this.mirror(c.workTree, join(g, 'agent-objects')));
+      await this.mirrorLocks.run(c.key, () => this.mirror(c.workTree, join(g, 'agent-objects'), join(projectRepo, '.git', 'objects')));
     }
     await this.alternates(c, projectRepo, g);
     const { sha } = await readHead(c.workTree);
@@ -174,7 +179,7 @@ export class Shadows {
    * link (FIFOs, devices, links to other projects' objects) is skipped. `objects/info` (alternates,
    * commit-graph) is never read.
    */
-  async mirror(workTree: string, dest: string): Promise<void> {
+  async mirror(workTree: string, dest: string, projectObjects?: string): Promise<void> {
     const src = join(workTree, '.git', 'objects');
     const want = new Map<string, string>(); // mirror-relative path -> clone-relative path
     let dirs: string[];
@@ -213,7 +218,12 @@ export class Shadows {
         }
       }
     }
-    const todo = [...want.keys()].filter((r) => !have.has(r) || (r.endsWith('.pack') && !existsSync(join(dest, r.replace(/\.pack$/, '.idx')))));
+    let todo = [...want.keys()].filter((r) => !have.has(r) || (r.endsWith('.pack') && !existsSync(join(dest, r.replace(/\.pack$/, '.idx')))));
+    const loose = todo.filter((r) => !r.startsWith('pack/')).map((r) => r.replace('/', ''));
+    if (projectObjects && loose.length) {
+      const known = await this.inStore(projectObjects, loose);
+      todo = todo.filter((r) => !known.has(r.replace('/', '')));
+    }
     for (const rel of todo) {
       const fh = await safeOpen(workTree, want.get(rel)!);
       if (!fh) continue;
@@ -223,6 +233,9 @@ export class Shadows {
         // A sparse file costs the agent no disk and would cost berth all of it: only what the agent
         // really wrote is copied, and only what starts as a git object or pack would.
         if (st.blocks * 512 < size / 2 || !(await looksLike(fh, rel))) continue;
+        // A file already found not to be what its name says is not hashed again until it changes.
+        const seen = `${dest}\0${rel}\0${size}\0${st.mtimeMs}\0${st.ino}`;
+        if (this.rejected.has(seen)) continue;
         const cap = rel.startsWith('pack/') ? MIRROR_LIMITS.packBytes : MIRROR_LIMITS.looseObjectBytes;
         if (size > cap || total + size > MIRROR_LIMITS.totalBytes) {
           throw new BerthError('CHECKOUT_FAILED', `the session's object ${rel} (${size} bytes) is over berth's limits (one ${cap} bytes, all ${MIRROR_LIMITS.totalBytes} bytes)`);
@@ -243,10 +256,10 @@ export class Shadows {
         } finally {
           await out.close();
         }
-        // What git will believe an object is must be what its name says: an object planted under
-        // the id of one of the project's (a base file, say) would otherwise stand in for it in
-        // berth's status and diff. Loose objects are hashed here; packs are indexed by git itself
-        // from their content (the agent's .idx is never used), so a pack cannot claim an id either.
+        // An id must not stand for other content than the project's: a pack is indexed by git from
+        // its content (the agent's .idx is never used), so it cannot claim an id it does not hold;
+        // a loose object the project already has is not copied (above), and the project's store
+        // comes first among the shadow's alternates, so its copy wins over any the agent planted.
         if (rel.endsWith('.pack')) {
           await rename(tmp, join(dest, rel));
           try {
@@ -254,16 +267,28 @@ export class Shadows {
           } catch {
             await rm(join(dest, rel), { force: true });
             await rm(join(dest, rel.replace(/\.pack$/, '.idx')), { force: true });
+            this.reject(seen);
           }
-        } else if ((await looseObjectId(tmp, rel.length > 41 ? 'sha256' : 'sha1')) === rel.replace('/', '')) {
-          await rename(tmp, join(dest, rel));
         } else {
-          await rm(tmp, { force: true });
+          await rename(tmp, join(dest, rel));
         }
       } finally {
         await fh.close();
       }
     }
+  }
+
+  /** Which of `ids` the object store `objects` (the project's own, no alternates) already holds. */
+  private async inStore(objects: string, ids: string[]): Promise<Set<string>> {
+    // A repository of berth's own (its config) looking only at `objects`.
+    const probe = join(this.home, 'shadow', '.store-probe');
+    if (!existsSync(join(probe, 'HEAD'))) await git(['init', '--quiet', '--bare', probe], { cwd: this.home });
+    const out = await git(['cat-file', '--batch-check=%(objectname)'], {
+      cwd: probe,
+      env: { GIT_DIR: probe, GIT_OBJECT_DIRECTORY: objects, GIT_ALTERNATE_OBJECT_DIRECTORIES: '' },
+      input: `${ids.join('\n')}\n`,
+    });
+    return new Set(out.split('\n').filter((l) => SHA.test(l)));
   }
 
   async drop(key: string): Promise<void> {
@@ -277,32 +302,6 @@ export class Shadows {
     else await rm(tmp, { force: true });
     return { ...s.env, GIT_INDEX_FILE: tmp };
   }
-}
-
-/** Inflated bytes of one loose object berth will hash: far above any real source file. */
-const MAX_LOOSE_INFLATED = 1024 ** 3;
-
-/** The id a loose object's content really has (sha1 of its inflated bytes), or null if it is not one. */
-async function looseObjectId(path: string, algorithm: 'sha1' | 'sha256'): Promise<string | null> {
-  const h = createHash(algorithm);
-  let n = 0;
-  try {
-    await pipeline(
-      createReadStream(path),
-      createInflate(),
-      new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          n += chunk.length;
-          if (n > MAX_LOOSE_INFLATED) return cb(new Error('too large'));
-          h.update(chunk);
-          cb();
-        },
-      }),
-    );
-  } catch {
-    return null;
-  }
-  return h.digest('hex');
 }
 
 /** Loose objects are zlib streams; packs start `PACK`, pack indexes `\377tOc` (v2+). */

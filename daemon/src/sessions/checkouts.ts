@@ -256,7 +256,7 @@ export class SessionCheckouts {
     }
     if (!items.length) return;
     const one = async (group: typeof items) => {
-      for (const i of group) await this.manager.shadows.refreshMirror(i.ref);
+      for (const i of group) await this.manager.shadows.refreshMirror(i.ref, repo);
       await this.manager.importMany(repo, group, []);
       for (const i of group) {
         this.imported.set(i.s.id, i.tip);
