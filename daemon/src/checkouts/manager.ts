@@ -466,15 +466,22 @@ export class CheckoutManager {
     const tips = [...new Set([...items.map((i) => i.tip), ...refs.map((r) => r.sha)])];
     const input = `${[...tips, ...exclude.map((x) => `^${x}`)].join('\n')}\n`;
     const project = await this.projectCall(projectRepo);
-    if (tips.length) {
-      await gitPipe(
-        { args: ['pack-objects', '--revs', '--stdout', '--thin', '--delta-base-offset', '-q'], call: { cwd: g, env: { GIT_DIR: g }, input } },
-        { args: ['index-pack', '--stdin', '--fix-thin', ...(upstream ? [] : ['--strict'])], call: project },
-      );
-    }
     const updates = [...items.map((i) => ({ name: `refs/heads/${i.ref.branch}`, sha: i.tip })), ...refs];
     const transaction = [...updates.map((u) => `update ${u.name} ${u.sha}\n`), ...deletes.map((d) => `delete ${d}\n`)].join('');
-    await git(['update-ref', '--stdin'], { ...project, input: transaction });
+    try {
+      if (tips.length) {
+        await gitPipe(
+          { args: ['pack-objects', '--revs', '--stdout', '--thin', '--delta-base-offset', '-q'], call: { cwd: g, env: { GIT_DIR: g }, input } },
+          { args: ['index-pack', '--stdin', '--fix-thin', ...(upstream ? [] : ['--strict'])], call: project },
+        );
+      }
+      await git(['update-ref', '--stdin'], { ...project, input: transaction });
+    } catch (err) {
+      if (err instanceof BerthError) throw err;
+      throw new BerthError('IMPORT_FAILED', `git refused to bring ${updates.map((u) => u.name).join(', ') || 'the refs'} into ${projectRepo}: ${gitMessage(err)}`, {
+        details: { refs: updates.map((u) => u.name) },
+      });
+    }
   }
 
   /** Copies the session branch's commits into the project as `refs/heads/berth/<name>`. Returns the tip. */
