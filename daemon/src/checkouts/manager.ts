@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError, type MergeResult, type Project, type SessionDiff, type SessionStatus } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
-import { git, gitCapped, gitPipe, type GitCall } from './git.js';
+import { GitError, git, gitCapped, gitPipe, type GitCall } from './git.js';
 import { untrackedInTheWay } from './merge-guard.js';
 import { KeyedMutex } from './mutex.js';
 import { assertProjectPath, isRealDir, safeRead } from './safe-fs.js';
@@ -334,7 +334,7 @@ export class CheckoutManager {
   }
 
   async status(c: CheckoutRef, projectRepo: string): Promise<SessionStatus> {
-    return this.shadows.use(c, projectRepo, (s) => this.statusIn(c, projectRepo, s));
+    return gitFailure(this.shadows.use(c, projectRepo, (s) => this.statusIn(c, projectRepo, s)));
   }
 
   private async statusIn(c: CheckoutRef, projectRepo: string, s: ShadowEnv): Promise<SessionStatus> {
@@ -366,7 +366,7 @@ export class CheckoutManager {
   async diff(c: CheckoutRef, projectRepo: string, stat: boolean): Promise<SessionDiff> {
     if (!c.branch || !c.base || !c.baseSha) throw new BerthError('NO_CHECKOUT', 'this session has no branch of its own');
     const own = { branch: c.branch, base: c.base, baseSha: c.baseSha };
-    return this.shadows.use(c, projectRepo, (s) => this.diffIn(c, own, projectRepo, s, stat));
+    return gitFailure(this.shadows.use(c, projectRepo, (s) => this.diffIn(c, own, projectRepo, s, stat)));
   }
 
   private async diffIn(c: CheckoutRef, own: { branch: string; base: string; baseSha: string }, projectRepo: string, s: ShadowEnv, stat: boolean): Promise<SessionDiff> {
@@ -697,6 +697,16 @@ export class CheckoutManager {
       done.push(msg);
     }
     return done;
+  }
+}
+
+/** A git that failed (killed at its deadline, a path it could not read) as a coded error; BerthErrors pass. */
+async function gitFailure<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof GitError) throw new BerthError('GIT_FAILED', `git could not read the session's checkout: ${gitMessage(err)}`, { details: { exitCode: err.exitCode } });
+    throw err;
   }
 }
 
