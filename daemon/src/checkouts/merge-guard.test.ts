@@ -52,6 +52,12 @@ describe('untrackedInTheWay: what a merge would overwrite that git does not trac
     expect(await untrackedInTheWay(dirty, ['lib', 'lib/a.js', 'lib/sub/b.js'], ['lib/a.js', 'lib/sub/b.js'])).toEqual(['lib/sub/local.log']);
   });
 
+  it('a tracked link the branch replaces by a directory is not looked through, however many changed paths lie under it', async () => {
+    const outside = tree({ 'tmp/x': 'host file' });
+    const d = tree({}, { wt: outside, other: '..' });
+    expect(await untrackedInTheWay(d, ['wt', 'wt/tmp/keep.txt', 'wt/tmp/x', 'other', 'other/a', 'other/b/c'], ['wt', 'other'])).toEqual([]);
+  });
+
   it('a tracked path replaced by a link in the work tree is taken for what git tracks (git sees the change; the main checkout is clean before a merge)', async () => {
     const d = tree({ 'src/a.ts': 'a' });
     expect(await untrackedInTheWay(d, ['src/a.ts', 'src/b.ts'], ['src/a.ts'])).toEqual([]);

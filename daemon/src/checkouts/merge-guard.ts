@@ -25,30 +25,29 @@ export async function untrackedInTheWay(workTree: string, changed: Iterable<stri
     for (let i = t.indexOf('/'); i > 0; i = t.indexOf('/', i + 1)) dirs.add(t.slice(0, i));
   }
   const found = new Set<string>();
-  const checked = new Set<string>();
+  // Per leading path already looked at: go deeper (a real, tracked directory) or stop there. Never
+  // go deeper than a stop: below a link, lstat would resolve through it.
+  const verdict = new Map<string, 'deeper' | 'stop'>();
   for (const path of changed) {
     const parts = path.split('/');
     for (let n = 1; n <= parts.length; n++) {
       const q = parts.slice(0, n).join('/');
-      if (checked.has(q)) {
-        if (found.has(q)) break;
-        continue;
-      }
-      checked.add(q);
-      const st = await lstat(join(workTree, q)).catch(() => null);
-      if (!st) break; // nothing there: git creates it
       const last = n === parts.length;
-      if (files.has(q)) {
-        // A tracked file or link: git replaces it (it is committed, so nothing is lost).
-        break;
+      let v = verdict.get(q);
+      if (!v) {
+        const st = await lstat(join(workTree, q)).catch(() => null);
+        if (!st) v = 'stop'; // nothing there: git creates it
+        else if (files.has(q)) v = 'stop'; // a tracked file or link: git replaces it, nothing is lost
+        else if (dirs.has(q) && st.isDirectory()) v = 'deeper';
+        else {
+          found.add(q);
+          v = 'stop';
+        }
+        verdict.set(q, v);
       }
-      if (dirs.has(q) && st.isDirectory()) {
-        // A tracked directory on the way is fine; one the merge replaces must hold nothing untracked.
-        if (last) for (const u of await untrackedUnder(workTree, q, files)) found.add(u);
-        continue;
-      }
-      found.add(q);
-      break;
+      if (v === 'stop') break;
+      // A tracked directory the merge replaces must hold nothing untracked.
+      if (last) for (const u of await untrackedUnder(workTree, q, files)) found.add(u);
     }
   }
   return [...found].sort();
