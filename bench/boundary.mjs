@@ -5,10 +5,10 @@
 // (git status / git diff run directly in the checkout) is measured in the same run.
 // Usage: npm run bench:boundary [-- --n 10 --calls 30 --files 5000 --before REV]
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { arg, finish, generateRepo, ms, pct, prepareEngine, root, startBerthd } from './lib.mjs';
+import { arg, buildRevision, finish, generateRepo, ms, pct, prepareEngine, root, startBerthd } from './lib.mjs';
 
 const N = arg('n', 10);
 const CALLS = arg('calls', 30);
@@ -18,28 +18,7 @@ const BEFORE = bi > 0 ? process.argv[bi + 1] : '80a0731';
 
 prepareEngine();
 
-// The earlier berthd, built from its own sources next to this tree's dependencies (plus simple-git,
-// which it used and this tree no longer installs).
-const old = mkdtempSync(join(tmpdir(), 'bench-before-'));
-execFileSync('sh', ['-c', `git -C "${root}" archive ${BEFORE} | tar -x -C "${old}"`]);
-mkdirSync(join(old, 'node_modules'));
-for (const e of readdirSync(join(root, 'node_modules'))) {
-  if (e === '@berth') continue;
-  symlinkSync(join(root, 'node_modules', e), join(old, 'node_modules', e));
-}
-mkdirSync(join(old, 'node_modules', '@berth'));
-symlinkSync(join(old, 'client-sdk'), join(old, 'node_modules', '@berth', 'client-sdk'));
-if (!existsSync(join(old, 'node_modules', 'simple-git'))) {
-  const deps = join(old, 'deps');
-  execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', deps, 'simple-git@3'], { stdio: 'ignore' });
-  for (const e of readdirSync(join(deps, 'node_modules'))) if (!existsSync(join(old, 'node_modules', e))) symlinkSync(join(deps, 'node_modules', e), join(old, 'node_modules', e));
-}
-try {
-  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'client-sdk', 'daemon'], { cwd: old, stdio: 'ignore' });
-} catch {
-  // Type errors against this tree's newer dependencies; tsc still emits the JavaScript.
-}
-if (!existsSync(join(old, 'daemon/dist/main.js'))) throw new Error(`could not build berthd at ${BEFORE}`);
+const old = buildRevision(BEFORE);
 
 async function side(label, bin) {
   const b = await startBerthd(`bench-bd-${label}-`, {}, bin);

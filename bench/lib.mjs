@@ -1,6 +1,6 @@
 // Shared set-up for the benchmarks: arguments, the engine and test image, a berthd in a temp home.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,4 +90,33 @@ export function generateRepo(repo, files) {
   g('commit', '-q', '-m', 'generated');
   execFileSync('chown', ['-R', '1000:1000', repo]);
   return g;
+}
+
+/**
+ * berthd as it was at `rev`, built from its own sources in a temp dir next to this tree's
+ * dependencies (plus simple-git, which older revisions used). Returns the dir; its berthd is
+ * daemon/bin/berthd.js. The caller removes it.
+ */
+export function buildRevision(rev) {
+  const old = mkdtempSync(join(tmpdir(), 'bench-before-'));
+  execFileSync('sh', ['-c', `git -C "${root}" archive ${rev} | tar -x -C "${old}"`]);
+  mkdirSync(join(old, 'node_modules'));
+  for (const e of readdirSync(join(root, 'node_modules'))) {
+    if (e === '@berth') continue;
+    symlinkSync(join(root, 'node_modules', e), join(old, 'node_modules', e));
+  }
+  mkdirSync(join(old, 'node_modules', '@berth'));
+  symlinkSync(join(old, 'client-sdk'), join(old, 'node_modules', '@berth', 'client-sdk'));
+  if (!existsSync(join(old, 'node_modules', 'simple-git'))) {
+    const deps = join(old, 'deps');
+    execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', deps, 'simple-git@3'], { stdio: 'ignore' });
+    for (const e of readdirSync(join(deps, 'node_modules'))) if (!existsSync(join(old, 'node_modules', e))) symlinkSync(join(deps, 'node_modules', e), join(old, 'node_modules', e));
+  }
+  try {
+    execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-b', 'client-sdk', 'daemon'], { cwd: old, stdio: 'ignore' });
+  } catch {
+    // Type errors against this tree's newer dependencies; tsc still emits the JavaScript.
+  }
+  if (!existsSync(join(old, 'daemon/dist/main.js'))) throw new Error(`could not build berthd at ${rev}`);
+  return old;
 }

@@ -34,9 +34,10 @@ describe('untrackedInTheWay: what a merge would overwrite that git does not trac
     expect(await untrackedInTheWay(d, ['new.txt', 'newdir/deep/file'], ['README.md'])).toEqual([]);
   });
 
-  it('an ignored directory where the branch puts a file or a link (build -> /) is in the way, and so is anything under an untracked directory the branch writes into', async () => {
+  it('an ignored directory where the branch puts a file or a link (build -> /) is in the way; a new file inside an untracked directory is not, one over an untracked file in it is', async () => {
     const d = tree({ 'build/cache.db': 'data', 'out/x': 'y' });
-    expect(await untrackedInTheWay(d, ['build', 'out/new.txt'], [])).toEqual(['build', 'out']);
+    expect(await untrackedInTheWay(d, ['build', 'out/new.txt'], [])).toEqual(['build']);
+    expect(await untrackedInTheWay(d, ['out/x'], [])).toEqual(['out/x']);
   });
 
   it('a link standing on the way to a changed path (untracked link to a directory) is in the way, never followed', async () => {

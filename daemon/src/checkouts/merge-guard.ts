@@ -12,10 +12,10 @@ const MAX_WALK = 100_000;
  *
  * `changed`: every path that differs between the base's tree and the branch's (a superset of what
  * any strategy writes). `tracked`: the main checkout's index (clean, so equal to its HEAD). For each
- * changed path and each of its leading directories, whatever exists in the work tree must be what
- * git tracks there: a tracked directory (really a directory, not a link to one) on the way, a
- * tracked entry at the end, or a tracked directory whose every entry is tracked (the merge may turn
- * it into a file). Links are never followed. Returns the offending paths (empty: safe to merge).
+ * changed path and each of its leading directories, whatever exists in the work tree must be safe
+ * for git to write: a real directory (not a link to one) on the way, nothing or a tracked entry at
+ * the end, or a directory whose every entry is tracked (the merge may turn it into a file). Links
+ * are never followed. Returns the offending paths (empty: safe to merge).
  */
 export async function untrackedInTheWay(workTree: string, changed: Iterable<string>, tracked: Iterable<string>): Promise<string[]> {
   const files = new Set<string>();
@@ -38,7 +38,7 @@ export async function untrackedInTheWay(workTree: string, changed: Iterable<stri
         const st = await lstat(join(workTree, q)).catch(() => null);
         if (!st) v = 'stop'; // nothing there: git creates it
         else if (files.has(q)) v = 'stop'; // a tracked file or link: git replaces it, nothing is lost
-        else if (dirs.has(q) && st.isDirectory()) v = 'deeper';
+        else if (st.isDirectory() && (dirs.has(q) || !last)) v = 'deeper'; // a real directory on the way: git writes inside it
         else {
           found.add(q);
           v = 'stop';
@@ -46,7 +46,7 @@ export async function untrackedInTheWay(workTree: string, changed: Iterable<stri
         verdict.set(q, v);
       }
       if (v === 'stop') break;
-      // A tracked directory the merge replaces must hold nothing untracked.
+      // A directory the merge replaces must hold nothing untracked.
       if (last) for (const u of await untrackedUnder(workTree, q, files)) found.add(u);
     }
   }

@@ -154,6 +154,13 @@ export class Shadows {
       await this.mirrorLocks.run(c.key, () => this.mirror(c.workTree, join(g, 'agent-objects'), join(projectRepo, '.git', 'objects')));
     }
     await this.alternates(c, projectRepo, g);
+    if (c.workTree === projectRepo) {
+      // The main checkout's own excludes are the user's (no agent can write the project's .git): what
+      // they keep out of git is not "uncommitted changes" that would block a merge.
+      const exclude = await safeRead(projectRepo, '.git/info/exclude', 1024 * 1024);
+      await mkdir(join(g, 'info'), { recursive: true });
+      await writeFile(join(g, 'info', 'exclude'), exclude ?? '');
+    }
     const { sha } = await readHead(c.workTree);
     const env = { GIT_DIR: g, GIT_WORK_TREE: c.workTree, GIT_INDEX_FILE: join(g, 'index') };
     const had = (await readFile(join(g, 'berth-head'), 'utf8').catch(() => '')).trim();
