@@ -4,7 +4,9 @@
  * error table is generated from this list and a test keeps the two in sync.
  *
  * `rpc` is the numeric JSON-RPC code: the spec's reserved codes for protocol-level failures,
- * 1000 and up for berth's own. `hint` tells the user what to do next.
+ * 1000 and up for berth's own. `hint` tells the user what to do next. `terminal`: when the
+ * reconciler meets this error making a session's container, no retry will fix it; the session
+ * goes to `failed` and waits for the user (every other error is retried with backoff).
  */
 export const errorRegistry = {
   // JSON-RPC protocol level (reserved numeric codes, per the specification)
@@ -44,10 +46,12 @@ export const errorRegistry = {
     hint: 'Agents never run as root: chown the repository to the user who works on it (`sudo chown -R you: PATH`).',
   },
   PROJECT_OBJECTS_LINKED: {
+    terminal: true,
     rpc: 1106,
     hint: 'Make the object store self-contained: `git repack -a -d` then remove .git/objects/info/alternates, and replace links under .git/objects with the files themselves.',
   },
   PROJECT_PATH_CHANGED: {
+    terminal: true,
     rpc: 1105,
     hint: 'The project directory (or its .git) was replaced by a link or moved since `project add`: put the repository back at its path, or remove the project and add it where it is now.',
   },
@@ -62,14 +66,14 @@ export const errorRegistry = {
   SESSION_NAME_TAKEN: { rpc: 1402, hint: 'Another session (of another project or agent) has that name; choose another --name.' },
   SESSION_NOT_RUNNING: { rpc: 1403, hint: 'Start it first (`berth restart ID`).' },
   SESSION_START_TIMEOUT: { rpc: 1404, hint: 'The container did not reach running in time; see `berth inspect ID` and the daemon log.' },
-  SECRET_NOT_FOUND: { rpc: 1405, hint: 'Add the secret to $BERTH_HOME/secrets.yaml (mode 0600) as `name: value`.' },
-  SECRETS_FILE_INSECURE: { rpc: 1406, hint: 'Make $BERTH_HOME/secrets.yaml readable by its owner only: chmod 600 it.' },
+  SECRET_NOT_FOUND: { terminal: true, rpc: 1405, hint: 'Add the secret to $BERTH_HOME/secrets.yaml (mode 0600) as `name: value`.' },
+  SECRETS_FILE_INSECURE: { terminal: true, rpc: 1406, hint: 'Make $BERTH_HOME/secrets.yaml readable by its owner only: chmod 600 it.' },
   DIRTY_CHECKOUT: {
     rpc: 1408,
     hint: 'Commit or discard the changes in the session, or remove with --force: berth keeps them on refs/berth/wip/<session>.',
   },
   NO_CHECKOUT: { rpc: 1409, hint: 'Read sessions (and one sharing the main checkout) have no branch of their own to diff or merge.' },
-  CHECKOUT_FAILED: { rpc: 1410, hint: 'berth could not make the session checkout; the message has git\'s reason.' },
+  CHECKOUT_FAILED: { terminal: true, rpc: 1410, hint: 'berth could not make the session checkout; the message has git\'s reason.' },
   MERGE_CONFLICT: {
     rpc: 1411,
     hint: 'Nothing was changed. Resolve by hand (`git merge berth/<session>` in the project), or rebase the session branch.',
@@ -89,18 +93,21 @@ export const errorRegistry = {
     hint: 'Start the Docker engine (`sudo systemctl start docker`) or set DOCKER_HOST; berthd retries on its own.',
   },
   IMAGE_NOT_FOUND: {
+    terminal: true,
     rpc: 1301,
     hint: 'Build it (`berth image build NAME --file Dockerfile`), or point the agent or project at an image the engine has.',
   },
   IMAGE_BUILD_FAILED: { rpc: 1305, hint: 'A Dockerfile step failed; the error names the step and its last output lines.' },
   IMAGE_IN_USE: { rpc: 1306, hint: 'Remove the sessions that run this image first (`berth ps -a`).' },
   RUNTIME_NOT_FOUND: {
+    terminal: true,
     rpc: 1302,
     hint: 'Install and register that OCI runtime with the engine, or unset AGENT_RUNTIME; the error lists the runtimes the engine has.',
   },
-  CONTAINER_CREATE_FAILED: { rpc: 1303, hint: 'The engine refused the container; the message has its reason (limits, mounts, network).' },
-  CONTAINER_START_FAILED: { rpc: 1304, hint: 'The engine could not start the container; the message has its reason (mounts, runtime, command).' },
+  CONTAINER_CREATE_FAILED: { terminal: true, rpc: 1303, hint: 'The engine refused the container; the message has its reason (limits, mounts, network).' },
+  CONTAINER_START_FAILED: { terminal: true, rpc: 1304, hint: 'The engine could not start the container; the message has its reason (mounts, runtime, command).' },
   NETWORK_CONFLICT: {
+    terminal: true,
     rpc: 1307,
     hint: 'A network with the name berth uses is not one berth made for this project (labels, Internal flag or driver differ); berth never joins it. Remove it (`docker network rm ID`, the id is in the message) or recreate what uses it under another name, then `berth restart` the session.',
   },
@@ -119,7 +126,7 @@ export const errorRegistry = {
     hint: 'Start berthd (`npm start` in the berth checkout, or `systemctl start berthd`), or pass --socket / set BERTH_SOCKET.',
   },
   TIMEOUT: { rpc: 1905, hint: 'berthd did not answer in time; check `berth status` and the daemon log.' },
-} as const satisfies Record<string, { rpc: number; hint: string }>;
+} as const satisfies Record<string, { rpc: number; hint: string; terminal?: true }>;
 
 export type ErrorCode = keyof typeof errorRegistry;
 
@@ -127,6 +134,11 @@ export const errorCodes = Object.keys(errorRegistry) as ErrorCode[];
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(errorRegistry, value);
+}
+
+/** Whether the reconciler should stop retrying on this error (see `terminal` in the registry). */
+export function isTerminal(code: ErrorCode): boolean {
+  return (errorRegistry[code] as { terminal?: true }).terminal === true;
 }
 
 /** What berth puts in a JSON-RPC error's `data`. */
@@ -167,6 +179,8 @@ export class BerthError extends Error {
 
 /** The README's error table, rendered from the registry (README is checked against this). */
 export function renderErrorTable(): string {
-  const rows = errorCodes.map((c) => `| \`${c}\` | ${errorRegistry[c].rpc} | ${errorRegistry[c].hint.replace(/\|/g, '\\|')} |`);
-  return ['| code | JSON-RPC code | what to do |', '|---|---|---|', ...rows].join('\n');
+  const rows = errorCodes.map(
+    (c) => `| \`${c}\` | ${errorRegistry[c].rpc} | ${isTerminal(c) ? 'no: the session fails' : ''} | ${errorRegistry[c].hint.replace(/\|/g, '\\|')} |`,
+  );
+  return ['| code | JSON-RPC code | retried by the reconciler? | what to do |', '|---|---|---|---|', ...rows].join('\n');
 }

@@ -252,6 +252,7 @@ export interface ConfigSummary {
   logLevel: string;
   resyncSec: number;
   orphanGraceSec: number;
+  gitTimeoutSec: number;
   imagesDir: string;
   buildCaCerts: string;
 }

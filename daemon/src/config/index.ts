@@ -56,6 +56,7 @@ const fileSchema = z
     logLevel: z.enum(logLevels, { message: `one of: ${logLevels.join(', ')}` }),
     resyncSec: z.coerce.number({ message: 'seconds, like 30' }).min(1, { message: 'at least 1 second' }).max(86400),
     orphanGraceSec: z.coerce.number({ message: 'seconds, like 60' }).min(0, { message: '0 or more seconds' }).max(86400),
+    gitTimeoutSec: z.coerce.number({ message: 'seconds, like 120' }).min(5, { message: 'at least 5 seconds' }).max(3600, { message: 'at most 3600 seconds' }),
     imagesDir: absolutePath('the directory of image stacks, one <name>/Dockerfile each'),
     buildCaCerts: z.union([z.literal('none'), absolutePath('a PEM file or a directory of them')], {
       message: '"none", or the absolute path of a PEM file or a directory of them',
@@ -100,6 +101,7 @@ export function summarize(config: Config): ConfigSummary {
     logLevel: config.logLevel,
     resyncSec: config.resyncSec,
     orphanGraceSec: config.orphanGraceSec,
+    gitTimeoutSec: config.gitTimeoutSec,
     imagesDir: config.imagesDir,
     buildCaCerts: config.buildCaCerts,
   };

@@ -25,6 +25,7 @@ export const configKeys = {
   logLevel: 'BERTH_LOG_LEVEL',
   resyncSec: 'BERTH_RESYNC_SEC',
   orphanGraceSec: 'BERTH_ORPHAN_GRACE_SEC',
+  gitTimeoutSec: 'BERTH_GIT_TIMEOUT_SEC',
   imagesDir: 'BERTH_IMAGES_DIR',
   buildCaCerts: 'BERTH_BUILD_CA_CERTS',
 } as const;
@@ -83,6 +84,7 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     logLevel: 'info',
     resyncSec: '30',
     orphanGraceSec: '60',
+    gitTimeoutSec: '120',
     imagesDir: SHIPPED_IMAGES_DIR,
     buildCaCerts: '/usr/local/share/ca-certificates',
   };

@@ -8,6 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitFiles, hostGit } from '../helpers/git.js';
 import { TEST_UID, makeRepo, poll, sh, startDaemon, startWithProject, tempDir, type DaemonProcess } from '../helpers/daemon.js';
 
+/** A git blocked on an agent's FIFO is killed after 30 s here, not the default 120 s: the tests wait for that deadline. */
+const FAST_GIT = { BERTH_GIT_TIMEOUT_SEC: '30' };
+
 /**
  * Attacks from inside the agent's container on what berthd does with the agent's checkout, each
  * named after the threat it covers:
@@ -180,7 +183,7 @@ describe('threat 1 (merge reaching other checkouts)', () => {
     const P = `ba1-${uniq}`;
     const OTHER = `ba1o-${uniq}`;
     const NOTES = `ba1n-${uniq}`;
-    const { d, repo } = await startWithProject({}, P);
+    const { d, repo } = await startWithProject({ env: FAST_GIT }, P);
     let d2: DaemonProcess | null = null;
     const out = await outsideDir();
     try {
@@ -315,7 +318,7 @@ describe('threat 1 (merge reaching other checkouts)', () => {
       writeFileSync(join(repo, '.git', 'index.lock'), '');
       const old = new Date(Date.now() - 3600_000);
       utimesSync(join(repo, '.git', 'index.lock'), old, old);
-      d2 = await startDaemon({ home: d.home, ownsHome: true, env: { BERTH_ORPHAN_GRACE_SEC: '0', BERTH_RESYNC_SEC: '1' } });
+      d2 = await startDaemon({ home: d.home, ownsHome: true, env: { ...FAST_GIT, BERTH_ORPHAN_GRACE_SEC: '0', BERTH_RESYNC_SEC: '1' } });
       await d2.waitForLog(/checkout .*orphan belongs to no session berth knows/, 60_000);
       await d2.waitForLog(/removed stale .*index\.lock/, 60_000);
       await sleep(3000);
@@ -344,7 +347,7 @@ describe('threat 1 (merge reaching other checkouts)', () => {
     const out: { dir: string; markers: string }[] = [];
 
     beforeAll(async () => {
-      d = await startDaemon();
+      d = await startDaemon({ env: FAST_GIT });
       await d.client.agents.define({ name: 'coder', command: sh('sleep 3600') });
     });
     afterAll(async () => {
@@ -402,7 +405,7 @@ describe('threat 1 (merge reaching other checkouts)', () => {
       await d.client.sessions.remove({ id: s.id, force: true, deleteBranch: true }).catch(() => {});
     }, 300_000);
 
-    it('threat 1 (merge overwriting ignored files) variant: .env ignored only through the project\'s .git/info/exclude: the merge is refused (MERGE_CONFLICT or MAIN_CHECKOUT_DIRTY) and .env is unchanged', async () => {
+    it('threat 1 (merge overwriting ignored files) variant: .env ignored only through the project\'s .git/info/exclude: the merge is refused with MERGE_CONFLICT (not MAIN_CHECKOUT_DIRTY: the user\'s excludes apply to the main checkout) and .env is unchanged', async () => {
       const name = `ba1v${++n}-${uniq}`;
       const repo = await addProject(d, name, { 'README.md': 'hello\n' });
       writeFileSync(join(repo, '.git', 'info', 'exclude'), '.env\n');
@@ -413,7 +416,8 @@ describe('threat 1 (merge reaching other checkouts)', () => {
       const code = await codeOf(d.client.sessions.merge({ id: s.id }));
       note(`1 .env ignored via .git/info/exclude, merge -> ${code}`);
       expect(readFileSync(join(repo, '.env'), 'utf8')).toBe('USER_SECRET=hunter2\n');
-      expect(['MERGE_CONFLICT', 'MAIN_CHECKOUT_DIRTY']).toContain(code);
+      // The user's excludes are theirs: .env is not "uncommitted work" in the main checkout, and the merge is refused for it.
+      expect(code).toBe('MERGE_CONFLICT');
       await d.client.sessions.remove({ id: s.id, force: true, deleteBranch: true }).catch(() => {});
     }, 300_000);
 
@@ -522,7 +526,7 @@ describe('threat 2 (index entries naming host paths)', () => {
   const decoy = createHash('sha1').update('blob 6\0decoy\n').digest('hex');
 
   beforeAll(async () => {
-    ({ d, repo } = await startWithProject({}, P));
+    ({ d, repo } = await startWithProject({ env: FAST_GIT }, P));
     commitFiles(repo, { 'README.md': 'hello\n', 'app.txt': 'app\n' }, 'initial');
     other = await addProject(d, OTHER, { 'private.txt': `B-PRIVATE-${uniq}\n` });
     o = await outsideDir();
@@ -698,7 +702,7 @@ describe('threat 3 (alternates and objects pointing at /dev/zero, a FIFO, anothe
   let c: BerthClient;
 
   beforeAll(async () => {
-    ({ d, repo } = await startWithProject({}, P));
+    ({ d, repo } = await startWithProject({ env: FAST_GIT }, P));
     commitFiles(repo, { 'README.md': 'hello\n', 'deploy.sh': 'echo deploy\n' }, 'initial');
     other = await addProject(d, OTHER, { 'private.txt': `${bPrivate}\n` });
     bBlob = hostGit(other, 'rev-parse', 'HEAD:private.txt');

@@ -7,6 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitFiles, hostGit } from '../helpers/git.js';
 import { TEST_UID, makeRepo, poll, sh, startWithProject, tempDir, type DaemonProcess } from '../helpers/daemon.js';
 
+/** A git blocked on an agent's FIFO is killed after 30 s here, not the default 120 s: the tests wait for that deadline. */
+const FAST_GIT = { BERTH_GIT_TIMEOUT_SEC: '30' };
+
 /**
  * Attacks on the host's resources and paths, each named after the threat it covers:
  *  4. memory and disk from agent-sized inputs (sparse and huge files, endless files, FIFOs);
@@ -154,7 +157,7 @@ describe('threat 4 (agent-sized inputs)', () => {
   let repo: string;
 
   beforeAll(async () => {
-    ({ d, repo } = await startWithProject({}, P));
+    ({ d, repo } = await startWithProject({ env: FAST_GIT }, P));
     commitFiles(repo, { 'README.md': 'hello\n', 'a.txt': 'a\n' }, 'initial');
     await d.client.agents.define({ name: 'coder', command: sh('sleep 3600') });
   });
@@ -375,7 +378,7 @@ describe('threat 5 (inotify exhaustion)', () => {
   let repo: string;
 
   beforeAll(async () => {
-    ({ d, repo } = await startWithProject({}, P));
+    ({ d, repo } = await startWithProject({ env: FAST_GIT }, P));
     commitFiles(repo, { 'README.md': 'hello\n' }, 'initial');
     await d.client.agents.define({ name: 'coder', command: sh('sleep 3600') });
   });
@@ -503,7 +506,7 @@ describe('threat 6 (owner config runs code as berthd)', () => {
   let bin: string;
 
   beforeAll(async () => {
-    ({ d, repo } = await startWithProject({}, P));
+    ({ d, repo } = await startWithProject({ env: FAST_GIT }, P));
     outside = await tempDir('bt-own-');
     chmodSync(outside, 0o755);
     markers = join(outside, 'markers');
@@ -699,7 +702,7 @@ describe('threat 9 (TOCTOU on the project path)', () => {
   let outsideRepo: string;
 
   beforeAll(async () => {
-    ({ d, repo } = await startWithProject({}, P));
+    ({ d, repo } = await startWithProject({ env: FAST_GIT }, P));
     commitFiles(repo, { 'INSIDE.txt': 'inside\n' }, 'inside');
     // The repository outside PROJECTS_ROOT, in a directory only root can enter.
     vault = await tempDir('bt-out-');
