@@ -4,7 +4,7 @@ import type { DaemonStatus } from '@berth/client-sdk/protocol';
 import { AgentService } from './agents/service.js';
 import { summarize, type Config } from './config/index.js';
 import { EventBus } from './events/bus.js';
-import { EngineMonitor, systemClock } from './health/engine-monitor.js';
+import { EngineMonitor, systemClock, type Clock } from './health/engine-monitor.js';
 import { Health } from './health/index.js';
 import { createLogger, type Logger } from './log.js';
 import { ProjectService } from './projects/service.js';
@@ -12,18 +12,19 @@ import { RpcDispatcher } from './rpc/dispatcher.js';
 import { createHandlers } from './rpc/handlers.js';
 import type { SocketListener } from './rpc/listener.js';
 import { RpcServer } from './rpc/server.js';
-import { Reconciler } from './reconcile/controller.js';
+import { Reconciler, type ReconcilerOptions } from './reconcile/controller.js';
 import { EngineWatcher } from './reconcile/watch.js';
 import { DockerRuntime } from './runtime/docker/engine.js';
 import { LABELS, networkName } from './runtime/labels.js';
 import { LocalRuntime } from './runtime/local/runtime.js';
+import type { ContainerRuntime } from './runtime/port.js';
 import { Secrets } from './sessions/secrets.js';
 import { SessionService } from './sessions/service.js';
 import { ImageService } from './images/service.js';
 import { Devcontainers } from './images/devcontainer.js';
 import { SessionCheckouts } from './sessions/checkouts.js';
 import { CheckoutManager } from './checkouts/manager.js';
-import { setGitGlobalConfig } from './checkouts/git.js';
+import { GIT_LIMITS, setGitGlobalConfig } from './checkouts/git.js';
 import { Store } from './store/index.js';
 import { VERSION } from './version.js';
 
@@ -37,30 +38,56 @@ export interface Daemon {
 export { loadConfig } from './config/index.js';
 export { createLogger } from './log.js';
 
-export interface StartOptions {
+export interface StartOptions extends Omit<BuildOptions, 'log'> {
   /** The socket, already bound by boot (requests are held until the daemon serves them). Default: bind config.socket. */
   listener?: SocketListener;
 }
 
-/** Composition root: the only place that constructs adapters and wires them together. */
-export async function startDaemon(config: Config, log: Logger, opts: StartOptions = {}): Promise<Daemon> {
-  const startedAt = new Date();
+export interface BuildOptions {
+  log: Logger;
+  /** Default: the system clock. Tests pass a fake one to move time. */
+  clock?: Clock;
+  /** Default: Docker (DOCKER_HOST) or local processes, as AGENT_MODE says. */
+  runtime?: ContainerRuntime;
+  /** Overrides of the reconciler's workers, resync and timeouts (config gives the rest). */
+  reconciler?: ReconcilerOptions;
+}
+
+/** Every part of a daemon, wired, nothing started: what `startDaemon` runs and what tests drive directly. */
+export interface DaemonParts {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  store: Store;
+  instanceId: string;
+  bus: EventBus;
+  runtime: ContainerRuntime;
+  monitor: EngineMonitor;
+  health: Health;
+  reconciler: Reconciler;
+  watcher: EngineWatcher;
+  checkouts: SessionCheckouts;
+  projects: ProjectService;
+  agents: AgentService;
+  images: ImageService;
+  sessions: SessionService;
+}
+
+/**
+ * Composition root: the only place that constructs adapters and wires them together. Opens the
+ * store and makes berth's directories; starts nothing (no loop, no socket).
+ */
+export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
+  const { log } = opts;
+  const clock = opts.clock ?? systemClock;
   mkdirSync(config.home, { recursive: true, mode: 0o700 });
   mkdirSync(join(config.home, 'shared'), { recursive: true, mode: 0o755 });
-
-  log.info({ version: VERSION, pid: process.pid, home: config.home, configFile: config.configFile }, 'Starting berthd');
-  if (config.agentDockerAccess === 'socket') {
-    log.warn('AGENT_DOCKER_ACCESS=socket: agents get the Docker engine socket, which is equivalent to root on this host');
-  }
-  if (config.agentMode === 'local') {
-    log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
-  }
-
   setGitGlobalConfig(join(config.home, 'gitconfig'));
+  GIT_LIMITS.defaultTimeoutMs = config.gitTimeoutSec * 1000;
   const store = Store.open(join(config.home, 'berth.db'));
   const instanceId = store.meta.instanceId();
   const bus = new EventBus();
-  const runtime = config.agentMode === 'local' ? new LocalRuntime(config.home) : new DockerRuntime({ dockerHost: config.dockerHost });
+  const runtime = opts.runtime ?? (config.agentMode === 'local' ? new LocalRuntime(config.home) : new DockerRuntime({ dockerHost: config.dockerHost }));
   const monitor = new EngineMonitor(runtime, config.agentDefaultImage, bus, log.child({ component: 'engine' }));
   const health = new Health(store, monitor, bus, log.child({ component: 'health' }));
   monitor.onChecked = () => void health.snapshot();
@@ -73,15 +100,15 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
       runtime,
       bus,
       log: log.child({ component: 'reconciler' }),
-      clock: systemClock,
+      clock,
       secrets: new Secrets(config.home),
       instanceId,
       onEngineError: () => monitor.poke(),
       beforeDelete: (s) => checkouts.finishRemoval(s),
     },
-    { resyncMs: config.resyncSec * 1000, orphanGraceMs: config.orphanGraceSec * 1000 },
+    { resyncMs: config.resyncSec * 1000, orphanGraceMs: config.orphanGraceSec * 1000, ...opts.reconciler },
   );
-  const watcher = new EngineWatcher(runtime, reconciler, monitor, log.child({ component: 'watch' }), systemClock);
+  const watcher = new EngineWatcher(runtime, reconciler, monitor, log.child({ component: 'watch' }), clock);
   bus.subscribe((e) => {
     if (e.type === 'engine.available') reconciler.enqueueAll();
   });
@@ -116,6 +143,22 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     devcontainers: new Devcontainers(log.child({ component: 'devcontainer' })),
   });
 
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions };
+}
+
+/** Builds the daemon, serves its socket and runs its loops until stop(). */
+export async function startDaemon(config: Config, log: Logger, opts: StartOptions = {}): Promise<Daemon> {
+  const startedAt = new Date();
+  log.info({ version: VERSION, pid: process.pid, home: config.home, configFile: config.configFile }, 'Starting berthd');
+  if (config.agentDockerAccess === 'socket') {
+    log.warn('AGENT_DOCKER_ACCESS=socket: agents get the Docker engine socket, which is equivalent to root on this host');
+  }
+  if (config.agentMode === 'local') {
+    log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
+  }
+  const { listener, ...build } = opts;
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions } = buildDaemon(config, { ...build, log });
+
   const status = async (): Promise<DaemonStatus> => {
     // Status is polled by editors and scripts: a two-second-old engine check is fresh enough.
     // GET /health always checks live.
@@ -137,7 +180,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   try {
-    if (opts.listener) await server.serve(opts.listener);
+    if (listener) await server.serve(listener);
     else await server.listen(config.socket);
   } catch (err) {
     store.close();

@@ -1,4 +1,4 @@
-import { BerthError, type SessionState } from '@berth/client-sdk/protocol';
+import { BerthError, isTerminal, type SessionState } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../health/engine-monitor.js';
 import type { Logger } from '../log.js';
@@ -12,19 +12,6 @@ import { KeyedMutex } from '../checkouts/mutex.js';
 import { plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 
-/** Errors that no retry will fix: the session goes to `failed` and waits for the user. */
-const TERMINAL = new Set([
-  'IMAGE_NOT_FOUND',
-  'RUNTIME_NOT_FOUND',
-  'CONTAINER_CREATE_FAILED',
-  'CONTAINER_START_FAILED',
-  'SECRET_NOT_FOUND',
-  'SECRETS_FILE_INSECURE',
-  'PROJECT_PATH_CHANGED',
-  'PROJECT_OBJECTS_LINKED',
-  'CHECKOUT_FAILED',
-  'NETWORK_CONFLICT',
-]);
 
 export interface ReconcilerOptions {
   workers?: number;
@@ -305,7 +292,7 @@ export class Reconciler {
     try {
       await fn();
     } catch (err) {
-      if (err instanceof BerthError && TERMINAL.has(err.code)) {
+      if (err instanceof BerthError && isTerminal(err.code)) {
         this.d.log.warn({ sessionId: s.id, code: err.code, err: err.message }, 'Session failed');
         const cur = this.d.sessions.get(s.id);
         if (cur) this.record(cur, { state: 'failed', errorCode: err.code, errorMessage: err.message });

@@ -3,17 +3,11 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { EventBus } from '../../src/events/bus.js';
-import { Reconciler } from '../../src/reconcile/controller.js';
+import { buildDaemon } from '../../src/main.js';
+import type { Reconciler } from '../../src/reconcile/controller.js';
 import { DockerRuntime } from '../../src/runtime/docker/engine.js';
-import { Secrets } from '../../src/sessions/secrets.js';
-import { SessionService } from '../../src/sessions/service.js';
-import { SessionCheckouts } from '../../src/sessions/checkouts.js';
-import { CheckoutManager } from '../../src/checkouts/manager.js';
-import { setGitGlobalConfig } from '../../src/checkouts/git.js';
-import { ImageService } from '../../src/images/service.js';
-import { Devcontainers } from '../../src/images/devcontainer.js';
-import { Store } from '../../src/store/index.js';
+import type { SessionService } from '../../src/sessions/service.js';
+import type { Store } from '../../src/store/index.js';
 import { FakeClock } from '../helpers/clock.js';
 import { docker } from '../helpers/docker.js';
 import { makeRepo, poll, removeInstanceObjects, sh, tempDir } from '../helpers/daemon.js';
@@ -33,34 +27,14 @@ describe('crash-loop backoff (real engine, injected clock)', () => {
   beforeAll(async () => {
     home = await tempDir();
     await mkdir(join(home, 'shared'), { recursive: true });
-    setGitGlobalConfig(join(home, 'gitconfig')); // as main does
     const repo = await makeRepo(join(home, 'projects', 'web'));
     const config = loadConfig({ env: { HOME: home, BERTH_HOME: home, PROJECTS_ROOT: join(home, 'projects'), AGENT_DEFAULT_IMAGE: 'berth-test-busybox:latest' } });
-    store = Store.open(join(home, 'berth.db'));
     clock = new FakeClock(Date.now());
-    const bus = new EventBus();
-    const log = pino({ level: 'silent' });
-    const runtime = new DockerRuntime({ dockerHost: null });
-    reconciler = new Reconciler(
-      { sessions: store.sessions, runtime, bus, log, clock, secrets: new Secrets(home), instanceId: store.meta.instanceId() },
-      { workers: 2, resyncMs: 1e9 },
-    );
+    // The daemon's own composition root, with the fake clock; only the reconciler's loop runs (no
+    // event watcher, no resync), so the test decides when the reconciler looks.
+    const d = buildDaemon(config, { log: pino({ level: 'silent' }), clock, runtime: new DockerRuntime({ dockerHost: null }), reconciler: { workers: 2, resyncMs: 1e9 } });
+    ({ store, reconciler, sessions } = d);
     void reconciler.start(loops.signal);
-    const checkouts = new SessionCheckouts(new CheckoutManager(home, log), store.sessions, store.projects, log);
-    const images = new ImageService(runtime, { agents: store.agents, projects: store.projects, sessions: store.sessions }, bus, log, { defaultImage: config.agentDefaultImage, imagesDir: config.imagesDir, buildCaCerts: config.buildCaCerts });
-    sessions = new SessionService({
-      sessions: store.sessions,
-      projects: store.projects,
-      agents: store.agents,
-      runtime,
-      reconciler,
-      bus,
-      config,
-      log,
-      checkouts,
-      images,
-      devcontainers: new Devcontainers(log),
-    });
     const ts = clock.now().toISOString();
     store.projects.insert({ name: 'web', path: repo, network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', defaultImage: null, createdAt: ts, updatedAt: ts });
     store.agents.upsert({
