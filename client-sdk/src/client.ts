@@ -335,7 +335,9 @@ export class BerthClient {
     for (let pause = 25; ; pause = Math.min(pause * 2, 200)) {
       try {
         return await new Promise<IncomingMessage>((resolve, reject) => {
-          const req = request({ ...options, socketPath: this.socketPath, ...(timeoutMs > 0 ? { timeout: timeoutMs } : {}) }, resolve);
+          // Streams get a connection of their own (agent: false): Node's global agent closes a socket
+          // that is idle for 5 s, which cuts a build step or a quiet log follow short.
+          const req = request({ agent: false, ...options, socketPath: this.socketPath, ...(timeoutMs > 0 ? { timeout: timeoutMs } : {}) }, resolve);
           req.on('timeout', () => req.destroy(new BerthError('TIMEOUT', `berthd did not answer within ${timeoutMs} ms`)));
           req.on('error', reject);
           req.end(body);
