@@ -1,6 +1,6 @@
 import { BerthError, type Agent, type ParamsOf } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
-import { assertName } from '../projects/service.js';
+import { assertName } from '../shared/names.js';
 import type { AgentsRepo } from '../store/agents.js';
 import type { SessionsRepo } from '../store/sessions.js';
 

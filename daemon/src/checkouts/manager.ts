@@ -7,7 +7,7 @@ import { BerthError, type MergeResult, type Project, type SessionDiff, type Sess
 import type { Logger } from '../log.js';
 import { GitError, git, gitCapped, gitPipe, type GitCall } from './git.js';
 import { untrackedInTheWay } from './merge-guard.js';
-import { KeyedMutex } from './mutex.js';
+import { KeyedMutex } from '../shared/mutex.js';
 import { assertProjectPath, isRealDir, safeRead } from './safe-fs.js';
 import { SHA, Shadows, hashKey, readHead, readRef, type CheckoutRef, type ShadowEnv } from './shadow.js';
 

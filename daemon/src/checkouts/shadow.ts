@@ -4,7 +4,7 @@ import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, writeFile,
 import { join } from 'node:path';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { git } from './git.js';
-import { KeyedMutex } from './mutex.js';
+import { KeyedMutex } from '../shared/mutex.js';
 import { assertProjectPath, isRealDir, safeOpen, safeRead } from './safe-fs.js';
 
 export const SHA = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;

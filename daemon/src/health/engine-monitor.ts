@@ -2,27 +2,7 @@ import type { EngineStatus, HealthCheck } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
 import type { EngineInfo, EnginePort, ImageInfo } from '../runtime/port.js';
-
-export interface Clock {
-  now(): Date;
-  /** Resolves after `ms`, or early (without throwing) when `signal` aborts. */
-  sleep(ms: number, signal: AbortSignal): Promise<void>;
-}
-
-export const systemClock: Clock = {
-  now: () => new Date(),
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done, { once: true });
-    }),
-};
+import { systemClock, type Clock } from '../shared/clock.js';
 
 export interface BackoffPolicy {
   initialMs: number;

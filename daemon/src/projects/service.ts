@@ -1,18 +1,13 @@
 import { existsSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
-import { BerthError, NAME_PATTERN, type NetworkMode, type ParamsOf, type Project, type WorktreePolicy } from '@berth/client-sdk/protocol';
+import { BerthError, type NetworkMode, type ParamsOf, type Project, type WorktreePolicy } from '@berth/client-sdk/protocol';
 import { git, workTreeTop } from '../checkouts/git.js';
 import type { CheckoutManager } from '../checkouts/manager.js';
 import type { EventBus } from '../events/bus.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionsRepo } from '../store/sessions.js';
-
-export function assertName(kind: string, name: string): void {
-  if (!NAME_PATTERN.test(name)) {
-    throw new BerthError('INVALID_NAME', `invalid ${kind} name ${JSON.stringify(name)}`, { details: { kind, name } });
-  }
-}
+import { assertName } from '../shared/names.js';
 
 /** True when `child` is `root` or lies below it. Both must already be real (symlink-free) paths. */
 export function isWithin(root: string, child: string): boolean {

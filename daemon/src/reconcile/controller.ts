@@ -1,6 +1,6 @@
 import { BerthError, isTerminal, type SessionState } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
-import type { Clock } from '../health/engine-monitor.js';
+import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../log.js';
 import { LABELS, agentVolumeName, networkLabels } from '../runtime/labels.js';
 import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js';
@@ -8,7 +8,7 @@ import type { Secrets } from '../sessions/secrets.js';
 import { toContainerSpec } from '../sessions/spec.js';
 import { toSession, type ObservedPatch, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
 import { assertOwnObjects, assertRealPath } from '../checkouts/safe-fs.js';
-import { KeyedMutex } from '../checkouts/mutex.js';
+import { KeyedMutex } from '../shared/mutex.js';
 import { plan } from './plan.js';
 import { WorkQueue } from './queue.js';
 

@@ -1,4 +1,4 @@
-import type { Clock } from '../health/engine-monitor.js';
+import type { Clock } from '../shared/clock.js';
 
 /**
  * A deduplicating work queue of keys, as controller-runtime's: a key is queued at most once; a key

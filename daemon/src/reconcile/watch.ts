@@ -1,4 +1,5 @@
-import type { Clock, EngineMonitor } from '../health/engine-monitor.js';
+import type { EngineMonitor } from '../health/engine-monitor.js';
+import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../log.js';
 import type { ContainerRuntime } from '../runtime/port.js';
 import type { Reconciler } from './controller.js';

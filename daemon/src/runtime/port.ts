@@ -76,11 +76,30 @@ export interface ContainerSpec {
    * that has become ambiguous (duplicate networks) can never fail the create or the start.
    */
   networkId?: string | null;
-  readOnlyRootfs: boolean;
-  capAdd: string[];
+  /**
+   * How the container is confined. sessions/spec.ts decides every field; an adapter applies them
+   * as given and adds nothing of its own, so the stored spec shows what protects the host. (The
+   * local runtime runs plain processes and cannot apply them: local mode is opted into.)
+   */
+  security: ContainerSecurity;
   runtime: string | null;
   /** Extra groups (the engine socket's group when AGENT_DOCKER_ACCESS=socket). */
   groupAdd: string[];
+}
+
+export interface ContainerSecurity {
+  privileged: false;
+  /** Capabilities dropped before `capAdd` puts the profile's few back. */
+  capDrop: string[];
+  capAdd: string[];
+  noNewPrivileges: boolean;
+  /** An init as PID 1 that reaps zombies and forwards signals. */
+  init: boolean;
+  readOnlyRootfs: boolean;
+  /** Writable in-memory mounts (path → mount options), e.g. /tmp on a read-only root. */
+  tmpfs: Record<string, string>;
+  /** Per-container log cap, so an agent cannot fill the host's disk through its output. */
+  logs: { maxSize: string; maxFiles: number };
 }
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';

@@ -22,8 +22,7 @@ import type { Agent, Project } from '@berth/client-sdk/protocol';
 import type { Config } from '../config/index.js';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
-import { assertName } from '../projects/service.js';
-import type { Reconciler } from '../reconcile/controller.js';
+import { assertName } from '../shared/names.js';
 import { assertProjectPath } from '../checkouts/safe-fs.js';
 import { containerName } from '../runtime/labels.js';
 import type { ContainerRuntime } from '../runtime/port.js';
@@ -39,7 +38,7 @@ export interface SessionServiceDeps {
   projects: ProjectsRepo;
   agents: AgentsRepo;
   runtime: ContainerRuntime;
-  reconciler: Reconciler;
+  reconciler: SessionScheduler;
   bus: EventBus;
   config: Config;
   log: Logger;
@@ -54,6 +53,17 @@ export interface SessionServiceDeps {
 interface Cursor {
   c: string;
   i: string;
+}
+
+/**
+ * What the session service needs of the reconciler: it only changes desired state and asks for a
+ * pass. (The reconciler implements this; the service never imports it.)
+ */
+export interface SessionScheduler {
+  /** Queue a reconcile of the session (deduplicated; returns at once). */
+  enqueue(id: string): void;
+  /** The grace period the next stop of the session gives its agent before SIGKILL. */
+  setStopTimeout(id: string, timeoutSec: number): void;
 }
 
 /**

@@ -3,37 +3,14 @@ import type { Agent, AgentLimits, NetworkMode, Project, SessionMode } from '@ber
 import { parseMemory, type Config } from '../config/index.js';
 import { LABELS, agentVolumeName, networkName } from '../runtime/labels.js';
 import type { ContainerSpec } from '../runtime/port.js';
+import type { SessionSpec } from '../shared/session-spec.js';
+
+export type { SessionSpec };
 
 /**
- * What a session's container must look like, resolved once from the agent profile, the project,
- * the daemon's configuration and the call's overrides, then frozen in the session. A daemon
- * restart or a changed profile never changes a running session; `sessions.restart` re-resolves.
- * Secrets appear by reference only.
+ * What resolveSpec combines into a SessionSpec. A daemon restart or a changed profile never
+ * changes a running session's spec; `sessions.restart` re-resolves it.
  */
-export interface SessionSpec {
-  image: string;
-  command: string[];
-  env: Record<string, string>;
-  /** env name → secret name. */
-  secrets: Record<string, string>;
-  workspace: { source: string; readOnly: boolean };
-  /** The project's object store, mounted read-only at the same path so the checkout's alternates resolve. */
-  gitObjects?: string | null;
-  shared: string;
-  /** uid:gid of the project's owner. */
-  user: string;
-  memoryBytes: number;
-  nanoCpus: number;
-  pidsLimit: number;
-  network: NetworkMode;
-  readOnlyRootfs: boolean;
-  capAdd: string[];
-  runtime: string | null;
-  dockerSocket: boolean;
-  /** What the start call overrode, kept so a restart re-resolves the profile with the same overrides. */
-  overrides: { command?: string[]; env?: Record<string, string>; limits?: AgentLimits };
-}
-
 export interface SpecInput {
   agent: Agent;
   /** The image, resolved by the caller (project default > agent > devcontainer > daemon default). */
@@ -136,8 +113,16 @@ export function toContainerSpec(
     pidsLimit: spec.pidsLimit,
     network: spec.network,
     networkName: spec.network === 'none' ? null : networkName(id.project, spec.network === 'internal', id.instanceId),
-    readOnlyRootfs: spec.readOnlyRootfs,
-    capAdd: spec.capAdd,
+    security: {
+      privileged: false,
+      capDrop: ['ALL'],
+      capAdd: spec.capAdd,
+      noNewPrivileges: true,
+      init: true,
+      readOnlyRootfs: spec.readOnlyRootfs,
+      tmpfs: spec.readOnlyRootfs ? { '/tmp': 'rw,nosuid,nodev,size=512m' } : {},
+      logs: { maxSize: '10m', maxFiles: 3 },
+    },
     runtime: spec.runtime,
     groupAdd,
   };

@@ -1,5 +1,5 @@
 import type { RestartPolicy, Session, SessionDesired, SessionMode, SessionState } from '@berth/client-sdk/protocol';
-import type { SessionSpec } from '../sessions/spec.js';
+import type { SessionSpec } from '../shared/session-spec.js';
 import type { Db } from './db.js';
 
 /** A session as the daemon keeps it: the public view plus what the reconciler needs. */

@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/health/engine-monitor.js';
+import type { Clock } from '../../src/shared/clock.js';
 
 /** A clock tests move by hand: sleepers wake only when advance() passes their deadline. */
 export class FakeClock implements Clock {

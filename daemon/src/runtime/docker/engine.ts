@@ -188,19 +188,19 @@ export class DockerRuntime implements ContainerRuntime {
 
   async create(spec: ContainerSpec): Promise<string> {
     const hostConfig: Docker.HostConfig = {
-      Init: true,
-      Privileged: false,
-      CapDrop: ['ALL'],
-      CapAdd: spec.capAdd,
-      SecurityOpt: ['no-new-privileges:true'],
+      Init: spec.security.init,
+      Privileged: spec.security.privileged,
+      CapDrop: spec.security.capDrop,
+      CapAdd: spec.security.capAdd,
+      SecurityOpt: spec.security.noNewPrivileges ? ['no-new-privileges:true'] : [],
       Memory: spec.memoryBytes,
       MemorySwap: spec.memoryBytes,
       NanoCpus: spec.nanoCpus,
       PidsLimit: spec.pidsLimit,
       RestartPolicy: { Name: 'no' },
-      LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
-      ReadonlyRootfs: spec.readOnlyRootfs,
-      Tmpfs: spec.readOnlyRootfs ? { '/tmp': 'rw,nosuid,nodev,size=512m' } : {},
+      LogConfig: { Type: 'json-file', Config: { 'max-size': spec.security.logs.maxSize, 'max-file': String(spec.security.logs.maxFiles) } },
+      ReadonlyRootfs: spec.security.readOnlyRootfs,
+      Tmpfs: spec.security.tmpfs,
       Mounts: spec.mounts.map((m) => ({
         Type: m.kind,
         Source: m.source,
