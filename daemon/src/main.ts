@@ -111,7 +111,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
   );
   const watcher = new EngineWatcher(runtime, reconciler, monitor, log.child({ component: 'watch' }), clock);
   bus.subscribe((e) => {
-    if (e.type === 'engine.available') reconciler.enqueueAll();
+    if (e.type === 'engine.available') reconciler.resyncSoon();
   });
 
   const projects = new ProjectService(store.projects, store.sessions, bus, config.projectsRoot, {
@@ -197,7 +197,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   // never restarts or recreates a running agent whose session wants it running.
   const reconcilerDone = reconciler.start(loops.signal);
   const watcherDone = watcher.start(loops.signal);
-  reconciler.enqueueAll();
+  reconciler.resyncSoon();
   checkouts.start();
 
   bus.publish('daemon.started', { version: VERSION, pid: process.pid });

@@ -327,12 +327,13 @@ export async function run(
           limit: 500,
           ...(o.project ? { project: o.project } : {}),
           ...(o.state ? { state: o.state as SessionState } : {}),
+          ...(o.all || o.state ? {} : { active: true }),
           ...(cursor ? { cursor } : {}),
         });
         items.push(...page.items);
         cursor = page.nextCursor ?? undefined;
       } while (cursor);
-      const shown = o.all || o.state ? items : items.filter((s) => ['pending', 'creating', 'running', 'stopping'].includes(s.state) || (s.state === 'exited' && s.nextRestartAt));
+      const shown = items;
       emit(out, shown, () =>
         shown.length
           ? table(['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'STATUS', 'RESTARTS', 'CREATED'], sessionRows(shown))

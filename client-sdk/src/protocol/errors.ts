@@ -115,6 +115,10 @@ export const errorRegistry = {
     rpc: 1308,
     hint: 'The project network was removed while berth used it (`docker network prune`?); berth makes it again and retries on its own.',
   },
+  CONTAINER_NAME_TAKEN: {
+    rpc: 1309,
+    hint: "Another container (another berthd's, or one made by hand) has the session's container name; berth gives the session a name of its own and retries on its own.",
+  },
 
   // Daemon startup and client connection (not sent over RPC, but reported with the same codes)
   CONFIG_INVALID: { rpc: 1900, hint: 'Fix the named key in the config file or environment; README lists accepted values.' },

@@ -76,7 +76,14 @@ export interface Methods {
     result: Session;
   };
   'sessions.list': {
-    params: { project?: string; state?: SessionState; limit?: number; cursor?: string };
+    params: {
+      project?: string;
+      state?: SessionState;
+      /** Only sessions that run or are on their way to: pending, creating, running, stopping, or exited with a restart due. */
+      active?: boolean;
+      limit?: number;
+      cursor?: string;
+    };
     result: SessionList;
   };
   'sessions.get': { params: { id: string }; result: Session };
@@ -151,7 +158,7 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'agents.get': ['name'],
   'agents.remove': ['name'],
   'sessions.start': ['project', 'agent', 'mode', 'name', 'command', 'env', 'limits', 'restartPolicy'],
-  'sessions.list': ['project', 'state', 'limit', 'cursor'],
+  'sessions.list': ['project', 'state', 'active', 'limit', 'cursor'],
   'sessions.get': ['id'],
   'sessions.stop': ['id', 'timeoutSec'],
   'sessions.restart': ['id'],

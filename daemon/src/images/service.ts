@@ -26,6 +26,11 @@ export const IMAGE_LABELS = {
 } as const;
 
 const withTag = (name: string) => (tagOf(name) !== null ? name : `${name}:latest`);
+/** The ways a spec may name the same image: with its tag, and without it when the tag is latest. */
+const spellings = (name: string) => {
+  const full = withTag(name);
+  return full.endsWith(':latest') ? [full, full.slice(0, -':latest'.length)] : [full];
+};
 
 export interface ImageServiceOptions {
   /** AGENT_DEFAULT_IMAGE: what agents without an image run. */
@@ -68,7 +73,6 @@ export class ImageService {
     const images = await this.runtime.images({ namePrefix: IMAGE_PREFIX, label: IMAGE_LABELS.image });
     const agents = this.repos.agents.list();
     const projects = this.repos.projects.list();
-    const sessions = this.repos.sessions.all().filter((s) => s.desired !== 'removed');
     const out: ImageSummary[] = [];
     for (const img of images) {
       for (const tag of img.tags.length ? img.tags : [img.id]) {
@@ -84,7 +88,7 @@ export class ImageService {
           usedBy: {
             agents: agents.filter((a) => uses(a.image ?? this.opts.defaultImage)).map((a) => a.name),
             projects: projects.filter((p) => uses(p.defaultImage)).map((p) => p.name),
-            sessions: sessions.filter((s) => uses(s.spec.image)).map((s) => s.name),
+            sessions: this.repos.sessions.usingImage(spellings(tag)).map((s) => s.name),
           },
         });
       }
@@ -94,7 +98,7 @@ export class ImageService {
 
   /** Removes an image no session uses (the engine also refuses one a container still holds). */
   async remove(name: string): Promise<{ removed: string }> {
-    const users = this.repos.sessions.all().filter((s) => s.desired !== 'removed' && withTag(s.spec.image) === withTag(name));
+    const users = this.repos.sessions.usingImage(spellings(name));
     if (users.length) {
       throw new BerthError('IMAGE_IN_USE', `image ${name} is used by session(s) ${users.map((s) => s.name).join(', ')}`, {
         details: { image: name, sessions: users.map((s) => s.id) },

@@ -1,15 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import { BerthError, isTerminal, type SessionState } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../log.js';
 import { LABELS, agentVolumeName, networkLabels } from '../runtime/labels.js';
-import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js';
+import type { ContainerObservation, ContainerRuntime, ContainerSummary } from '../runtime/port.js';
 import type { Secrets } from '../sessions/secrets.js';
 import { toContainerSpec } from '../sessions/spec.js';
 import { toSession, type ObservedPatch, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
 import { assertOwnObjects, assertRealPath } from '../checkouts/safe-fs.js';
 import { KeyedMutex } from '../shared/mutex.js';
-import { plan } from './plan.js';
+import { plan, resyncPlan } from './plan.js';
 import { WorkQueue } from './queue.js';
 
 
@@ -85,8 +86,29 @@ export class Reconciler {
     this.queue.add(id);
   }
 
-  enqueueAll(): void {
-    for (const id of this.d.sessions.ids()) this.queue.add(id);
+  /**
+   * Queues every session that can need work, from one container listing: the unsettled ones (see
+   * UNSETTLED), those whose container the listing shows in another state than their row records
+   * or not at all, and those with a container their row does not record. Containers of no session
+   * are swept as orphans from the same listing. Settled history costs no engine call.
+   * Returns how many sessions it queued.
+   */
+  async resync(): Promise<number> {
+    const containers = await this.d.runtime.summaries(this.ownLabels);
+    const { queue, orphans } = resyncPlan({
+      unsettled: this.d.sessions.unsettledIds(),
+      recorded: this.d.sessions.withContainers(),
+      containers,
+      exists: (ids) => this.d.sessions.existing(ids),
+    });
+    for (const id of queue) this.queue.add(id);
+    await this.sweepOrphans(orphans).catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'Orphan sweep failed'));
+    return queue.size;
+  }
+
+  /** resync() whose failure (the engine away) is logged, not thrown: the next one tries again. */
+  resyncSoon(): void {
+    void this.resync().catch((err: unknown) => this.d.log.debug({ err: (err as Error).message }, 'Resync failed; the next one will try again'));
   }
 
   /** The grace period for the next stop of this session (sessions.stop {timeoutSec}). */
@@ -101,8 +123,7 @@ export class Reconciler {
       while (!signal.aborted) {
         await this.d.clock.sleep(this.opts.resyncMs, signal);
         if (signal.aborted) break;
-        this.enqueueAll();
-        await this.sweepOrphans().catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'Orphan sweep failed'));
+        await this.resync().catch((err: unknown) => this.d.log.debug({ err: (err as Error).message }, 'Resync failed; the next one will try again'));
       }
     })();
     await new Promise<void>((resolve) => {
@@ -262,6 +283,16 @@ export class Reconciler {
         if (spec.networkName && err instanceof BerthError && err.code === 'NETWORK_NOT_FOUND') {
           spec.networkId = await this.network(spec.networkName, s.project, s.spec.network === 'internal', spec.networkId);
           id = await this.d.runtime.create(spec);
+        } else if (err instanceof BerthError && err.code === 'CONTAINER_NAME_TAKEN') {
+          // Names are per berthd (berth-<project>-<seq>) but the engine's are global: another
+          // berthd with a project of the same name, or a container made by hand, may hold it.
+          // The session takes a name of its own; the retry creates under it.
+          const taken = s.containerName;
+          const mine = `-i${this.d.instanceId.slice(0, 6)}`;
+          const next = taken.includes(mine) ? `${taken.split(mine)[0]}${mine}-${randomBytes(2).toString('hex')}` : `${taken}${mine}`;
+          this.d.sessions.renameContainer(s.id, next);
+          log.warn({ taken, name: next }, 'Container name taken by another container; the session gets a name of its own');
+          throw err;
         } else throw err;
       }
       log.info({ containerId: id, name: s.containerName, image: s.spec.image }, 'Created container');
@@ -327,15 +358,22 @@ export class Reconciler {
     this.d.bus.publish('session.state', { session: toSession(s), previous });
   }
 
-  /** Removes containers that carry our labels but belong to no session, once seen for the grace period. */
-  async sweepOrphans(): Promise<string[]> {
+  /**
+   * Removes containers that carry our labels but belong to no session, once seen for the grace
+   * period. `candidates`: the containers of no session from a listing resync() just made; without
+   * it, one listing of its own.
+   */
+  async sweepOrphans(candidates?: ContainerSummary[]): Promise<string[]> {
     const now = this.d.clock.now().getTime();
-    const known = new Set(this.d.sessions.ids());
+    if (!candidates) {
+      const all = await this.d.runtime.summaries(this.ownLabels);
+      const known = this.d.sessions.existing(all.map((c) => c.labels[LABELS.session] ?? ''));
+      candidates = all.filter((c) => !known.has(c.labels[LABELS.session] ?? ''));
+    }
     const removed: string[] = [];
     const seen = new Set<string>();
-    for (const c of await this.d.runtime.list(this.ownLabels)) {
+    for (const c of candidates) {
       const sid = c.labels[LABELS.session];
-      if (sid && known.has(sid)) continue;
       seen.add(c.id);
       const first = this.orphansSeen.get(c.id) ?? now;
       this.orphansSeen.set(c.id, first);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { ContainerObservation } from '../runtime/port.js';
-import { BACKOFF_RESET_MS, crashBackoffMs, plan, type PlanSession } from './plan.js';
+import type { ContainerObservation, ContainerSummary } from '../runtime/port.js';
+import { BACKOFF_RESET_MS, crashBackoffMs, plan, resyncPlan, type PlanSession } from './plan.js';
 
 const T0 = Date.parse('2026-11-22T10:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -127,5 +127,51 @@ describe('plan', () => {
   it('leaves a failed session alone until the user acts', () => {
     expect(plan(session({ state: 'failed' }), null, T0)).toEqual({ kind: 'observe', patch: {} });
     expect(plan(session({ state: 'failed' }), container({ status: 'created' }), T0)).toEqual({ kind: 'observe', patch: {} });
+  });
+});
+
+describe('resyncPlan', () => {
+  const c = (id: string, session: string | null, status: ContainerSummary['status']): ContainerSummary => ({
+    id,
+    name: `berth-${id}`,
+    labels: session ? { 'dev.berth.session': session } : {},
+    status,
+  });
+  const exists = (known: string[]) => (ids: string[]) => new Set(ids.filter((i) => known.includes(i)));
+
+  it('leaves settled sessions whose container the listing shows as recorded, however many there are', () => {
+    const recorded = Array.from({ length: 10_000 }, (_, n) => ({ id: `s${n}`, state: n % 2 ? ('running' as const) : ('exited' as const), containerId: `c${n}` }));
+    const containers = recorded.map((r) => c(r.containerId, r.id, r.state === 'running' ? 'running' : 'exited'));
+    const r = resyncPlan({ unsettled: [], recorded, containers, exists: exists(recorded.map((x) => x.id)) });
+    expect([...r.queue]).toEqual([]);
+    expect(r.orphans).toEqual([]);
+  });
+
+  it('queues the unsettled, and settled ones whose container is gone, changed state or belongs to another', () => {
+    const r = resyncPlan({
+      unsettled: ['pending1'],
+      recorded: [
+        { id: 'gone', state: 'exited', containerId: 'c-gone' },
+        { id: 'died', state: 'running', containerId: 'c-died' },
+        { id: 'revived', state: 'stopped', containerId: 'c-revived' },
+        { id: 'paused', state: 'running', containerId: 'c-paused' },
+        { id: 'swapped', state: 'exited', containerId: 'c-swapped' },
+        { id: 'same', state: 'exited', containerId: 'c-same' },
+      ],
+      containers: [c('c-died', 'died', 'exited'), c('c-revived', 'revived', 'running'), c('c-paused', 'paused', 'paused'), c('c-swapped', 'other', 'exited'), c('c-same', 'same', 'dead')],
+      exists: exists(['other']),
+    });
+    expect([...r.queue].sort()).toEqual(['died', 'gone', 'pending1', 'revived', 'swapped']);
+  });
+
+  it("queues a session for a container its row does not record, and calls containers of no session orphans", () => {
+    const r = resyncPlan({
+      unsettled: [],
+      recorded: [],
+      containers: [c('c1', 'known', 'running'), c('c2', 'deleted', 'exited'), c('c3', null, 'running')],
+      exists: exists(['known']),
+    });
+    expect([...r.queue]).toEqual(['known']);
+    expect(r.orphans.map((o) => o.id)).toEqual(['c2', 'c3']);
   });
 });

@@ -1,4 +1,5 @@
-import type { ContainerObservation } from '../runtime/port.js';
+import { LABELS } from '../runtime/labels.js';
+import type { ContainerObservation, ContainerSummary } from '../runtime/port.js';
 import type { ObservedPatch, SessionRecord } from '../store/sessions.js';
 
 /** Crash-loop backoff, as kubelet does it: 10 s doubling to 5 min, forgotten after 10 min of clean running. */
@@ -36,7 +37,8 @@ export type PlanSession = Pick<
   Partial<Pick<SessionRecord, 'checkoutState'>>;
 
 const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : NaN);
-const live = (c: ContainerObservation) => c.status === 'running' || c.status === 'restarting' || c.status === 'paused';
+/** Whether the container runs (or is paused or restarting): its session's state is `running`. */
+export const live = (c: Pick<ContainerObservation, 'status'>) => c.status === 'running' || c.status === 'restarting' || c.status === 'paused';
 
 /**
  * plan(desired, actual) → the next step. Pure and level-triggered: it looks only at the session's
@@ -134,4 +136,41 @@ export function plan(s: PlanSession, c: ContainerObservation | null, now: number
   if (due > now) return { kind: 'observe', patch: {}, requeueAfterMs: due - now };
   if (c.labels['dev.berth.spec-hash'] !== s.specHash) return { kind: 'remove' };
   return { kind: 'start', restart: true };
+}
+
+export interface ResyncInput {
+  /** Sessions that need a pass whatever the engine says (the store's UNSETTLED). */
+  unsettled: string[];
+  /** Sessions whose row records a container, with the state it records. */
+  recorded: { id: string; state: PlanSession['state']; containerId: string }[];
+  /** One listing of berth's containers. */
+  containers: ContainerSummary[];
+  /** Which of these session ids exist. */
+  exists: (ids: string[]) => Set<string>;
+}
+
+/**
+ * What a resync queues, from one listing: the unsettled sessions; those whose recorded container
+ * is gone, belongs to another session, or runs when the row says it does not (or the reverse);
+ * those with a container their row does not record. Containers of no session are orphans.
+ * A settled session whose container the listing shows as its row says is left alone.
+ */
+export function resyncPlan(i: ResyncInput): { queue: Set<string>; orphans: ContainerSummary[] } {
+  const queue = new Set(i.unsettled);
+  const byId = new Map(i.containers.map((c) => [c.id, c]));
+  const recorded = new Set<string>();
+  for (const r of i.recorded) {
+    recorded.add(r.containerId);
+    const c = byId.get(r.containerId);
+    if (!c || c.labels[LABELS.session] !== r.id || live(c) !== (r.state === 'running')) queue.add(r.id);
+  }
+  const unrecorded = i.containers.filter((c) => !recorded.has(c.id));
+  const sessionOf = (c: ContainerSummary) => c.labels[LABELS.session] ?? '';
+  const known = i.exists([...new Set(unrecorded.map(sessionOf).filter(Boolean))]);
+  const orphans: ContainerSummary[] = [];
+  for (const c of unrecorded) {
+    if (known.has(sessionOf(c))) queue.add(sessionOf(c));
+    else orphans.push(c);
+  }
+  return { queue, orphans };
 }

@@ -32,7 +32,7 @@ export class EngineWatcher {
         const events = await this.runtime.events(this.reconciler.ownLabels, from, signal);
         if (!wasUp) this.log.info('Watching engine events');
         wasUp = true;
-        this.reconciler.enqueueAll();
+        this.reconciler.resyncSoon();
         for await (const e of events) {
           since = e.timeNano;
           if (e.sessionId) this.reconciler.enqueue(e.sessionId);

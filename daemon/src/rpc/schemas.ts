@@ -103,6 +103,7 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
     .object({
       project: z.string().optional(),
       state: z.enum(['pending', 'creating', 'running', 'stopping', 'stopped', 'exited', 'failed', 'removed']).optional(),
+      active: z.boolean().optional(),
       limit: z.number().int().min(1).max(1000).optional(),
       cursor: z.string().max(1024).optional(),
     })

@@ -104,6 +104,9 @@ export interface ContainerSecurity {
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
 
+/** A container as one listing shows it: enough to tell whether its session needs a closer look. */
+export type ContainerSummary = Pick<ContainerObservation, 'id' | 'name' | 'labels' | 'status'>;
+
 /** What the engine says about one berth container. */
 export interface ContainerObservation {
   id: string;
@@ -125,8 +128,13 @@ export interface RuntimeEvent {
 }
 
 export interface ContainerRuntime extends EnginePort {
-  /** Every container carrying `labels` (all of them, running or not). */
+  /** Every container carrying `labels` (all of them, running or not), each inspected. */
   list(labels: Record<string, string>): Promise<ContainerObservation[]>;
+  /**
+   * The same containers from one listing, without inspecting each: what the resync compares
+   * with the store, so a pass costs one engine call however many containers there are.
+   */
+  summaries(labels: Record<string, string>): Promise<ContainerSummary[]>;
   /** One container by id or name, or null. */
   inspect(idOrName: string): Promise<ContainerObservation | null>;
   /** Creates (not starts) the container; returns its id. A name already taken by a container with the same session label is adopted. */

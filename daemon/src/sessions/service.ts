@@ -207,12 +207,18 @@ export class SessionService {
         throw new BerthError('INVALID_PARAMS', 'cursor is not one this daemon handed out', { details: { cursor: p.cursor } });
       }
     }
-    const rows = this.d.sessions.page({ ...(p.project ? { project: p.project } : {}), ...(p.state ? { state: p.state } : {}), limit: limit + 1, ...(after ? { after } : {}) });
+    const rows = this.d.sessions.page({
+      ...(p.project ? { project: p.project } : {}),
+      ...(p.state ? { state: p.state } : {}),
+      ...(p.active ? { active: true } : {}),
+      limit: limit + 1,
+      ...(after ? { after } : {}),
+    });
     const items = rows.slice(0, limit);
     const last = items.at(-1);
     const nextCursor =
       rows.length > limit && last ? Buffer.from(JSON.stringify({ c: last.createdAt, i: last.id } satisfies Cursor)).toString('base64url') : null;
-    return { items: items.map(toSession), nextCursor };
+    return { items, nextCursor };
   }
 
   get(idOrName: string): Session {

@@ -1,4 +1,20 @@
 /**
+ * Sessions the reconciler must look at whatever the engine says: desired state not reached yet,
+ * a restart due, or a crash count that clean running will reset. (Settled ones, running, exited for good, failed or stopped, are looked at only
+ * when the engine's listing disagrees with what their row records.) The SQL is the partial
+ * index's own predicate, so the query that uses it must say it the same way; changing either
+ * takes a new migration that makes the index again.
+ */
+export const UNSETTLED = `(desired = 'removed'
+  OR (desired = 'stopped' AND state != 'stopped')
+  OR (desired = 'running' AND state NOT IN ('running', 'exited', 'failed'))
+  OR (desired = 'running' AND state = 'exited' AND next_restart_at IS NOT NULL)
+  OR (desired = 'running' AND state = 'running' AND crash_count > 0))`;
+
+/** What `berth ps` shows by default: sessions that run or are on their way to (a restart due included). */
+export const ACTIVE = `(state IN ('pending', 'creating', 'running', 'stopping') OR (state = 'exited' AND next_restart_at IS NOT NULL))`;
+
+/**
  * Versioned schema. Each migration moves the database from version `n - 1` to `n` and runs in its
  * own transaction together with the `user_version` bump. Never edit a shipped migration: add one.
  */
@@ -113,6 +129,17 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE sessions ADD COLUMN remove_opts TEXT;       -- JSON {force, deleteBranch} once removal was asked for
       UPDATE sessions SET checkout_state = 'ready' WHERE checkout_dir IS NOT NULL;
       CREATE INDEX sessions_with_checkout ON sessions (checkout_state) WHERE checkout_state IS NOT NULL;
+    `,
+  },
+  {
+    version: 6,
+    description: 'indexes for the resync and the list filters, so history does not make them scan',
+    up: `
+      CREATE INDEX sessions_by_state ON sessions (state, created_at, id);
+      CREATE INDEX sessions_with_container ON sessions (container_id) WHERE container_id IS NOT NULL;
+      CREATE INDEX sessions_unsettled ON sessions (id) WHERE ${UNSETTLED};
+      CREATE INDEX sessions_active ON sessions (created_at, id) WHERE ${ACTIVE};
+      CREATE INDEX sessions_by_image ON sessions (json_extract(spec, '$.image')) WHERE desired != 'removed';
     `,
   },
 ];

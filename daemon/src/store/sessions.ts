@@ -1,6 +1,7 @@
 import type { RestartPolicy, Session, SessionDesired, SessionMode, SessionState } from '@berth/client-sdk/protocol';
 import type { SessionSpec } from '../shared/session-spec.js';
 import type { Db } from './db.js';
+import { ACTIVE, UNSETTLED } from './migrations.js';
 
 /** A session as the daemon keeps it: the public view plus what the reconciler needs. */
 export interface SessionRecord {
@@ -166,6 +167,41 @@ export function toSession(r: SessionRecord): Session {
   };
 }
 
+/** The columns a list row needs (image and command read out of the spec by SQLite). */
+const LISTED = `id, name, project, agent, mode, desired, state, container_id, container_name,
+  json_extract(spec, '$.image') AS image, json_extract(spec, '$.command') AS command,
+  restart_policy, restart_count, next_restart_at, error_code, error_message, exit_code,
+  checkout_dir, branch, base, created_at, started_at, finished_at`;
+
+type ListedRow = Pick<
+  Row,
+  | 'id' | 'name' | 'project' | 'agent' | 'mode' | 'desired' | 'state' | 'container_id' | 'container_name' | 'restart_policy' | 'restart_count'
+  | 'next_restart_at' | 'error_code' | 'error_message' | 'exit_code' | 'checkout_dir' | 'branch' | 'base' | 'created_at' | 'started_at' | 'finished_at'
+> & { image: string; command: string };
+
+const toListed = (r: ListedRow): Session => ({
+  id: r.id,
+  name: r.name,
+  project: r.project,
+  agent: r.agent,
+  mode: r.mode as SessionMode,
+  desired: r.desired as SessionDesired,
+  state: r.state as SessionState,
+  containerId: r.container_id,
+  containerName: r.container_name,
+  image: r.image,
+  command: JSON.parse(r.command) as string[],
+  restartPolicy: r.restart_policy as RestartPolicy,
+  restartCount: r.restart_count,
+  nextRestartAt: r.next_restart_at,
+  error: r.error_code ? { code: r.error_code, message: r.error_message ?? '' } : null,
+  exitCode: r.exit_code,
+  checkout: r.checkout_dir && r.branch && r.base ? { dir: r.checkout_dir, branch: r.branch, base: r.base } : null,
+  createdAt: r.created_at,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+});
+
 const COLUMN: Record<keyof ObservedPatch, string> = {
   state: 'state',
   containerId: 'container_id',
@@ -203,12 +239,9 @@ export class SessionsRepo {
       .map(toRecord);
   }
 
-  all(): SessionRecord[] {
-    return this.db.prepare<[], Row>('SELECT * FROM sessions ORDER BY created_at, id').all().map(toRecord);
-  }
-
-  ids(): string[] {
-    return this.db.prepare<[], { id: string }>('SELECT id FROM sessions').all().map((r) => r.id);
+  /** A new container name for the session (the one it had is taken on the engine). */
+  renameContainer(id: string, name: string): void {
+    this.db.prepare('UPDATE sessions SET container_name = @name WHERE id = @id').run({ id, name });
   }
 
   countByProject(project: string): number {
@@ -274,8 +307,12 @@ export class SessionsRepo {
     return this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE agent = ?').get(agent)!.n;
   }
 
-  /** Keyset pagination in creation order. */
-  page(q: { project?: string; state?: SessionState; limit: number; after?: { createdAt: string; id: string } }): SessionRecord[] {
+  /**
+   * A page of the public view in creation order (keyset pagination). The spec stays in the row:
+   * only its image and command are read, so a page costs what it shows, not what the rows hold.
+   * `active`: only sessions that run or are on their way to (what `berth ps` shows).
+   */
+  page(q: { project?: string; state?: SessionState; active?: boolean; limit: number; after?: { createdAt: string; id: string } }): Session[] {
     const where: string[] = [];
     const args: Record<string, unknown> = { limit: q.limit };
     if (q.project) {
@@ -286,13 +323,48 @@ export class SessionsRepo {
       where.push('state = @state');
       args.state = q.state;
     }
+    if (q.active) where.push(ACTIVE);
     if (q.after) {
       where.push('(created_at, id) > (@afterCreated, @afterId)');
       args.afterCreated = q.after.createdAt;
       args.afterId = q.after.id;
     }
-    const sql = `SELECT * FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT @limit`;
-    return this.db.prepare<[Record<string, unknown>], Row>(sql).all(args).map(toRecord);
+    const sql = `SELECT ${LISTED} FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT @limit`;
+    return this.db.prepare<[Record<string, unknown>], ListedRow>(sql).all(args).map(toListed);
+  }
+
+  /** Ids of the sessions the reconciler must look at whatever the engine says (see UNSETTLED). */
+  unsettledIds(): string[] {
+    return this.db.prepare<[], { id: string }>(`SELECT id FROM sessions WHERE ${UNSETTLED}`).all().map((r) => r.id);
+  }
+
+  /** Every session that records a container: what the resync compares with the engine's listing. */
+  withContainers(): { id: string; state: SessionState; containerId: string }[] {
+    return this.db
+      .prepare<[], { id: string; state: SessionState; containerId: string }>('SELECT id, state, container_id AS containerId FROM sessions WHERE container_id IS NOT NULL')
+      .all();
+  }
+
+  /** Which of `ids` are sessions. */
+  existing(ids: string[]): Set<string> {
+    const out = new Set<string>();
+    for (let i = 0; i < ids.length; i += 500) {
+      const chunk = ids.slice(i, i + 500);
+      const rows = this.db.prepare<string[], { id: string }>(`SELECT id FROM sessions WHERE id IN (${chunk.map(() => '?').join(',')})`).all(...chunk);
+      for (const r of rows) out.add(r.id);
+    }
+    return out;
+  }
+
+  /** Names and ids of the sessions, not being removed, whose spec names one of `images` (as written). */
+  usingImage(images: string[]): { id: string; name: string; image: string }[] {
+    if (!images.length) return [];
+    return this.db
+      .prepare<string[], { id: string; name: string; image: string }>(
+        `SELECT id, name, json_extract(spec, '$.image') AS image FROM sessions
+         WHERE json_extract(spec, '$.image') IN (${images.map(() => '?').join(',')}) AND desired != 'removed' ORDER BY created_at, id`,
+      )
+      .all(...images);
   }
 
   insert(s: SessionRecord): void {

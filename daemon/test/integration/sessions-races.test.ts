@@ -118,6 +118,29 @@ describe('races and adoption', () => {
     }
   });
 
+  it("a container name another berthd (or a user) holds: the session takes a name of its own and runs; the other is untouched", async () => {
+    // Two berthds on one engine, each with a project called the same (tests in parallel, two users).
+    await using a = await startDaemon();
+    const { makeRepo } = await import('../helpers/daemon.js');
+    const { join } = await import('node:path');
+    const project = `dup${process.pid}`;
+    await a.client.projects.add({ name: project, path: await makeRepo(join(a.home, 'projects', project)) });
+    await a.client.agents.define({ name: 'a', command: sh('sleep 3600') });
+    const squatter = await docker('create', '--label', 'dev.berth.test=true', '--name', `berth-${project}-1`, 'berth-test-busybox', 'sleep', '3600');
+    try {
+      const s = await a.client.sessions.start({ project, agent: 'a' });
+      expect(s.state).toBe('running');
+      const inst = (await a.client.daemon.status()).instanceId;
+      expect(s.containerName).toBe(`berth-${project}-1-i${inst.slice(0, 6)}`);
+      expect((await inspect(s.containerId!)).Name).toBe(`/${s.containerName}`);
+      expect((await inspect(squatter)).State.Status).toBe('created');
+      await a.waitForLog('Container name taken by another container');
+      await a.client.sessions.remove({ id: s.id });
+    } finally {
+      await docker('rm', '-f', squatter).catch(() => {});
+    }
+  });
+
   it('refuses a project owned by root: agents never run as root', async () => {
     await using r = await startDaemon();
     const { makeRepo } = await import('../helpers/daemon.js');

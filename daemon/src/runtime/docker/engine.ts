@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import tarFs from 'tar-fs';
 import { BerthError, type LogLine } from '@berth/client-sdk/protocol';
-import type { BuildProgress, BuildRequest, ContainerObservation, ContainerRuntime, ContainerSpec, ContainerStatus, EngineInfo, ImageInfo, ImageRecord, RuntimeEvent } from '../port.js';
+import type { BuildProgress, BuildRequest, ContainerObservation, ContainerRuntime, ContainerSpec, ContainerStatus, ContainerSummary, EngineInfo, ImageInfo, ImageRecord, RuntimeEvent } from '../port.js';
 import { LABELS } from '../labels.js';
 import { Demuxer, toEngineSince, toLogLine } from './demux.js';
 
@@ -177,6 +177,15 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
+  async summaries(labels: Record<string, string>): Promise<ContainerSummary[]> {
+    try {
+      const rows = await this.docker.listContainers({ all: true, filters: { label: labelFilter(labels) } });
+      return rows.map((r) => ({ id: r.Id, name: (r.Names[0] ?? '').replace(/^\//, ''), labels: r.Labels ?? {}, status: r.State as ContainerStatus }));
+    } catch (err) {
+      wrapTransport(err, this.host);
+    }
+  }
+
   async inspect(idOrName: string): Promise<ContainerObservation | null> {
     try {
       return toObservation(await this.docker.getContainer(idOrName).inspect());
@@ -249,7 +258,7 @@ export class DockerRuntime implements ContainerRuntime {
         // Our own earlier attempt got there (a crash between create and recording it): adopt it.
         const existing = await this.inspect(spec.name);
         if (existing && existing.labels[LABELS.session] === spec.labels[LABELS.session]) return existing.id;
-        throw new BerthError('CONTAINER_CREATE_FAILED', `container name ${spec.name} is taken by another container: ${msg}`);
+        throw new BerthError('CONTAINER_NAME_TAKEN', `container name ${spec.name} is taken by another container: ${msg}`, { details: { name: spec.name } });
       }
       if (status(err) === 404 && /image/i.test(msg)) {
         throw new BerthError('IMAGE_NOT_FOUND', `image ${spec.image} is not on the engine`, { details: { image: spec.image } });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, type LogLine } from '@berth/client-sdk/protocol';
 import { LABELS } from '../labels.js';
-import type { BuildRequest, ContainerObservation, ContainerRuntime, ContainerSpec, EngineInfo, ImageInfo, ImageRecord, RuntimeEvent } from '../port.js';
+import type { BuildRequest, ContainerObservation, ContainerRuntime, ContainerSpec, ContainerSummary, EngineInfo, ImageInfo, ImageRecord, RuntimeEvent } from '../port.js';
 
 interface Meta {
   id: string;
@@ -111,6 +111,10 @@ export class LocalRuntime implements ContainerRuntime {
     return Promise.all(ms.map((m) => this.observe(m)));
   }
 
+  async summaries(labels: Record<string, string>): Promise<ContainerSummary[]> {
+    return (await this.list(labels)).map(({ id, name, labels: l, status }) => ({ id, name, labels: l, status }));
+  }
+
   async inspect(idOrName: string): Promise<ContainerObservation | null> {
     const m = (await this.metas()).find((x) => x.id === idOrName || x.name === idOrName);
     return m ? this.observe(m) : null;
@@ -120,7 +124,7 @@ export class LocalRuntime implements ContainerRuntime {
     const existing = (await this.metas()).find((m) => m.name === spec.name);
     if (existing) {
       if (existing.labels[LABELS.session] === spec.labels[LABELS.session]) return existing.id;
-      throw new BerthError('CONTAINER_CREATE_FAILED', `name ${spec.name} is taken by another local agent`);
+      throw new BerthError('CONTAINER_NAME_TAKEN', `name ${spec.name} is taken by another local agent`, { details: { name: spec.name } });
     }
     const workspace = spec.mounts.find((m) => m.target === '/workspace')!.source;
     const agentVolume = spec.mounts.find((m) => m.target === '/agent');
