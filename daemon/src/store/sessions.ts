@@ -167,39 +167,48 @@ export function toSession(r: SessionRecord): Session {
   };
 }
 
-/** The columns a list row needs (image and command read out of the spec by SQLite). */
+/**
+ * The columns a list row needs, image and command read out of the spec by SQLite. Read as arrays
+ * (better-sqlite3's raw mode), which halves the cost of a page against one object per row.
+ */
 const LISTED = `id, name, project, agent, mode, desired, state, container_id, container_name,
-  json_extract(spec, '$.image') AS image, json_extract(spec, '$.command') AS command,
+  json_extract(spec, '$.image'), json_extract(spec, '$.command'),
   restart_policy, restart_count, next_restart_at, error_code, error_message, exit_code,
   checkout_dir, branch, base, created_at, started_at, finished_at`;
 
-type ListedRow = Pick<
-  Row,
-  | 'id' | 'name' | 'project' | 'agent' | 'mode' | 'desired' | 'state' | 'container_id' | 'container_name' | 'restart_policy' | 'restart_count'
-  | 'next_restart_at' | 'error_code' | 'error_message' | 'exit_code' | 'checkout_dir' | 'branch' | 'base' | 'created_at' | 'started_at' | 'finished_at'
-> & { image: string; command: string };
+type ListedRow = [
+  id: string, name: string, project: string, agent: string, mode: string, desired: string, state: string,
+  containerId: string | null, containerName: string, image: string, command: string,
+  restartPolicy: string, restartCount: number, nextRestartAt: string | null, errorCode: string | null, errorMessage: string | null,
+  exitCode: number | null, checkoutDir: string | null, branch: string | null, base: string | null,
+  createdAt: string, startedAt: string | null, finishedAt: string | null,
+];
 
-const toListed = (r: ListedRow): Session => ({
-  id: r.id,
-  name: r.name,
-  project: r.project,
-  agent: r.agent,
-  mode: r.mode as SessionMode,
-  desired: r.desired as SessionDesired,
-  state: r.state as SessionState,
-  containerId: r.container_id,
-  containerName: r.container_name,
-  image: r.image,
-  command: JSON.parse(r.command) as string[],
-  restartPolicy: r.restart_policy as RestartPolicy,
-  restartCount: r.restart_count,
-  nextRestartAt: r.next_restart_at,
-  error: r.error_code ? { code: r.error_code, message: r.error_message ?? '' } : null,
-  exitCode: r.exit_code,
-  checkout: r.checkout_dir && r.branch && r.base ? { dir: r.checkout_dir, branch: r.branch, base: r.base } : null,
-  createdAt: r.created_at,
-  startedAt: r.started_at,
-  finishedAt: r.finished_at,
+const toListed = ([
+  id, name, project, agent, mode, desired, state, containerId, containerName, image, command,
+  restartPolicy, restartCount, nextRestartAt, errorCode, errorMessage, exitCode, checkoutDir, branch, base,
+  createdAt, startedAt, finishedAt,
+]: ListedRow): Session => ({
+  id,
+  name,
+  project,
+  agent,
+  mode: mode as SessionMode,
+  desired: desired as SessionDesired,
+  state: state as SessionState,
+  containerId,
+  containerName,
+  image,
+  command: JSON.parse(command) as string[],
+  restartPolicy: restartPolicy as RestartPolicy,
+  restartCount,
+  nextRestartAt,
+  error: errorCode ? { code: errorCode, message: errorMessage ?? '' } : null,
+  exitCode,
+  checkout: checkoutDir && branch && base ? { dir: checkoutDir, branch, base } : null,
+  createdAt,
+  startedAt,
+  finishedAt,
 });
 
 const COLUMN: Record<keyof ObservedPatch, string> = {
@@ -330,7 +339,7 @@ export class SessionsRepo {
       args.afterId = q.after.id;
     }
     const sql = `SELECT ${LISTED} FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT @limit`;
-    return this.db.prepare<[Record<string, unknown>], ListedRow>(sql).all(args).map(toListed);
+    return (this.db.prepare<[Record<string, unknown>], unknown>(sql).raw(true).all(args) as ListedRow[]).map(toListed);
   }
 
   /** Ids of the sessions the reconciler must look at whatever the engine says (see UNSETTLED). */
