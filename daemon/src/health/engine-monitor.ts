@@ -1,7 +1,7 @@
 import type { EngineStatus, HealthCheck } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
-import type { EngineInfo, EnginePort, ImageInfo } from '../runtime/port.js';
+import type { EnginePort, ImageInfo } from '../runtime/port.js';
 import { systemClock, type Clock } from '../shared/clock.js';
 
 export interface BackoffPolicy {
@@ -45,10 +45,6 @@ export class EngineMonitor {
 
   get engineStatus(): EngineStatus {
     return { ...this.status };
-  }
-
-  get engineInfo(): Pick<EngineInfo, 'version' | 'apiVersion'> | null {
-    return this.status.available ? { version: this.status.version!, apiVersion: this.status.apiVersion! } : null;
   }
 
   /**

@@ -68,10 +68,6 @@ export class WorkQueue {
     if (this.dirty.delete(key)) this.add(key);
   }
 
-  get length(): number {
-    return this.queue.length;
-  }
-
   stop(): void {
     this.shutdown = true;
     for (const d of this.delayed.values()) d.cancel.abort();

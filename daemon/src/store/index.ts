@@ -30,10 +30,6 @@ export class Store {
     this.db.prepare('SELECT 1').get();
   }
 
-  get isOpen(): boolean {
-    return this.db.open;
-  }
-
   close(): void {
     if (this.db.open) this.db.close();
   }

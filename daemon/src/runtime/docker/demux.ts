@@ -1,35 +1,32 @@
+import { StringDecoder } from 'node:string_decoder';
 import type { LogLine } from '@berth/client-sdk/protocol';
 
 /**
  * Splits the engine's multiplexed log/exec stream (8-byte frame headers: stream, 0, 0, 0, size BE)
- * into lines per stream. Feed chunks as they come; `end()` flushes partial lines.
+ * into lines per stream. Feed chunks as they come; `end()` flushes partial lines. A character
+ * split across frames or chunks is decoded whole (one UTF-8 decoder per stream).
  */
 export class Demuxer {
   private buf: Buffer = Buffer.alloc(0);
   private readonly partial = { stdout: '', stderr: '' };
+  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
 
-  constructor(
-    private readonly onLine: (stream: 'stdout' | 'stderr', line: string) => void,
-    private readonly raw = false,
-  ) {}
+  constructor(private readonly onLine: (stream: 'stdout' | 'stderr', line: string) => void) {}
 
   push(chunk: Buffer): void {
-    if (this.raw) {
-      this.text('stdout', chunk.toString('utf8'));
-      return;
-    }
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     while (this.buf.length >= 8) {
       const size = this.buf.readUInt32BE(4);
       if (this.buf.length < 8 + size) break;
       const kind = this.buf[0] === 2 ? 'stderr' : 'stdout';
-      this.text(kind, this.buf.subarray(8, 8 + size).toString('utf8'));
+      this.text(kind, this.decoders[kind].write(this.buf.subarray(8, 8 + size)));
       this.buf = this.buf.subarray(8 + size);
     }
   }
 
   end(): void {
     for (const s of ['stdout', 'stderr'] as const) {
+      this.text(s, this.decoders[s].end());
       if (this.partial[s]) this.onLine(s, this.partial[s]);
       this.partial[s] = '';
     }
