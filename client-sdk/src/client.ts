@@ -6,9 +6,10 @@ import { createInterface } from 'node:readline';
 import { JSONRPCClient, JSONRPCErrorException, createJSONRPCErrorResponse } from 'json-rpc-2.0';
 import {
   BerthError,
-  isErrorCode,
+  fromWireError,
+  streamRoutes,
   type BerthEvent,
-  type ErrorData,
+  type WireError,
   type HealthReport,
   type ImageBuildProgress,
   type DefaultImagesResult,
@@ -164,12 +165,12 @@ export class BerthClient {
    * `onProgress` as it happens. Resolves with the result; rejects with IMAGE_BUILD_FAILED & co.
    */
   buildImage(params: ParamsOf<'images.build'>, onProgress: (p: ImageBuildProgress) => void): Promise<ImageBuildResult> {
-    return this.streamed('/images/build', params, onProgress);
+    return this.streamed(streamRoutes['images.build'].path, params, onProgress);
   }
 
   /** images.buildDefaults over POST /images/build-defaults, with progress like buildImage. */
   buildDefaultImages(params: ParamsOf<'images.buildDefaults'>, onProgress: (p: ImageBuildProgress) => void): Promise<DefaultImagesResult> {
-    return this.streamed('/images/build-defaults', params, onProgress);
+    return this.streamed(streamRoutes['images.buildDefaults'].path, params, onProgress);
   }
 
   private async streamed<R>(path: string, params: unknown, onProgress: (p: ImageBuildProgress) => void): Promise<R> {
@@ -178,15 +179,10 @@ export class BerthClient {
     let result: R | null = null;
     for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
       if (!raw) continue;
-      const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: R; error?: Partial<ErrorData> & { message?: string } };
+      const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: R; error?: WireError };
       if (msg.progress) onProgress(msg.progress);
       if (msg.result) result = msg.result;
-      if (msg.error) {
-        throw new BerthError(isErrorCode(msg.error.code) ? msg.error.code : 'INTERNAL_ERROR', msg.error.message ?? 'build failed', {
-          ...(msg.error.hint ? { hint: msg.error.hint } : {}),
-          ...(msg.error.details ? { details: msg.error.details } : {}),
-        });
-      }
+      if (msg.error) throw fromWireError(msg.error, 'build failed');
     }
     if (!result) throw new BerthError('DAEMON_UNREACHABLE', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
     return result;
@@ -213,7 +209,8 @@ export class BerthClient {
    * `since` replays buffered events with a greater `seq`.
    */
   async *events(opts: { since?: number; signal?: AbortSignal } = {}): AsyncGenerator<BerthEvent> {
-    const path = opts.since !== undefined ? `/events?since=${opts.since}` : '/events';
+    const base = streamRoutes.events.path;
+    const path = opts.since !== undefined ? `${base}?since=${opts.since}` : base;
     const res = await this.send({ path, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
     const lines = createInterface({ input: res, crlfDelay: Infinity });
     try {
@@ -247,7 +244,7 @@ export class BerthClient {
       if (since) q.set('since', since);
       let res: IncomingMessage;
       try {
-        res = await this.send({ path: `/sessions/${encodeURIComponent(id)}/logs?${q}`, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
+        res = await this.send({ path: `${streamRoutes['sessions.logs'].path.replace(':id', encodeURIComponent(id))}?${q}`, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
       } catch (err) {
         if (opts.signal?.aborted) return;
         if (opts.follow && err instanceof BerthError && err.code === 'DAEMON_UNREACHABLE' && attempt < 600) {
@@ -258,17 +255,26 @@ export class BerthClient {
       }
       if (res.statusCode !== 200) {
         const text = await readAll(res);
-        const e = (JSON.parse(text || '{}') as { error?: Partial<ErrorData> & { message?: string } }).error;
-        throw new BerthError(isErrorCode(e?.code) ? e.code : 'INTERNAL_ERROR', e?.message ?? `HTTP ${res.statusCode}`);
+        let e: WireError | undefined;
+        try {
+          e = (JSON.parse(text || '{}') as { error?: WireError }).error;
+        } catch {
+          // not JSON: the status says it
+        }
+        throw fromWireError(e, `HTTP ${res.statusCode}`);
       }
       attempt = 0;
       let broken = false;
       const lines = createInterface({ input: res, crlfDelay: Infinity });
+      let failed: WireError | null = null;
       try {
         for await (const raw of lines) {
           if (!raw) continue;
-          const l = JSON.parse(raw) as LogLine & { error?: unknown };
-          if (l.error) continue;
+          const l = JSON.parse(raw) as LogLine & { error?: WireError };
+          if (l.error) {
+            failed = l.error;
+            break;
+          }
           const key = `${l.stream}\u0000${l.line}`;
           if (lastTs !== null && l.ts < lastTs) continue;
           if (l.ts === lastTs && seenAtLast.has(key)) continue;
@@ -285,6 +291,7 @@ export class BerthClient {
       } finally {
         res.destroy();
       }
+      if (failed) throw fromWireError(failed, 'the log stream failed');
       if (opts.signal?.aborted) return;
       // A clean end means the container stopped; a broken stream means berthd went away: resume.
       if (!opts.follow || (!broken && res.complete)) return;
@@ -376,13 +383,6 @@ function readAll(res: IncomingMessage): Promise<string> {
 
 function toBerthError(err: unknown): Error {
   if (err instanceof BerthError) return err;
-  if (err instanceof JSONRPCErrorException) {
-    const data = err.data as Partial<ErrorData> | undefined;
-    const code = isErrorCode(data?.code) ? data.code : 'INTERNAL_ERROR';
-    return new BerthError(code, err.message, {
-      ...(data?.hint ? { hint: data.hint } : {}),
-      ...(data?.details ? { details: data.details } : {}),
-    });
-  }
+  if (err instanceof JSONRPCErrorException) return fromWireError({ ...(err.data as Partial<WireError> | undefined), message: err.message }, err.message);
   return err as Error;
 }

@@ -7,22 +7,25 @@
  * 1000 and up for berth's own. `hint` tells the user what to do next. `terminal`: when the
  * reconciler meets this error making a session's container, no retry will fix it; the session
  * goes to `failed` and waits for the user (every other error is retried with backoff).
+ * `http`: the status an HTTP route answers the error with (httpStatusOf; 409 when not given).
  */
 export const errorRegistry = {
   // JSON-RPC protocol level (reserved numeric codes, per the specification)
-  PARSE_ERROR: { rpc: -32700, hint: 'Send one valid JSON document (UTF-8) as the request body.' },
+  PARSE_ERROR: { http: 400, rpc: -32700, hint: 'Send one valid JSON document (UTF-8) as the request body.' },
   INVALID_REQUEST: {
+    http: 400,
     rpc: -32600,
     hint: 'Send {"jsonrpc":"2.0","method":"...","params":{...}|[...],"id":...}; see the RPC reference in README.',
   },
-  REQUEST_TOO_LARGE: { rpc: -32600, hint: 'Request bodies are limited to 1 MiB; split the batch or send less data.' },
-  NESTING_TOO_DEEP: { rpc: -32600, hint: 'Request JSON may nest at most 64 levels deep.' },
+  REQUEST_TOO_LARGE: { http: 413, rpc: -32600, hint: 'Request bodies are limited to 1 MiB; split the batch or send less data.' },
+  NESTING_TOO_DEEP: { http: 400, rpc: -32600, hint: 'Request JSON may nest at most 64 levels deep.' },
   METHOD_NOT_FOUND: { rpc: -32601, hint: 'Run `berth --help` or see the RPC reference in README for method names.' },
-  INVALID_PARAMS: { rpc: -32602, hint: 'Check the parameter names and types against the RPC reference in README.' },
-  INTERNAL_ERROR: { rpc: -32603, hint: 'This is a bug in berthd; the daemon log has the details.' },
+  INVALID_PARAMS: { http: 400, rpc: -32602, hint: 'Check the parameter names and types against the RPC reference in README.' },
+  INTERNAL_ERROR: { http: 500, rpc: -32603, hint: 'This is a bug in berthd; the daemon log has the details.' },
 
   // Names and paths
   INVALID_NAME: {
+    http: 400,
     rpc: 1001,
     hint: 'Names are 1-63 characters: lowercase letters, digits and "-", starting with a letter or digit.',
   },
@@ -37,7 +40,7 @@ export const errorRegistry = {
   },
 
   // Projects
-  PROJECT_NOT_FOUND: { rpc: 1100, hint: 'List projects with `berth project ls`; add one with `berth project add NAME PATH`.' },
+  PROJECT_NOT_FOUND: { http: 404, rpc: 1100, hint: 'List projects with `berth project ls`; add one with `berth project add NAME PATH`.' },
   PROJECT_EXISTS: { rpc: 1101, hint: 'Choose another name, or remove the existing project first (`berth project rm NAME`).' },
   PROJECT_PATH_IN_USE: { rpc: 1102, hint: 'That repository is already a project; use the existing project name.' },
   PROJECT_HAS_SESSIONS: { rpc: 1103, hint: 'Remove its sessions first (`berth ps -a`, then `berth rm ID`).' },
@@ -57,11 +60,11 @@ export const errorRegistry = {
   },
 
   // Agents
-  AGENT_NOT_FOUND: { rpc: 1200, hint: 'List agents with `berth agent ls`; define one with `berth agent add NAME -- CMD...`.' },
+  AGENT_NOT_FOUND: { http: 404, rpc: 1200, hint: 'List agents with `berth agent ls`; define one with `berth agent add NAME -- CMD...`.' },
   AGENT_IN_USE: { rpc: 1201, hint: 'Remove the sessions that run this agent first (`berth ps -a`).' },
 
   // Sessions
-  SESSION_NOT_FOUND: { rpc: 1400, hint: 'List sessions with `berth ps -a`; address one by id, id prefix or name.' },
+  SESSION_NOT_FOUND: { http: 404, rpc: 1400, hint: 'List sessions with `berth ps -a`; address one by id, id prefix or name.' },
   SESSION_AMBIGUOUS: { rpc: 1401, hint: 'Several sessions start with that id prefix: give more characters or the name.' },
   SESSION_NAME_TAKEN: { rpc: 1402, hint: 'Another session (of another project or agent) has that name; choose another --name.' },
   SESSION_NOT_RUNNING: { rpc: 1403, hint: 'Start it first (`berth restart ID`).' },
@@ -89,6 +92,7 @@ export const errorRegistry = {
 
   // Engine
   ENGINE_UNAVAILABLE: {
+    http: 503,
     rpc: 1300,
     hint: 'Start the Docker engine (`sudo systemctl start docker`) or set DOCKER_HOST; berthd retries on its own.',
   },
@@ -129,8 +133,8 @@ export const errorRegistry = {
     rpc: 1904,
     hint: 'Start berthd (`npm start` in the berth checkout, or `systemctl start berthd`), or pass --socket / set BERTH_SOCKET.',
   },
-  TIMEOUT: { rpc: 1905, hint: 'berthd did not answer in time; check `berth status` and the daemon log.' },
-} as const satisfies Record<string, { rpc: number; hint: string; terminal?: true }>;
+  TIMEOUT: { http: 504, rpc: 1905, hint: 'berthd did not answer in time; check `berth status` and the daemon log.' },
+} as const satisfies Record<string, { rpc: number; hint: string; terminal?: true; http?: number }>;
 
 export type ErrorCode = keyof typeof errorRegistry;
 
@@ -143,6 +147,11 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 /** Whether the reconciler should stop retrying on this error (see `terminal` in the registry). */
 export function isTerminal(code: ErrorCode): boolean {
   return (errorRegistry[code] as { terminal?: true }).terminal === true;
+}
+
+/** The HTTP status of a route's answer carrying this error (see `http` in the registry). */
+export function httpStatusOf(code: ErrorCode): number {
+  return (errorRegistry[code] as { http?: number }).http ?? 409;
 }
 
 /** What berth puts in a JSON-RPC error's `data`. */

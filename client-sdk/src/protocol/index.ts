@@ -5,3 +5,4 @@ export * from './types.js';
 /** Limits of the wire protocol, enforced by berthd. */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 export const MAX_JSON_DEPTH = 64;
+export * from './streams.js';

@@ -144,6 +144,11 @@ function envelopeProblem(req: unknown): string | null {
   return null;
 }
 
+/** A method's params, named or positional, checked against its schema (INVALID_PARAMS otherwise). */
+export function validParams<M extends MethodName>(method: M, raw: unknown): ParamsOf<M> {
+  return parseParams(method, raw, positionalParams[method] as readonly string[], paramSchemas[method]) as ParamsOf<M>;
+}
+
 function parseParams(method: MethodName, raw: unknown, order: readonly string[], schema: { safeParse(v: unknown): { success: boolean; data?: unknown; error?: { issues: { path: PropertyKey[]; message: string }[] } } }): unknown {
   let named: unknown = raw ?? {};
   if (Array.isArray(raw)) {

@@ -1,14 +1,18 @@
-import type { ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { BerthError, MAX_REQUEST_BYTES, type BerthEvent, type ImageBuildProgress } from '@berth/client-sdk/protocol';
+import { BerthError, MAX_REQUEST_BYTES } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Health } from '../health/index.js';
 import type { Logger } from '../log.js';
 import type { SessionService } from '../sessions/service.js';
 import type { ImageService } from '../images/service.js';
-import { paramSchemas } from './schemas.js';
 import type { RpcDispatcher } from './dispatcher.js';
 import { SocketListener } from './listener.js';
+import { buildRoutes } from './routes/builds.js';
+import { eventRoutes } from './routes/events.js';
+import { healthRoutes } from './routes/health.js';
+import { logRoutes } from './routes/logs.js';
+import { rpcRoutes } from './routes/rpc.js';
+import { OpenStreams } from './wire.js';
 
 export interface ServerDeps {
   dispatcher: RpcDispatcher;
@@ -27,21 +31,27 @@ function rpcError(code: 'REQUEST_TOO_LARGE' | 'INVALID_REQUEST' | 'INTERNAL_ERRO
 }
 
 /**
- * The HTTP face of berthd on its Unix socket: POST /rpc (JSON-RPC 2.0), GET /health, GET /events.
+ * The HTTP face of berthd on its Unix socket: POST /rpc (JSON-RPC 2.0), GET /health, and the
+ * streams the protocol declares (streamRoutes), each a plugin in routes/. Requests log through
+ * berth's logger, each with its own id (`reqId`).
  */
 export class RpcServer {
   readonly app: FastifyInstance;
-  private readonly streams = new Set<ServerResponse>();
+  private readonly streams = new OpenStreams();
   private listener: SocketListener | null = null;
 
   constructor(private readonly d: ServerDeps) {
+    let seq = 0;
     const app = Fastify({
+      loggerInstance: d.log,
+      genReqId: () => `r${++seq}`,
+      disableRequestLogging: true,
       bodyLimit: MAX_REQUEST_BYTES,
       return503OnClosing: true,
-    });
+    }) as unknown as FastifyInstance;
     this.app = app;
 
-    // Every body reaches the dispatcher as text, whatever its content type: parse errors are a
+    // Every body reaches its route as text, whatever its content type: a JSON-RPC parse error is a
     // JSON-RPC response (-32700), not an HTTP 400.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -58,130 +68,20 @@ export class RpcServer {
         void reply.code(400).send(rpcError('INVALID_REQUEST', `Invalid Request: ${err.message}`));
         return;
       }
-      d.log.error({ err, url: req.url }, 'HTTP handler failed');
+      req.log.error({ err, url: req.url }, 'HTTP handler failed');
       void reply.code(500).send(rpcError('INTERNAL_ERROR', err.message));
     });
 
-    app.post('/rpc', async (req, reply) => {
-      const text = typeof req.body === 'string' ? req.body : '';
-      const { body } = await d.dispatcher.handle(text);
-      if (body === null) return reply.code(204).send();
-      return reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body));
-    });
-
-    app.get('/health', async (_req, reply) => {
-      const report = await d.health.report();
-      return reply.code(report.status === 'ok' ? 200 : 503).send(report);
-    });
-    app.get('/health/live', async () => ({ status: 'ok' }));
-
-    app.get<{ Querystring: { since?: string } }>('/events', (req, reply) => {
-      const since = Number(req.query.since ?? NaN);
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, {
-        'content-type': 'application/x-ndjson; charset=utf-8',
-        'cache-control': 'no-store',
-        connection: 'keep-alive',
-      });
-      const write = (e: BerthEvent | { type: string; [k: string]: unknown }) => res.write(`${JSON.stringify(e)}\n`);
-      write({ type: 'hello', seq: d.bus.lastSeq, ts: new Date().toISOString() });
-      if (Number.isInteger(since) && since >= 0) for (const e of d.bus.since(since)) write(e);
-      const unsubscribe = d.bus.subscribe(write);
-      const beat = setInterval(() => write({ type: 'ping', ts: new Date().toISOString() }), d.heartbeatMs ?? 15_000);
-      this.streams.add(res);
-      const cleanup = () => {
-        clearInterval(beat);
-        unsubscribe();
-        this.streams.delete(res);
-      };
-      res.on('close', cleanup);
-      req.raw.on('close', cleanup);
-    });
-
-    app.get<{ Params: { id: string }; Querystring: { follow?: string; tail?: string; since?: string } }>(
-      '/sessions/:id/logs',
-      async (req, reply) => {
-        const follow = req.query.follow === '1' || req.query.follow === 'true';
-        const tail = req.query.tail !== undefined ? Number(req.query.tail) : undefined;
-        if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) {
-          return reply.code(400).send({ error: new BerthError('INVALID_PARAMS', 'tail must be a whole number').toData() });
-        }
-        const ctl = new AbortController();
-        let lines: AsyncIterable<unknown> | unknown[];
-        try {
-          lines = await d.sessions.logStream(req.params.id, {
-            follow,
-            signal: ctl.signal,
-            ...(tail !== undefined ? { tail } : {}),
-            ...(req.query.since ? { since: req.query.since } : {}),
-          });
-        } catch (err) {
-          if (err instanceof BerthError) {
-            return reply.code(err.code === 'SESSION_NOT_FOUND' ? 404 : 409).send({ error: { message: err.message, ...err.toData() } });
-          }
-          throw err;
-        }
-        reply.hijack();
-        const res = reply.raw;
-        res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
-        this.streams.add(res);
-        const abort = () => ctl.abort();
-        res.on('close', abort);
-        try {
-          for await (const l of lines) {
-            if (!res.write(`${JSON.stringify(l)}\n`)) await new Promise((r) => res.once('drain', r));
-          }
-        } catch (err) {
-          if (!ctl.signal.aborted) res.write(`${JSON.stringify({ error: err instanceof BerthError ? err.toData() : { code: 'INTERNAL_ERROR' }, message: (err as Error).message })}\n`);
-        } finally {
-          this.streams.delete(res);
-          res.off('close', abort);
-          res.end();
-        }
-      },
-    );
-
-    // The image builds with progress: NDJSON lines {progress}, then {result} or {error}.
-    const streamed = {
-      '/images/build': { method: 'images.build', run: (p: never, on: (x: ImageBuildProgress) => void) => d.images.build(p, on) },
-      '/images/build-defaults': { method: 'images.buildDefaults', run: (p: never, on: (x: ImageBuildProgress) => void) => d.images.buildDefaults(p, on) },
-    } as const;
-    for (const [path, { method, run }] of Object.entries(streamed)) {
-      app.post(path, async (req, reply) => {
-        let params: unknown;
-        try {
-          params = JSON.parse(typeof req.body === 'string' ? req.body : '');
-        } catch {
-          const e = new BerthError('PARSE_ERROR', 'body must be JSON');
-          return reply.code(400).send({ error: { message: e.message, ...e.toData() } });
-        }
-        const parsed = paramSchemas[method].safeParse(params);
-        if (!parsed.success) {
-          const e = new BerthError('INVALID_PARAMS', `invalid params for ${method}: ${parsed.error.issues[0]?.message ?? ''}`);
-          return reply.code(400).send({ error: { message: e.message, ...e.toData() } });
-        }
-        reply.hijack();
-        const res = reply.raw;
-        res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
-        this.streams.add(res);
-        try {
-          const result = await run(parsed.data as never, (progress) => res.write(`${JSON.stringify({ progress })}\n`));
-          res.write(`${JSON.stringify({ result })}\n`);
-        } catch (err) {
-          const e = err instanceof BerthError ? err : new BerthError('INTERNAL_ERROR', (err as Error).message);
-          res.write(`${JSON.stringify({ error: { message: e.message, ...e.toData() } })}\n`);
-        } finally {
-          this.streams.delete(res);
-          res.end();
-        }
-      });
-    }
+    const streams = this.streams;
+    void app.register(rpcRoutes, { dispatcher: d.dispatcher });
+    void app.register(healthRoutes, { health: d.health });
+    void app.register(eventRoutes, { bus: d.bus, streams, heartbeatMs: d.heartbeatMs ?? 15_000 });
+    void app.register(logRoutes, { sessions: d.sessions, streams });
+    void app.register(buildRoutes, { images: d.images, streams });
 
     // fastify.close() waits for open connections; event streams never end on their own.
     app.addHook('preClose', (done) => {
-      for (const res of this.streams) res.end();
-      this.streams.clear();
+      streams.endAll();
       done();
     });
   }

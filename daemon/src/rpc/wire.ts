@@ -1,0 +1,63 @@
+import type { ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
+import { BerthError, httpStatusOf, toWireError } from '@berth/client-sdk/protocol';
+
+/** Streams still open, ended when the server closes (fastify's close waits for connections). */
+export class OpenStreams {
+  private readonly open = new Set<ServerResponse>();
+
+  add(res: ServerResponse): () => void {
+    this.open.add(res);
+    return () => this.open.delete(res);
+  }
+
+  endAll(): void {
+    for (const res of this.open) res.end();
+    this.open.clear();
+  }
+}
+
+/** Refuses a request before any stream starts: `{error}` with the status the registry gives its code. */
+export function refuse(reply: FastifyReply, err: unknown): FastifyReply {
+  const wire = toWireError(err);
+  if (err instanceof BerthError) reply.log.debug({ url: reply.request.url, code: wire.code }, 'Refused request');
+  else reply.log.error({ err, url: reply.request.url }, 'Route failed');
+  return reply.code(httpStatusOf(wire.code)).send({ error: wire });
+}
+
+export interface NdjsonWriter {
+  /** Writes one line; resolves once the socket takes more (backpressure). */
+  line(value: unknown): Promise<void>;
+  /** Ends with a failure line `{error}`, unless the client is already gone. */
+  fail(err: unknown): void;
+  end(): void;
+  readonly res: ServerResponse;
+}
+
+/** Takes the response over from fastify and starts an NDJSON stream on it, tracked in `streams`. */
+export function ndjson(reply: FastifyReply, streams: OpenStreams, headers: Record<string, string> = {}): NdjsonWriter {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store', ...headers });
+  const untrack = streams.add(res);
+  reply.log.debug({ url: reply.request.url }, 'Started stream');
+  res.once('close', () => {
+    untrack();
+    reply.log.debug({ url: reply.request.url }, 'Ended stream');
+  });
+  return {
+    res,
+    async line(value) {
+      if (!res.writable) return;
+      if (!res.write(`${JSON.stringify(value)}\n`)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
+    },
+    fail(err) {
+      if (res.writable) res.write(`${JSON.stringify({ error: toWireError(err) })}\n`);
+      if (!(err instanceof BerthError)) reply.log.error({ err }, 'Stream failed');
+    },
+    end() {
+      untrack();
+      res.end();
+    },
+  };
+}
