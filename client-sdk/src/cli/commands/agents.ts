@@ -1,0 +1,88 @@
+import type { Command } from 'commander';
+import type { Agent, AgentLimits, NetworkMode, RestartPolicy } from '../../protocol/index.js';
+import { collect, parsePairs, type CliContext } from '../context.js';
+import { emit, table } from '../output.js';
+
+function agentRows(agents: Agent[]): string[][] {
+  return agents.map((a) => [
+    a.name,
+    a.image ?? '(default)',
+    a.readOnly ? 'read' : 'write',
+    a.role ?? '',
+    a.command.join(' '),
+  ]);
+}
+
+export function register(program: Command, { out, connect }: CliContext): void {
+  const agent = program.command('agent').description('manage agent profiles');
+  agent
+    .command('add <name> <command...>')
+    .description('define (or redefine) an agent; put the command after --, e.g. berth agent add fixer -- claude -p "fix"')
+    .option('--image <image>', 'image to run (default: project or daemon default)')
+    .option('--role <role>', 'free-form role, e.g. reviewer')
+    .option('--read-only', 'run read sessions: the main checkout, mounted read-only')
+    .option('-e, --env <KEY=VALUE>', 'environment for the agent (repeatable)', collect, [])
+    .option('--memory <size>', 'memory limit, e.g. 2g')
+    .option('--cpus <n>', 'CPU limit, e.g. 1.5')
+    .option('--pids <n>', 'process limit, e.g. 256')
+    .option('--restart <policy>', 'never | on-failure (default) | always')
+    .option('--network <mode>', 'bridge | internal (no egress) | none')
+    .option('--read-only-rootfs', 'read-only root filesystem with a tmpfs /tmp')
+    .option('--cap-add <CAP>', 'Linux capability to add back (repeatable)', collect, [])
+    .option('--secret <ENV=name>', 'environment variable from a secret in $BERTH_HOME/secrets.yaml (repeatable)', collect, [])
+    .action(async (name: string, command: string[], o: { image?: string; role?: string; readOnly?: boolean; env: string[]; memory?: string; cpus?: string; pids?: string; restart?: string; network?: string; readOnlyRootfs?: boolean; capAdd: string[]; secret: string[] }, cmd: Command) => {
+      const limits: AgentLimits = {};
+      if (o.memory !== undefined) limits.memory = o.memory;
+      if (o.cpus !== undefined) limits.cpus = Number(o.cpus);
+      if (o.pids !== undefined) limits.pids = Number(o.pids);
+      const c = connect(cmd);
+      const a = await c.agents.define({
+        name,
+        command,
+        ...(o.image !== undefined ? { image: o.image } : {}),
+        ...(o.role !== undefined ? { role: o.role } : {}),
+        readOnly: o.readOnly === true,
+        env: parsePairs('--env', o.env),
+        limits,
+        ...(o.restart !== undefined ? { restartPolicy: o.restart as RestartPolicy } : {}),
+        ...(o.network !== undefined ? { network: o.network as NetworkMode } : {}),
+        readOnlyRootfs: o.readOnlyRootfs === true,
+        capAdd: o.capAdd,
+        secrets: parsePairs('--secret', o.secret),
+      });
+      emit(out, a, () => `defined agent ${a.name}: ${a.command.join(' ')}\n`);
+    });
+  agent
+    .command('ls')
+    .alias('list')
+    .description('list agents')
+    .action(async (_o, cmd: Command) => {
+      const list = await connect(cmd).agents.list();
+      emit(out, list, () => (list.length ? table(['NAME', 'IMAGE', 'MODE', 'ROLE', 'COMMAND'], agentRows(list)) : 'no agents\n'));
+    });
+  agent
+    .command('show <name>')
+    .description('show one agent')
+    .action(async (name: string, _o, cmd: Command) => {
+      const a = await connect(cmd).agents.get({ name });
+      emit(out, a, () =>
+        [
+          `name     ${a.name}`,
+          `image    ${a.image ?? '(default)'}`,
+          `command  ${a.command.join(' ')}`,
+          `mode     ${a.readOnly ? 'read-only' : 'write'}`,
+          `role     ${a.role ?? ''}`,
+          `env      ${Object.keys(a.env).join(', ')}`,
+          `limits   ${JSON.stringify(a.limits)}`,
+        ].join('\n') + '\n',
+      );
+    });
+  agent
+    .command('rm <name>')
+    .alias('remove')
+    .description('remove an agent profile')
+    .action(async (name: string, _o, cmd: Command) => {
+      const r = await connect(cmd).agents.remove({ name });
+      emit(out, r, () => `removed agent ${r.removed}\n`);
+    });
+}

@@ -1,0 +1,178 @@
+import type { Command } from 'commander';
+import { BerthError, type RestartPolicy, type Session, type SessionState } from '../../protocol/index.js';
+import { collect, ExitCode, parsePairs, type CliContext } from '../context.js';
+import { ago, emit, jsonText, line, table, until } from '../output.js';
+
+function sessionStatus(s: Session): string {
+  switch (s.state) {
+    case 'running':
+      return s.startedAt ? `running ${ago(s.startedAt).replace(' ago', '')}` : 'running';
+    case 'exited':
+      return s.nextRestartAt ? `exited (${s.exitCode}), restart ${until(s.nextRestartAt)}` : `exited (${s.exitCode})`;
+    case 'failed':
+      return `failed: ${s.error?.code ?? ''}`;
+    default:
+      return s.state;
+  }
+}
+
+function sessionRows(list: Session[]): string[][] {
+  return list.map((s) => [s.id, s.name, s.project, s.agent, s.mode, sessionStatus(s), String(s.restartCount), ago(s.createdAt)]);
+}
+
+export function register(program: Command, { out, connect }: CliContext): void {
+  program
+    .command('start <project>')
+    .description('start a session: an agent in its own container on PROJECT')
+    .requiredOption('-a, --agent <agent>', 'agent profile to run')
+    .option('--read-only', 'read session: the main checkout, mounted read-only')
+    .option('--name <name>', 'session name (default PROJECT-N)')
+    .option('-e, --env <KEY=VALUE>', 'extra environment (repeatable)', collect, [])
+    .option('--restart <policy>', 'never | on-failure | always (default: the agent\'s)')
+    .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string }, cmd: Command) => {
+      const s = await connect(cmd).sessions.start({
+        project: projectName,
+        agent: o.agent,
+        ...(o.readOnly ? { mode: 'read' as const } : {}),
+        ...(o.name !== undefined ? { name: o.name } : {}),
+        ...(o.env.length ? { env: parsePairs('--env', o.env) } : {}),
+        ...(o.restart !== undefined ? { restartPolicy: o.restart as RestartPolicy } : {}),
+      });
+      emit(out, s, () => `${s.id}  ${s.name}  ${sessionStatus(s)}  (${s.containerName})\n`);
+    });
+
+  program
+    .command('ps')
+    .description('list sessions (running and starting; -a for all)')
+    .option('-a, --all', 'include stopped, exited and failed sessions')
+    .option('-p, --project <project>', 'only this project')
+    .option('--state <state>', 'only sessions in this state')
+    .action(async (o: { all?: boolean; project?: string; state?: string }, cmd: Command) => {
+      const c = connect(cmd);
+      const items: Session[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await c.sessions.list({
+          limit: 500,
+          ...(o.project ? { project: o.project } : {}),
+          ...(o.state ? { state: o.state as SessionState } : {}),
+          ...(o.all || o.state ? {} : { active: true }),
+          ...(cursor ? { cursor } : {}),
+        });
+        items.push(...page.items);
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor);
+      const shown = items;
+      emit(out, shown, () =>
+        shown.length
+          ? table(['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'STATUS', 'RESTARTS', 'CREATED'], sessionRows(shown))
+          : o.all
+            ? 'no sessions\n'
+            : 'no running sessions (berth ps -a shows all)\n',
+      );
+    });
+
+  program
+    .command('inspect <id>')
+    .description('everything about one session')
+    .action(async (id: string, _o, cmd: Command) => {
+      const s = await connect(cmd).sessions.get({ id });
+      emit(out, s, () => `${jsonText(s, true)}\n`);
+    });
+
+  program
+    .command('logs <id>')
+    .description('output of a session')
+    .option('-f, --follow', 'keep printing new output')
+    .option('-n, --tail <n>', 'only the last N lines')
+    .option('--since <time>', 'only lines after this ISO time')
+    .option('-t, --timestamps', 'prefix each line with its time')
+    .action(async (id: string, o: { follow?: boolean; tail?: string; since?: string; timestamps?: boolean }, cmd: Command) => {
+      const c = connect(cmd);
+      const ctl = new AbortController();
+      const onSig = () => ctl.abort();
+      process.once('SIGINT', onSig);
+      try {
+        for await (const l of c.logs(id, {
+          follow: o.follow === true,
+          signal: ctl.signal,
+          ...(o.tail !== undefined ? { tail: Number(o.tail) } : {}),
+          ...(o.since ? { since: o.since } : {}),
+        })) {
+          // The agent writes the whole stream, so its lines are printed as lines (escaped by print).
+          const text = `${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`;
+          if (out.json) out.printJson(l);
+          else if (l.stream === 'stderr') out.printErr(text);
+          else out.print(text);
+        }
+      } finally {
+        process.off('SIGINT', onSig);
+      }
+    });
+
+  program
+    .command('stop <id>')
+    .description('stop a session: SIGTERM, then SIGKILL after --time seconds')
+    .option('-t, --time <sec>', 'grace period before SIGKILL', '10')
+    .action(async (id: string, o: { time: string }, cmd: Command) => {
+      const s = await connect(cmd).sessions.stop({ id, timeoutSec: Number(o.time) });
+      emit(out, s, () => `${s.name} ${sessionStatus(s)}\n`);
+    });
+
+  program
+    .command('restart <id>')
+    .description('a fresh container for the session, from the current agent profile (/agent is kept)')
+    .action(async (id: string, _o, cmd: Command) => {
+      const s = await connect(cmd).sessions.restart({ id });
+      emit(out, s, () => `${s.name} ${sessionStatus(s)}\n`);
+    });
+
+  program
+    .command('rm <id>')
+    .description('remove a session: container, /agent volume and checkout; work is kept (see the output)')
+    .option('-f, --force', 'remove even with uncommitted changes (they are saved on refs/berth/wip/NAME)')
+    .option('--delete-branch', 'delete the session branch even if unmerged (its commits stay on refs/berth/archive/NAME)')
+    .action(async (id: string, o: { force?: boolean; deleteBranch?: boolean }, cmd: Command) => {
+      const r = await connect(cmd).sessions.remove({ id, ...(o.force ? { force: true } : {}), ...(o.deleteBranch ? { deleteBranch: true } : {}) });
+      emit(out, r, () => [`removed session ${r.name} (${r.removed})`, ...r.notes.map((n) => line`  ${n}`)].join('\n') + '\n');
+    });
+
+  program
+    .command('diff <id>')
+    .description('the session\'s changes (committed and not) against its base branch')
+    .option('--stat', 'only a summary per file')
+    .action(async (id: string, o: { stat?: boolean }, cmd: Command) => {
+      const d = await connect(cmd).sessions.diff({ id, ...(o.stat ? { stat: true } : {}) });
+      emit(out, d, () => d.diff + (d.truncated ? '\n[diff truncated at 1 MiB]\n' : ''));
+    });
+
+  program
+    .command('merge <id>')
+    .description('merge the session branch into its base branch in the main checkout (which must be clean and on the base)')
+    .option('--ff', 'fast-forward only')
+    .option('--squash', 'one commit with all the changes')
+    .option('-m, --message <msg>', 'commit message')
+    .action(async (id: string, o: { ff?: boolean; squash?: boolean; message?: string }, cmd: Command) => {
+      if (o.ff && o.squash) throw new BerthError('INVALID_PARAMS', 'choose one of --ff and --squash');
+      const r = await connect(cmd).sessions.merge({
+        id,
+        strategy: o.ff ? 'ff' : o.squash ? 'squash' : 'merge',
+        ...(o.message ? { message: o.message } : {}),
+      });
+      emit(out, r, () => `merged ${r.branch} into ${r.base} (${r.strategy}): ${r.commit.slice(0, 12)}\n`);
+    });
+
+  program
+    .command('exec <id> <cmd...>')
+    .description('run a command in a running session, e.g. berth exec ID -- git status')
+    .option('--timeout <sec>', 'give up after this many seconds', '60')
+    .action(async (id: string, argv: string[], o: { timeout: string }, cmd: Command) => {
+      const r = await connect(cmd).sessions.exec({ id, cmd: argv, timeoutSec: Number(o.timeout) });
+      if (out.json) out.printJson(r);
+      else {
+        out.print(r.stdout);
+        out.printErr(r.stderr);
+      }
+      if (r.exitCode !== 0) throw new ExitCode(r.exitCode);
+    });
+}
