@@ -7,7 +7,7 @@ import { EventBus } from './events/bus.js';
 import { EngineMonitor } from './health/engine-monitor.js';
 import { systemClock, type Clock } from './shared/clock.js';
 import { Health } from './health/index.js';
-import { createLogger, type Logger } from './log.js';
+import type { Logger } from './log.js';
 import { ProjectService } from './projects/service.js';
 import { RpcDispatcher } from './rpc/dispatcher.js';
 import { createHandlers } from './rpc/handlers.js';

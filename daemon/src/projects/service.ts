@@ -67,7 +67,7 @@ export class ProjectService {
       adopted = true;
     } else {
       const rootOwner = await stat(this.projectsRoot).catch(() => null);
-      await this.opts.checkouts.cloneProject(url, dir, {
+      await this.opts.checkouts.remotes.cloneProject(url, dir, {
         ...(extra.branch ? { branch: extra.branch } : {}),
         sshKeyPath,
         owner: rootOwner && rootOwner.uid !== 0 ? { uid: rootOwner.uid, gid: rootOwner.gid } : null,

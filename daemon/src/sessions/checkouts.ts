@@ -76,9 +76,9 @@ export class SessionCheckouts {
 
   async status(s: SessionRecord): Promise<SessionStatus> {
     const p = this.project(s);
-    if (!s.checkoutDir || !s.branch) return { ...(await this.manager.status(await this.ref(s), p.path)), importedTip: null, pendingImport: false };
+    if (!s.checkoutDir || !s.branch) return { ...(await this.manager.inspect.status(await this.ref(s), p.path)), importedTip: null, pendingImport: false };
     await this.importNow(s).catch((err: unknown) => this.log.debug({ sessionId: s.id, err: (err as Error).message }, 'Import before status failed'));
-    const st = await this.manager.status(await this.ref(s), p.path);
+    const st = await this.manager.inspect.status(await this.ref(s), p.path);
     const tip = await readRef(s.checkoutDir, `refs/heads/${s.branch}`);
     const importedTip = this.imported.get(s.id) ?? null;
     return { ...st, importedTip, pendingImport: tip !== null && tip !== importedTip };
@@ -86,18 +86,18 @@ export class SessionCheckouts {
 
   async diff(s: SessionRecord, stat: boolean): Promise<SessionDiff> {
     if (!s.checkoutDir) throw new BerthError('NO_CHECKOUT', `session ${s.name} works in the main checkout and has no branch of its own`);
-    return this.manager.diff(await this.ref(s), this.project(s).path, stat);
+    return this.manager.inspect.diff(await this.ref(s), this.project(s).path, stat);
   }
 
   async merge(s: SessionRecord, strategy: 'ff' | 'merge' | 'squash', message?: string): Promise<MergeResult> {
     if (!s.checkoutDir) throw new BerthError('NO_CHECKOUT', `session ${s.name} works in the main checkout and has no branch of its own`);
     await this.importNow(s);
-    return this.manager.merge(await this.ref(s), this.project(s).path, strategy, message);
+    return this.manager.imports.merge(await this.ref(s), this.project(s).path, strategy, message);
   }
 
   async dirty(s: SessionRecord): Promise<string[]> {
     if (!s.checkoutDir) return [];
-    return (await this.manager.dirty(await this.ref(s), this.project(s).path)).map((d) => d.path);
+    return (await this.manager.inspect.dirty(await this.ref(s), this.project(s).path)).map((d) => d.path);
   }
 
   /**
@@ -123,7 +123,7 @@ export class SessionCheckouts {
       const project = this.projects.get(s.project);
       try {
         if (!project) throw new BerthError('PROJECT_NOT_FOUND', `project ${s.project} is gone`);
-        if (s.checkoutIdentity) await this.manager.removeDir(s.checkoutDir, s.checkoutIdentity);
+        if (s.checkoutIdentity) await this.manager.removal.removeDir(s.checkoutDir, s.checkoutIdentity);
         // Killed between making the directory and recording it: only an empty one can be that.
         else await rmdir(s.checkoutDir).catch(() => {});
         await this.manager.shadows.drop(s.id);
@@ -148,7 +148,7 @@ export class SessionCheckouts {
     let result: Pick<RemoveResult, 'kept' | 'notes'>;
     if (s.checkoutState === 'creating') {
       // Never finished: nothing in it is anyone's work; remove it only if it is the one berth made.
-      if (s.checkoutIdentity) await this.manager.removeDir(s.checkoutDir, s.checkoutIdentity);
+      if (s.checkoutIdentity) await this.manager.removal.removeDir(s.checkoutDir, s.checkoutIdentity);
       await this.manager.shadows.drop(s.id);
       result = { kept: {}, notes: [] };
     } else {
@@ -156,7 +156,7 @@ export class SessionCheckouts {
       if (!project) result = { kept: {}, notes: [`checkout ${s.checkoutDir} was kept: project ${s.project} is gone`] };
       else {
         const opts = s.removeOpts ?? { force: false, deleteBranch: false };
-        const r = await this.manager.remove(await this.ref(s), project.path, { ...opts, identity: s.checkoutIdentity });
+        const r = await this.manager.removal.remove(await this.ref(s), project.path, { ...opts, identity: s.checkoutIdentity });
         result = { kept: r.kept, notes: r.notes };
       }
     }
@@ -234,7 +234,7 @@ export class SessionCheckouts {
     };
     let inProject: Map<string, string>;
     try {
-      inProject = await this.manager.importedTips(repo);
+      inProject = await this.manager.imports.importedTips(repo);
     } catch (err) {
       for (const id of q.keys()) settle(id, err);
       return;
@@ -257,7 +257,7 @@ export class SessionCheckouts {
     if (!items.length) return;
     const one = async (group: typeof items) => {
       for (const i of group) await this.manager.shadows.refreshMirror(i.ref, repo);
-      await this.manager.importMany(repo, group, []);
+      await this.manager.imports.importMany(repo, group, []);
       for (const i of group) {
         this.imported.set(i.s.id, i.tip);
         this.bus?.publish('session.imported', { id: i.s.id, name: i.s.name, branch: i.s.branch!, tip: i.tip });
@@ -373,7 +373,7 @@ export class SessionCheckouts {
     const done: string[] = [];
     for (const p of this.projects.list()) {
       try {
-        done.push(...(await this.manager.repair(p, owned, busy)));
+        done.push(...(await this.manager.removal.repair(p, owned, busy)));
       } catch (err) {
         this.log.warn({ project: p.name, err: (err as Error).message }, 'Repair failed');
       }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Agent, AgentLimits, NetworkMode, Project, SessionMode } from '@berth/client-sdk/protocol';
+import type { Agent, AgentLimits, Project, SessionMode } from '@berth/client-sdk/protocol';
 import { parseMemory, type Config } from '../config/index.js';
 import { LABELS, agentVolumeName, networkName } from '../runtime/labels.js';
 import type { ContainerSpec } from '../runtime/port.js';
