@@ -37,7 +37,8 @@ describe('sessions on the real engine', () => {
     expect(s).toMatchObject({ project: 'web', agent: 'looper', mode: 'write', desired: 'running', state: 'running', restartCount: 0 });
     expect(s.id).toMatch(/^[0-9a-f]{12}$/);
     expect(s.name).toMatch(/^web-\d+$/);
-    expect(s.containerName).toMatch(/^berth-web-\d+$/);
+    // A name another berthd holds on the engine gets this one's instance suffix (CONTAINER_NAME_TAKEN).
+    expect(s.containerName).toMatch(/^berth-web-\d+(-i[0-9a-f]{6}(-[0-9a-f]{4})?)?$/);
     const info = await inspect(s.containerId!);
     expect(info.State.Running).toBe(true);
     expect(info.Config.Labels).toMatchObject({ 'dev.berth.managed': 'true', 'dev.berth.session': s.id, 'dev.berth.project': 'web', 'dev.berth.agent': 'looper' });
