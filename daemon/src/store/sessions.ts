@@ -1,5 +1,6 @@
 import type { RestartPolicy, Session, SessionDesired, SessionMode, SessionState } from '@berth/client-sdk/protocol';
 import type { SessionSpec } from '../shared/session-spec.js';
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import { ACTIVE, UNSETTLED } from './migrations.js';
 
@@ -228,15 +229,29 @@ const COLUMN: Record<keyof ObservedPatch, string> = {
 
 /** The `sessions` table. */
 export class SessionsRepo {
+  private readonly statements = new Map<string, Statement>();
+
   constructor(private readonly db: Db) {}
 
+  /** A prepared statement, compiled once per SQL text (a list page would otherwise compile its query each call). */
+  private prepare<P extends unknown[] | object = unknown[], R = unknown>(sql: string): Statement<P, R> {
+    let st = this.statements.get(sql);
+    if (!st) {
+      // IN lists make a text per length: keep the cache bounded.
+      if (this.statements.size > 256) this.statements.clear();
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st as unknown as Statement<P, R>;
+  }
+
   get(id: string): SessionRecord | undefined {
-    const r = this.db.prepare<[string], Row>('SELECT * FROM sessions WHERE id = ?').get(id);
+    const r = this.prepare<[string], Row>('SELECT * FROM sessions WHERE id = ?').get(id);
     return r && toRecord(r);
   }
 
   byName(name: string): SessionRecord | undefined {
-    const r = this.db.prepare<[string], Row>('SELECT * FROM sessions WHERE name = ?').get(name);
+    const r = this.prepare<[string], Row>('SELECT * FROM sessions WHERE name = ?').get(name);
     return r && toRecord(r);
   }
 
@@ -250,11 +265,11 @@ export class SessionsRepo {
 
   /** A new container name for the session (the one it had is taken on the engine). */
   renameContainer(id: string, name: string): void {
-    this.db.prepare('UPDATE sessions SET container_name = @name WHERE id = @id').run({ id, name });
+    this.prepare('UPDATE sessions SET container_name = @name WHERE id = @id').run({ id, name });
   }
 
   countByProject(project: string): number {
-    return this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE project = ?').get(project)!.n;
+    return this.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE project = ?').get(project)!.n;
   }
 
   /** Write sessions working in the project's main checkout (worktrees: when-shared). */
@@ -275,12 +290,12 @@ export class SessionsRepo {
 
   /** Sessions whose checkout was being made when berthd last stopped. */
   checkoutsCreating(): SessionRecord[] {
-    return this.db.prepare<[], Row>("SELECT * FROM sessions WHERE checkout_state = 'creating'").all().map(toRecord);
+    return this.prepare<[], Row>("SELECT * FROM sessions WHERE checkout_state = 'creating'").all().map(toRecord);
   }
 
   /** Sessions with a container that may be running. */
   live(): SessionRecord[] {
-    return this.db.prepare<[], Row>("SELECT * FROM sessions WHERE state IN ('running', 'creating', 'stopping')").all().map(toRecord);
+    return this.prepare<[], Row>("SELECT * FROM sessions WHERE state IN ('running', 'creating', 'stopping')").all().map(toRecord);
   }
 
   /** A checkout that cannot be made: the session fails (its gate stays shut) and waits for the user. */
@@ -292,7 +307,7 @@ export class SessionsRepo {
 
   /** Records the directory berth just made for the checkout, before git writes into it. */
   setCheckoutIdentity(id: string, identity: { dev: number; ino: number }): void {
-    this.db.prepare('UPDATE sessions SET checkout_dev = @dev, checkout_ino = @ino WHERE id = @id').run({ id, ...identity });
+    this.prepare('UPDATE sessions SET checkout_dev = @dev, checkout_ino = @ino WHERE id = @id').run({ id, ...identity });
   }
 
   /** The checkout is complete: the reconciler may now make the container (a new generation). */
@@ -313,7 +328,7 @@ export class SessionsRepo {
   }
 
   countByAgent(agent: string): number {
-    return this.db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE agent = ?').get(agent)!.n;
+    return this.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE agent = ?').get(agent)!.n;
   }
 
   /**
@@ -339,12 +354,12 @@ export class SessionsRepo {
       args.afterId = q.after.id;
     }
     const sql = `SELECT ${LISTED} FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT @limit`;
-    return (this.db.prepare<[Record<string, unknown>], unknown>(sql).raw(true).all(args) as ListedRow[]).map(toListed);
+    return (this.prepare<[Record<string, unknown>], unknown>(sql).raw(true).all(args) as ListedRow[]).map(toListed);
   }
 
   /** Ids of the sessions the reconciler must look at whatever the engine says (see UNSETTLED). */
   unsettledIds(): string[] {
-    return this.db.prepare<[], { id: string }>(`SELECT id FROM sessions WHERE ${UNSETTLED}`).all().map((r) => r.id);
+    return this.prepare<[], { id: string }>(`SELECT id FROM sessions WHERE ${UNSETTLED}`).all().map((r) => r.id);
   }
 
   /** Every session that records a container: what the resync compares with the engine's listing. */
@@ -359,7 +374,7 @@ export class SessionsRepo {
     const out = new Set<string>();
     for (let i = 0; i < ids.length; i += 500) {
       const chunk = ids.slice(i, i + 500);
-      const rows = this.db.prepare<string[], { id: string }>(`SELECT id FROM sessions WHERE id IN (${chunk.map(() => '?').join(',')})`).all(...chunk);
+      const rows = this.prepare<string[], { id: string }>(`SELECT id FROM sessions WHERE id IN (${chunk.map(() => '?').join(',')})`).all(...chunk);
       for (const r of rows) out.add(r.id);
     }
     return out;
@@ -422,7 +437,7 @@ export class SessionsRepo {
         args.removeOpts = JSON.stringify(extra.removeOpts);
       }
       if (extra.resetCrashes) sets.push('crash_count = 0', 'next_restart_at = NULL', 'error_code = NULL', 'error_message = NULL');
-      this.db.prepare(`UPDATE sessions SET ${sets.join(', ')} WHERE id = @id`).run(args);
+      this.prepare(`UPDATE sessions SET ${sets.join(', ')} WHERE id = @id`).run(args);
       return this.get(id);
     })();
   }
@@ -440,13 +455,13 @@ export class SessionsRepo {
         const sets = keys.map((k) => `${COLUMN[k]} = @${k}`);
         const args: Record<string, unknown> = { id, now };
         for (const k of keys) args[k] = k === 'recreate' ? (patch[k] ? 1 : 0) : patch[k];
-        this.db.prepare(`UPDATE sessions SET ${sets.join(', ')}, updated_at = @now WHERE id = @id`).run(args);
+        this.prepare(`UPDATE sessions SET ${sets.join(', ')}, updated_at = @now WHERE id = @id`).run(args);
       }
       return this.get(id);
     })();
   }
 
   remove(id: string): boolean {
-    return this.db.prepare('DELETE FROM sessions WHERE id = ?').run(id).changes > 0;
+    return this.prepare('DELETE FROM sessions WHERE id = ?').run(id).changes > 0;
   }
 }
