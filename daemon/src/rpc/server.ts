@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { BerthError, MAX_REQUEST_BYTES } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Health } from '../health/index.js';
@@ -45,7 +45,7 @@ export class RpcServer {
     const app = Fastify({
       loggerInstance: d.log,
       genReqId: () => `r${++seq}`,
-      disableRequestLogging: true,
+      logController: new LogController({ disableRequestLogging: true }),
       bodyLimit: MAX_REQUEST_BYTES,
       return503OnClosing: true,
     }) as unknown as FastifyInstance;
