@@ -31,3 +31,6 @@ export const networkLabels = (instanceId: string, project: string, internal: boo
   [LABELS.network]: internal ? 'internal' : 'bridge',
 });
 export const agentVolumeName = (sessionId: string) => `berth-agent-${sessionId}`;
+
+/** The engine's label filter for containers carrying every one of `labels`. */
+export const labelFilter = (labels: Record<string, string>): string[] => Object.entries(labels).map(([k, v]) => `${k}=${v}`);
