@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -12,6 +11,7 @@ import {
   type SessionStatus,
   type Session,
   type SessionList,
+  type SessionMode,
   type SessionState,
 } from '@berth/client-sdk/protocol';
 import type { AgentsRepo } from '../store/agents.js';
@@ -24,11 +24,14 @@ import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
 import { assertName } from '../shared/names.js';
 import { assertProjectPath } from '../checkouts/safe-fs.js';
-import { containerName } from '../runtime/labels.js';
 import type { ContainerRuntime } from '../runtime/port.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import { toSession, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
+import { ImageResolver } from './image.js';
+import { newSessionRecord } from './record.js';
 import { resolveSpec, specHash, type SessionSpec, type SpecInput } from './spec.js';
+import { listSessions } from './list.js';
+import { waitForSession } from './wait.js';
 
 const SETTLED: ReadonlySet<SessionState> = new Set(['running', 'failed', 'exited', 'stopped']);
 const DEFAULT_LOG_TAIL = 1000;
@@ -50,10 +53,15 @@ export interface SessionServiceDeps {
   startTimeoutMs?: number;
 }
 
-interface Cursor {
-  c: string;
-  i: string;
+interface StartRequest {
+  project: Project;
+  agent: Agent;
+  mode: SessionMode;
+  owner: { uid: number; gid: number };
+  overrides: SpecInput['overrides'];
+  image: string;
 }
+
 
 /**
  * What the session service needs of the reconciler: it only changes desired state and asks for a
@@ -72,12 +80,42 @@ export interface SessionScheduler {
  */
 export class SessionService {
   private readonly now: () => Date;
+  private readonly images: ImageResolver;
 
   constructor(private readonly d: SessionServiceDeps) {
     this.now = d.now ?? (() => new Date());
+    this.images = new ImageResolver(d);
   }
 
+  /**
+   * Starts a session: checks the request, resolves the image, allocates a name and the row,
+   * makes the write session's checkout (the row goes again if that fails), then waits for the
+   * reconciler to run the container. A name that exists starts that session again.
+   */
   async start(p: ParamsOf<'sessions.start'>): Promise<Session> {
+    const req = await this.startRequest(p);
+    const ts = this.now().toISOString();
+    if (p.name !== undefined) {
+      const again = this.startAgain(p, p.name, ts);
+      if (again) return again;
+    }
+    const created = this.allocate(p, req, ts);
+    if ('settled' in created) return created.settled;
+    const record = await this.withCheckout(created.record, req);
+    this.d.log.info({ sessionId: record.id, name: record.name, project: req.project.name, agent: req.agent.name, mode: req.mode }, 'Session created');
+    this.d.bus.publish('session.created', { session: toSession(record) });
+    this.d.reconciler.enqueue(record.id);
+    try {
+      return await this.settle(record.id);
+    } finally {
+      // Watching the checkout's refs starts once the container is up, so it does not slow the start.
+      const cur = this.d.sessions.get(record.id);
+      if (cur) this.d.checkouts.watch(cur);
+    }
+  }
+
+  /** What a start needs, checked: names, the project and agent, the project directory and its owner, the image. */
+  private async startRequest(p: ParamsOf<'sessions.start'>): Promise<StartRequest> {
     assertName('project', p.project);
     assertName('agent', p.agent);
     if (p.name !== undefined) assertName('session', p.name);
@@ -93,132 +131,72 @@ export class SessionService {
       ...(p.env ? { env: p.env } : {}),
       ...(p.limits ? { limits: p.limits } : {}),
     };
-    const image = await this.resolveImage(project, agent);
-    const ts = this.now().toISOString();
+    const image = await this.images.resolve(project, agent);
+    return { project, agent, mode, owner, overrides, image };
+  }
 
-    // Starting a session that exists by that name starts it again (one container, never two).
-    if (p.name !== undefined) {
-      const existing = this.d.sessions.byName(p.name);
-      if (existing) {
-        if (existing.project !== p.project || existing.agent !== p.agent) {
-          throw new BerthError('SESSION_NAME_TAKEN', `session name ${p.name} belongs to ${existing.project}/${existing.agent}`, {
-            details: { name: p.name, id: existing.id },
-          });
-        }
-        if (existing.desired !== 'running' || (existing.state !== 'running' && existing.state !== 'creating' && existing.state !== 'pending')) {
-          this.d.sessions.setDesired(existing.id, 'running', ts, { recreate: existing.state !== 'running', resetCrashes: true });
-        }
-        this.d.reconciler.enqueue(existing.id);
-        return this.settle(existing.id);
-      }
+  /** Starting a session that exists by that name starts it again (one container, never two). */
+  private startAgain(p: ParamsOf<'sessions.start'>, name: string, ts: string): Promise<Session> | null {
+    const existing = this.d.sessions.byName(name);
+    if (!existing) return null;
+    if (existing.project !== p.project || existing.agent !== p.agent) {
+      throw new BerthError('SESSION_NAME_TAKEN', `session name ${name} belongs to ${existing.project}/${existing.agent}`, {
+        details: { name, id: existing.id },
+      });
     }
+    if (existing.desired !== 'running' || (existing.state !== 'running' && existing.state !== 'creating' && existing.state !== 'pending')) {
+      this.d.sessions.setDesired(existing.id, 'running', ts, { recreate: existing.state !== 'running', resetCrashes: true });
+    }
+    this.d.reconciler.enqueue(existing.id);
+    return this.settle(existing.id);
+  }
 
-    // A write session gets its own checkout and branch, unless the project lets the only active
-    // write session share the main checkout (worktrees: when-shared). Which one is decided and stored
-    // with the row, atomically: the spec a write session is created with names its own checkout,
-    // never the project, so no crash or early reconcile pass can give it the main checkout.
-    let record: SessionRecord | null = null;
-    for (let attempt = 0; attempt < 5 && !record; attempt++) {
+  /**
+   * The new row, under a name of its own. A write session gets its own checkout and branch, unless
+   * the project lets the only active write session share the main checkout (worktrees:
+   * when-shared). Which one is decided and stored with the row, atomically: the spec a write session
+   * is created with names its own checkout, never the project, so no crash or early reconcile pass
+   * can give it the main checkout.
+   */
+  private allocate(p: ParamsOf<'sessions.start'>, req: StartRequest, ts: string): { record: SessionRecord } | { settled: Promise<Session> } {
+    const { project, agent, mode } = req;
+    for (let attempt = 0; attempt < 5; attempt++) {
       const seq = this.d.projects.takeSeq(project.name);
       const name = p.name ?? `${project.name}-${seq}`;
       try {
-        record = this.d.sessions.insertNew(project.name, (sharingMain) => {
+        const record = this.d.sessions.insertNew(project.name, (sharingMain) => {
           const own = mode === 'write' && !(project.worktrees === 'when-shared' && sharingMain === 0);
           const checkoutDir = own ? this.d.checkouts.manager.checkoutDir(project.name, name) : null;
-          const sp = this.spec({ agent, project, mode, owner, overrides, image, checkoutDir });
-          return {
-            id: randomBytes(6).toString('hex'),
-            name,
-            project: project.name,
-            agent: agent.name,
-            mode,
-            seq,
-            containerName: containerName(project.name, seq),
-            spec: sp,
-            specHash: specHash(sp),
-            restartPolicy: p.restartPolicy ?? agent.restartPolicy,
-            desired: 'running',
-            generation: 1,
-            recreate: false,
-            state: 'pending',
-            containerId: null,
-            restartCount: 0,
-            crashCount: 0,
-            nextRestartAt: null,
-            handledFinish: null,
-            errorCode: null,
-            errorMessage: null,
-            exitCode: null,
-            checkoutDir,
-            checkoutState: own ? 'creating' : null,
-            checkoutIdentity: null,
-            removeOpts: null,
-            branch: null,
-            base: null,
-            baseSha: null,
-            createdAt: ts,
-            startedAt: null,
-            finishedAt: null,
-            updatedAt: ts,
-          };
+          const spec = this.spec({ agent, project, mode, owner: req.owner, overrides: req.overrides, image: req.image, checkoutDir });
+          return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, ts });
         });
+        return { record };
       } catch (err) {
         if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
         if (p.name !== undefined) {
           // Lost a race with a concurrent start of the same name: that one is ours too.
           const other = this.d.sessions.byName(p.name);
-          if (other) return this.settle(other.id);
+          if (other) return { settled: this.settle(other.id) };
         }
-        record = null; // an automatic name collided with a chosen one: take the next number
+        // an automatic name collided with a chosen one: take the next number
       }
     }
-    if (!record) throw new BerthError('INTERNAL_ERROR', 'could not allocate a session name');
-    const created = record;
+    throw new BerthError('INTERNAL_ERROR', 'could not allocate a session name');
+  }
 
-    if (created.checkoutState === 'creating') {
-      try {
-        record = await this.d.checkouts.makeCheckout(created, project, { agent: agent.name, owner });
-      } catch (err) {
-        this.d.sessions.remove(created.id);
-        throw err;
-      }
-    }
-    this.d.log.info({ sessionId: record.id, name: record.name, project: project.name, agent: agent.name, mode }, 'Session created');
-    this.d.bus.publish('session.created', { session: toSession(record) });
-    this.d.reconciler.enqueue(record.id);
+  /** Makes the session's own checkout, if it has one; when that fails, the row goes too. */
+  private async withCheckout(created: SessionRecord, req: StartRequest): Promise<SessionRecord> {
+    if (created.checkoutState !== 'creating') return created;
     try {
-      return await this.settle(record.id);
-    } finally {
-      // Watching the checkout's refs starts once the container is up, so it does not slow the start.
-      const cur = this.d.sessions.get(record.id);
-      if (cur) this.d.checkouts.watch(cur);
+      return await this.d.checkouts.makeCheckout(created, req.project, { agent: req.agent.name, owner: req.owner });
+    } catch (err) {
+      this.d.sessions.remove(created.id);
+      throw err;
     }
   }
 
   list(p: ParamsOf<'sessions.list'>): SessionList {
-    const limit = p.limit ?? 100;
-    let after: { createdAt: string; id: string } | undefined;
-    if (p.cursor) {
-      try {
-        const c = JSON.parse(Buffer.from(p.cursor, 'base64url').toString('utf8')) as Cursor;
-        if (typeof c.c !== 'string' || typeof c.i !== 'string') throw new Error('bad cursor');
-        after = { createdAt: c.c, id: c.i };
-      } catch {
-        throw new BerthError('INVALID_PARAMS', 'cursor is not one this daemon handed out', { details: { cursor: p.cursor } });
-      }
-    }
-    const rows = this.d.sessions.page({
-      ...(p.project ? { project: p.project } : {}),
-      ...(p.state ? { state: p.state } : {}),
-      ...(p.active ? { active: true } : {}),
-      limit: limit + 1,
-      ...(after ? { after } : {}),
-    });
-    const items = rows.slice(0, limit);
-    const last = items.at(-1);
-    const nextCursor =
-      rows.length > limit && last ? Buffer.from(JSON.stringify({ c: last.createdAt, i: last.id } satisfies Cursor)).toString('base64url') : null;
-    return { items, nextCursor };
+    return listSessions(this.d.sessions, p);
   }
 
   get(idOrName: string): Session {
@@ -232,7 +210,7 @@ export class SessionService {
       this.d.sessions.setDesired(s.id, 'stopped', this.now().toISOString());
     }
     this.d.reconciler.enqueue(s.id);
-    const done = await this.waitFor(s.id, (x) => x.state === 'stopped' || x.state === 'failed' || x.desired !== 'stopped', (timeoutSec + 30) * 1000);
+    const done = await waitForSession(this.d.sessions, this.d.bus, s.id, (x) => x.state === 'stopped' || x.state === 'failed' || x.desired !== 'stopped', (timeoutSec + 30) * 1000);
     return toSession(done ?? s);
   }
 
@@ -249,7 +227,7 @@ export class SessionService {
         mode: s.mode,
         owner: await this.owner(project.path),
         overrides: s.spec.overrides,
-        image: await this.resolveImage(project, agent, false),
+        image: await this.images.resolve(project, agent, false),
         checkoutDir: s.checkoutDir,
       });
     }
@@ -277,7 +255,7 @@ export class SessionService {
     const opts2 = { force: opts.force === true, deleteBranch: opts.deleteBranch === true };
     this.d.sessions.setDesired(s.id, 'removed', this.now().toISOString(), { removeOpts: opts2 });
     this.d.reconciler.enqueue(s.id);
-    await this.waitFor(s.id, () => false, 120_000);
+    await waitForSession(this.d.sessions, this.d.bus, s.id, () => false, 120_000);
     if (this.d.sessions.get(s.id)) {
       throw new BerthError('ENGINE_UNAVAILABLE', `session ${s.name} is marked for removal; berthd finishes it when the engine answers`, {
         details: { id: s.id },
@@ -313,7 +291,7 @@ export class SessionService {
     if (!s.containerId) {
       if (!opts.follow) return [];
       // Not created yet: wait for a container.
-      const ready = await this.waitFor(s.id, (x) => x.containerId !== null, 120_000, opts.signal);
+      const ready = await waitForSession(this.d.sessions, this.d.bus, s.id, (x) => x.containerId !== null, 120_000, opts.signal);
       if (!ready?.containerId) return [];
       return this.d.runtime.logs(ready.containerId, { ...opts, tail: opts.tail ?? DEFAULT_LOG_TAIL });
     }
@@ -326,35 +304,6 @@ export class SessionService {
       throw new BerthError('SESSION_NOT_RUNNING', `session ${s.name} is ${s.state}`, { details: { id: s.id, state: s.state } });
     }
     return this.d.runtime.exec(s.containerId, cmd, { timeoutSec, user: s.spec.user });
-  }
-
-  /**
-   * The image a session of `agent` on `project` runs: the project's pinned default, else the agent's,
-   * else the project's devcontainer.json (built first when it names a Dockerfile), else
-   * AGENT_DEFAULT_IMAGE. With `check`, a missing image fails now, naming the command that builds it.
-   */
-  private async resolveImage(project: Project, agent: Agent, check = true): Promise<string> {
-    let image = project.defaultImage ?? agent.image;
-    let build: string | null = null;
-    if (!image) {
-      const dc = await this.d.devcontainers.read(project);
-      if (dc?.kind === 'image') image = dc.image;
-      else if (dc?.kind === 'build') {
-        image = dc.tag;
-        if (!(await this.d.runtime.image(dc.tag))) {
-          await this.d.images.build({ name: dc.tag, dockerfile: dc.dockerfile, context: dc.context, buildArgs: dc.args });
-        }
-        build = dc.dockerfile;
-      }
-    }
-    image ??= this.d.config.agentDefaultImage;
-    if (check && !(await this.d.runtime.image(image))) {
-      throw new BerthError('IMAGE_NOT_FOUND', `image ${image} is not on the engine`, {
-        hint: `Build it: \`${await this.d.images.buildCommand(image, build)}\`, or point the agent (\`berth agent add --image\`) or the project (\`berth project update --default-image\`) at one the engine has.`,
-        details: { image, project: project.name, agent: agent.name },
-      });
-    }
-    return image;
   }
 
   /** The container spec from the profile, the project, the daemon's config and the call's overrides. */
@@ -399,7 +348,7 @@ export class SessionService {
 
   /** Waits until the session settles; a failure becomes the call's error (the session stays, `failed`). */
   private async settle(id: string): Promise<Session> {
-    const s = await this.waitFor(
+    const s = await waitForSession(this.d.sessions, this.d.bus, 
       id,
       (x) => x.desired !== 'running' || (!x.recreate && SETTLED.has(x.state)),
       this.d.startTimeoutMs ?? 120_000,
@@ -413,30 +362,5 @@ export class SessionService {
       throw new BerthError('SESSION_START_TIMEOUT', `session ${s.name} is still ${s.state}`, { details: { id: s.id, state: s.state } });
     }
     return toSession(s);
-  }
-
-  /** Resolves with the record once `pred` holds (or at the timeout / removal, with what there is). */
-  private waitFor(id: string, pred: (s: SessionRecord) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<SessionRecord | undefined> {
-    return new Promise((resolve) => {
-      let finished = false;
-      const finish = () => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(timer);
-        unsubscribe();
-        signal?.removeEventListener('abort', finish);
-        resolve(this.d.sessions.get(id));
-      };
-      const check = () => {
-        const cur = this.d.sessions.get(id);
-        if (!cur || pred(cur)) finish();
-      };
-      const unsubscribe = this.d.bus.subscribe((e) => {
-        if ((e.type === 'session.state' && e.data.session.id === id) || (e.type === 'session.removed' && e.data.id === id)) check();
-      });
-      const timer = setTimeout(finish, timeoutMs);
-      signal?.addEventListener('abort', finish, { once: true });
-      check();
-    });
   }
 }
