@@ -1,0 +1,227 @@
+import type { RestartPolicy, Session, SessionDesired, SessionMode, SessionState } from '@berth/client-sdk/protocol';
+import type { SessionSpec } from '../shared/session-spec.js';
+
+/** How a session is kept: the record, its table row, and the mappings between them and the public view. */
+
+/** A session as the daemon keeps it: the public view plus what the reconciler needs. */
+export interface SessionRecord {
+  id: string;
+  name: string;
+  project: string;
+  agent: string;
+  mode: SessionMode;
+  seq: number;
+  containerName: string;
+  spec: SessionSpec;
+  specHash: string;
+  restartPolicy: RestartPolicy;
+  desired: SessionDesired;
+  generation: number;
+  recreate: boolean;
+  state: SessionState;
+  containerId: string | null;
+  restartCount: number;
+  crashCount: number;
+  nextRestartAt: string | null;
+  handledFinish: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  exitCode: number | null;
+  /** The session's own clone, when it has one. */
+  checkoutDir: string | null;
+  /**
+   * `creating` from the moment the row exists until the clone is complete: the reconciler makes no
+   * container for it meanwhile. `ready` once it is. NULL for sessions with no checkout of their own.
+   */
+  checkoutState: CheckoutState | null;
+  /** Device and inode of the checkout directory berth made (removal checks them). */
+  checkoutIdentity: { dev: number; ino: number } | null;
+  /** How the user asked to remove it (set with desired = removed; the last reconcile step uses it). */
+  removeOpts: { force: boolean; deleteBranch: boolean } | null;
+  branch: string | null;
+  base: string | null;
+  baseSha: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+}
+
+export type CheckoutState = 'creating' | 'ready';
+
+/** Fields the reconciler writes after observing or acting (never desired state). */
+export type ObservedPatch = Partial<
+  Pick<
+    SessionRecord,
+    | 'state'
+    | 'containerId'
+    | 'restartCount'
+    | 'crashCount'
+    | 'nextRestartAt'
+    | 'handledFinish'
+    | 'errorCode'
+    | 'errorMessage'
+    | 'exitCode'
+    | 'startedAt'
+    | 'finishedAt'
+    | 'recreate'
+  >
+>;
+
+export interface Row {
+  id: string;
+  name: string;
+  project: string;
+  agent: string;
+  mode: string;
+  seq: number;
+  container_name: string;
+  spec: string;
+  spec_hash: string;
+  restart_policy: string;
+  desired: string;
+  generation: number;
+  recreate: number;
+  state: string;
+  container_id: string | null;
+  restart_count: number;
+  crash_count: number;
+  next_restart_at: string | null;
+  handled_finish: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  exit_code: number | null;
+  checkout_dir: string | null;
+  checkout_state: string | null;
+  checkout_dev: number | null;
+  checkout_ino: number | null;
+  remove_opts: string | null;
+  branch: string | null;
+  base: string | null;
+  base_sha: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  updated_at: string;
+}
+
+export const toRecord = (r: Row): SessionRecord => ({
+  id: r.id,
+  name: r.name,
+  project: r.project,
+  agent: r.agent,
+  mode: r.mode as SessionMode,
+  seq: r.seq,
+  containerName: r.container_name,
+  spec: JSON.parse(r.spec) as SessionSpec,
+  specHash: r.spec_hash,
+  restartPolicy: r.restart_policy as RestartPolicy,
+  desired: r.desired as SessionDesired,
+  generation: r.generation,
+  recreate: r.recreate === 1,
+  state: r.state as SessionState,
+  containerId: r.container_id,
+  restartCount: r.restart_count,
+  crashCount: r.crash_count,
+  nextRestartAt: r.next_restart_at,
+  handledFinish: r.handled_finish,
+  errorCode: r.error_code,
+  errorMessage: r.error_message,
+  exitCode: r.exit_code,
+  checkoutDir: r.checkout_dir,
+  checkoutState: r.checkout_state as CheckoutState | null,
+  checkoutIdentity: r.checkout_dev !== null && r.checkout_ino !== null ? { dev: r.checkout_dev, ino: r.checkout_ino } : null,
+  removeOpts: r.remove_opts ? (JSON.parse(r.remove_opts) as SessionRecord['removeOpts']) : null,
+  branch: r.branch,
+  base: r.base,
+  baseSha: r.base_sha,
+  createdAt: r.created_at,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  updatedAt: r.updated_at,
+});
+
+/** The public view of a session: no spec internals, no secrets. */
+export function toSession(r: SessionRecord): Session {
+  return {
+    id: r.id,
+    name: r.name,
+    project: r.project,
+    agent: r.agent,
+    mode: r.mode,
+    desired: r.desired,
+    state: r.state,
+    containerId: r.containerId,
+    containerName: r.containerName,
+    image: r.spec.image,
+    command: r.spec.command,
+    restartPolicy: r.restartPolicy,
+    restartCount: r.restartCount,
+    nextRestartAt: r.nextRestartAt,
+    error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
+    exitCode: r.exitCode,
+    checkout: r.checkoutDir && r.branch && r.base ? { dir: r.checkoutDir, branch: r.branch, base: r.base } : null,
+    createdAt: r.createdAt,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+  };
+}
+
+/**
+ * The columns a list row needs, image and command read out of the spec by SQLite. Read as arrays
+ * (better-sqlite3's raw mode), which halves the cost of a page against one object per row.
+ */
+export const LISTED = `id, name, project, agent, mode, desired, state, container_id, container_name,
+  json_extract(spec, '$.image'), json_extract(spec, '$.command'),
+  restart_policy, restart_count, next_restart_at, error_code, error_message, exit_code,
+  checkout_dir, branch, base, created_at, started_at, finished_at`;
+
+export type ListedRow = [
+  id: string, name: string, project: string, agent: string, mode: string, desired: string, state: string,
+  containerId: string | null, containerName: string, image: string, command: string,
+  restartPolicy: string, restartCount: number, nextRestartAt: string | null, errorCode: string | null, errorMessage: string | null,
+  exitCode: number | null, checkoutDir: string | null, branch: string | null, base: string | null,
+  createdAt: string, startedAt: string | null, finishedAt: string | null,
+];
+
+export const toListed = ([
+  id, name, project, agent, mode, desired, state, containerId, containerName, image, command,
+  restartPolicy, restartCount, nextRestartAt, errorCode, errorMessage, exitCode, checkoutDir, branch, base,
+  createdAt, startedAt, finishedAt,
+]: ListedRow): Session => ({
+  id,
+  name,
+  project,
+  agent,
+  mode: mode as SessionMode,
+  desired: desired as SessionDesired,
+  state: state as SessionState,
+  containerId,
+  containerName,
+  image,
+  command: JSON.parse(command) as string[],
+  restartPolicy: restartPolicy as RestartPolicy,
+  restartCount,
+  nextRestartAt,
+  error: errorCode ? { code: errorCode, message: errorMessage ?? '' } : null,
+  exitCode,
+  checkout: checkoutDir && branch && base ? { dir: checkoutDir, branch, base } : null,
+  createdAt,
+  startedAt,
+  finishedAt,
+});
+
+export const COLUMN: Record<keyof ObservedPatch, string> = {
+  state: 'state',
+  containerId: 'container_id',
+  restartCount: 'restart_count',
+  crashCount: 'crash_count',
+  nextRestartAt: 'next_restart_at',
+  handledFinish: 'handled_finish',
+  errorCode: 'error_code',
+  errorMessage: 'error_message',
+  exitCode: 'exit_code',
+  startedAt: 'started_at',
+  finishedAt: 'finished_at',
+  recreate: 'recreate',
+};
