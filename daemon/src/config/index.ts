@@ -6,7 +6,8 @@ import { configKeys, configLayers, type ConfigKey, type LoadOptions } from './la
 export { SHIPPED_IMAGES_DIR, configKeys, type ConfigKey, type LoadOptions } from './layers.js';
 
 const MEMORY_RE = /^(\d+(?:\.\d+)?)([bkmg])?$/i;
-const IMAGE_RE = /^[a-z0-9][a-z0-9._/:@-]*$/i;
+/** An image reference as berth accepts one anywhere (config, RPC params): name, registry path, tag, digest. */
+export const IMAGE_REF = /^[a-z0-9][a-z0-9._/:@-]{0,254}$/i;
 
 /** `512m`, `4g`, `1073741824` → bytes, as the docker CLI reads `--memory`. */
 export function parseMemory(value: string): number | null {
@@ -42,7 +43,7 @@ const fileSchema = z
   .object({
     socket: absolutePath('the RPC socket'),
     agentMode: z.enum(['docker', 'local'], { message: 'one of: docker, local' }),
-    agentDefaultImage: z.string().regex(IMAGE_RE, { message: 'an image reference, like claude-agent-base or repo/name:tag' }),
+    agentDefaultImage: z.string().regex(IMAGE_REF, { message: 'an image reference, like claude-agent-base or repo/name:tag' }),
     agentMemoryLimit: memorySchema,
     agentCpuLimit: cpuSchema,
     agentPidsLimit: pidsSchema,

@@ -25,7 +25,8 @@ export interface Stack {
   args: string[];
 }
 
-const STACK_NAME = /^[a-z0-9][a-z0-9_.-]*$/;
+/** A stack's directory name under images/ (and the name RPC params may give). */
+export const STACK_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 
 /** Stage names, declared build arguments and the parent stack, from a Dockerfile's text. */
 export function parseDockerfile(text: string): { parent: string | null; stages: string[]; args: string[] } {

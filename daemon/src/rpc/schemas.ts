@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import type { MethodName, ParamsOf } from '@berth/client-sdk/protocol';
-import { cpuSchema, memorySchema, pidsSchema } from '../config/index.js';
+import { IMAGE_REF, cpuSchema, memorySchema, pidsSchema } from '../config/index.js';
+import { STACK_NAME } from '../images/stacks.js';
 
 const none = z.object({}).strict();
 const byName = z.object({ name: z.string() }).strict();
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const IMAGE_REF = /^[a-z0-9][a-z0-9._/:@-]{0,254}$/i;
-const stackName = z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, { message: 'a stack name under images/, like node' });
+const stackName = z.string().regex(STACK_NAME, { message: 'a stack name under images/, like node' });
 const variant = z.enum(['prod', 'dev'], { message: 'prod or dev' });
 const buildArgs = z
   .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'build arg names are letters, digits and _' }), z.string())
