@@ -3,8 +3,9 @@ import { lstat, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { schedule, type ScheduledTask } from 'node-cron';
 import { BerthError, type MergeResult, type Project, type RemoveResult, type SessionDiff, type SessionStatus } from '@berth/client-sdk/protocol';
-import type { CheckoutManager, CheckoutRef, ImportItem } from '../checkouts/manager.js';
+import type { CheckoutManager, CheckoutRef } from '../checkouts/manager.js';
 import { readRef } from '../checkouts/shadow.js';
+import { ImportQueue } from './import-queue.js';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
 import type { ProjectsRepo } from '../store/projects.js';
@@ -15,11 +16,6 @@ export interface SessionCheckoutsOptions {
   pollMs?: number;
   /** Follow refs with inotify too (two watches per checkout, whatever the agent writes). */
   watch?: boolean;
-}
-
-interface Waiter {
-  resolve: () => void;
-  reject: (err: unknown) => void;
 }
 
 /**
@@ -35,12 +31,10 @@ interface Waiter {
  */
 export class SessionCheckouts {
   private readonly watchers = new Map<string, FSWatcher[]>();
-  /** Last tip imported (or found in the project) per session id. */
-  private readonly imported = new Map<string, string>();
+  /** The imports (see ImportQueue); watches and the backstop only mark sessions for it. */
+  readonly queue: ImportQueue;
   /** Last stat signature of the checkout's ref files, to skip reading unchanged ones on each poll. */
   private readonly seen = new Map<string, string>();
-  private readonly pending = new Map<string, Map<string, Waiter[]>>();
-  private readonly draining = new Set<string>();
   private readonly soon = new Map<string, NodeJS.Timeout>();
   private readonly removals = new Map<string, Pick<RemoveResult, 'kept' | 'notes'>>();
   private task: ScheduledTask | null = null;
@@ -53,11 +47,12 @@ export class SessionCheckouts {
     private readonly sessions: SessionsRepo,
     private readonly projects: ProjectsRepo,
     private readonly log: Logger,
-    private readonly bus?: EventBus,
+    bus?: EventBus,
     opts: SessionCheckoutsOptions = {},
   ) {
     this.pollMs = opts.pollMs ?? 2000;
     this.useWatch = opts.watch ?? true;
+    this.queue = new ImportQueue(manager, sessions, projects, (s) => this.ref(s), log, bus);
   }
 
   project(s: SessionRecord): Project {
@@ -77,10 +72,10 @@ export class SessionCheckouts {
   async status(s: SessionRecord): Promise<SessionStatus> {
     const p = this.project(s);
     if (!s.checkoutDir || !s.branch) return { ...(await this.manager.inspect.status(await this.ref(s), p.path)), importedTip: null, pendingImport: false };
-    await this.importNow(s).catch((err: unknown) => this.log.debug({ sessionId: s.id, err: (err as Error).message }, 'Import before status failed'));
+    await this.queue.importNow(s).catch((err: unknown) => this.log.debug({ sessionId: s.id, err: (err as Error).message }, 'Import before status failed'));
     const st = await this.manager.inspect.status(await this.ref(s), p.path);
     const tip = await readRef(s.checkoutDir, `refs/heads/${s.branch}`);
-    const importedTip = this.imported.get(s.id) ?? null;
+    const importedTip = this.queue.imported.get(s.id) ?? null;
     return { ...st, importedTip, pendingImport: tip !== null && tip !== importedTip };
   }
 
@@ -91,7 +86,7 @@ export class SessionCheckouts {
 
   async merge(s: SessionRecord, strategy: 'ff' | 'merge' | 'squash', message?: string): Promise<MergeResult> {
     if (!s.checkoutDir) throw new BerthError('NO_CHECKOUT', `session ${s.name} works in the main checkout and has no branch of its own`);
-    await this.importNow(s);
+    await this.queue.importNow(s);
     return this.manager.imports.merge(await this.ref(s), this.project(s).path, strategy, message);
   }
 
@@ -108,7 +103,7 @@ export class SessionCheckouts {
     const co = await this.manager.create(project, s.name, { ...meta, key: s.id, onMade: (identity) => this.sessions.setCheckoutIdentity(s.id, identity) });
     const rec = this.sessions.setCheckoutReady(s.id, { branch: co.branch, base: co.base, baseSha: co.baseSha }, new Date().toISOString());
     if (!rec) throw new BerthError('SESSION_NOT_FOUND', `session ${s.name} was removed while its checkout was made`, { details: { id: s.id } });
-    this.imported.set(s.id, co.baseSha);
+    this.queue.imported.set(s.id, co.baseSha);
     return rec;
   }
 
@@ -143,7 +138,7 @@ export class SessionCheckouts {
    */
   async finishRemoval(s: SessionRecord): Promise<void> {
     this.unwatch(s.id);
-    this.imported.delete(s.id);
+    this.queue.imported.delete(s.id);
     if (!s.checkoutDir) return;
     let result: Pick<RemoveResult, 'kept' | 'notes'>;
     if (s.checkoutState === 'creating') {
@@ -171,32 +166,6 @@ export class SessionCheckouts {
     return r;
   }
 
-  // ---- imports ------------------------------------------------------------------------------------
-
-  /** Imports this session's branch now (joining the batch under way), resolving once it is in. */
-  importNow(s: SessionRecord): Promise<void> {
-    if (!s.checkoutDir || !s.branch) return Promise.resolve();
-    const p = this.projects.get(s.project);
-    if (!p) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const q = this.pending.get(p.path) ?? new Map<string, Waiter[]>();
-      this.pending.set(p.path, q);
-      q.set(s.id, [...(q.get(s.id) ?? []), { resolve, reject }]);
-      void this.drain(p.path);
-    });
-  }
-
-  /** Marks a session for the next import of its project (no one waits for it). */
-  private mark(id: string): void {
-    const s = this.sessions.get(id);
-    const p = s?.checkoutDir && s.branch ? this.projects.get(s.project) : undefined;
-    if (!s || !p) return;
-    const q = this.pending.get(p.path) ?? new Map<string, Waiter[]>();
-    this.pending.set(p.path, q);
-    if (!q.has(s.id)) q.set(s.id, []);
-    void this.drain(p.path);
-  }
-
   /**
    * A watch fired: at most one mark per session per 100 ms, however many events an agent makes
    * (an agent creating 80,000 files in its .git costs berthd a timer, not 80,000 imports).
@@ -205,82 +174,10 @@ export class SessionCheckouts {
     if (this.soon.has(id)) return;
     const t = setTimeout(() => {
       this.soon.delete(id);
-      this.mark(id);
+      this.queue.mark(id);
     }, 100);
     t.unref();
     this.soon.set(id, t);
-  }
-
-  private async drain(repo: string): Promise<void> {
-    if (this.draining.has(repo)) return;
-    this.draining.add(repo);
-    try {
-      for (;;) {
-        const q = this.pending.get(repo);
-        if (!q?.size) break;
-        this.pending.delete(repo);
-        await this.manager.withRepo(repo, () => this.batch(repo, q)).catch(() => {});
-      }
-    } finally {
-      this.draining.delete(repo);
-    }
-  }
-
-  /** One import for every session in `q`; a failing batch is retried one session at a time. */
-  private async batch(repo: string, q: Map<string, Waiter[]>): Promise<void> {
-    const items: (ImportItem & { s: SessionRecord })[] = [];
-    const settle = (id: string, err?: unknown) => {
-      for (const w of q.get(id) ?? []) (err ? w.reject(err) : w.resolve());
-    };
-    let inProject: Map<string, string>;
-    try {
-      inProject = await this.manager.imports.importedTips(repo);
-    } catch (err) {
-      for (const id of q.keys()) settle(id, err);
-      return;
-    }
-    for (const id of q.keys()) {
-      const s = this.sessions.get(id);
-      if (!s?.checkoutDir || !s.branch) {
-        settle(id);
-        continue;
-      }
-      const tip = await readRef(s.checkoutDir, `refs/heads/${s.branch}`);
-      const have = inProject.get(s.branch);
-      if (have) this.imported.set(s.id, have);
-      if (!tip || tip === have) {
-        settle(id);
-        continue;
-      }
-      items.push({ ref: await this.ref(s), tip, s });
-    }
-    if (!items.length) return;
-    const one = async (group: typeof items) => {
-      for (const i of group) await this.manager.shadows.refreshMirror(i.ref, repo);
-      await this.manager.imports.importMany(repo, group, []);
-      for (const i of group) {
-        this.imported.set(i.s.id, i.tip);
-        this.bus?.publish('session.imported', { id: i.s.id, name: i.s.name, branch: i.s.branch!, tip: i.tip });
-        settle(i.s.id);
-      }
-    };
-    const started = Date.now();
-    try {
-      await one(items);
-    } catch (err) {
-      if (items.length === 1) {
-        this.log.warn({ sessionId: items[0]!.s.id, err: (err as Error).message }, 'Could not import session commits');
-        settle(items[0]!.s.id, err);
-        return;
-      }
-      for (const i of items) {
-        await one([i]).catch((e: unknown) => {
-          this.log.warn({ sessionId: i.s.id, err: (e as Error).message }, 'Could not import session commits');
-          settle(i.s.id, e);
-        });
-      }
-    }
-    this.log.debug({ repo, sessions: items.length, ms: Date.now() - started }, 'Imported session commits');
   }
 
   // ---- noticing commits -----------------------------------------------------------------------------
@@ -330,13 +227,13 @@ export class SessionCheckouts {
       const sig = await signature(s.checkoutDir, s.branch);
       if (sig === this.seen.get(s.id)) continue;
       const tip = await readRef(s.checkoutDir, `refs/heads/${s.branch}`);
-      if (!tip || tip === this.imported.get(s.id)) {
+      if (!tip || tip === this.queue.imported.get(s.id)) {
         // Nothing to import (or nothing readable): read again only when the files change.
         this.seen.set(s.id, sig);
         continue;
       }
       try {
-        await this.importNow(s);
+        await this.queue.importNow(s);
         this.seen.set(s.id, sig);
       } catch {
         // logged by the batch; tried again next poll
@@ -349,7 +246,7 @@ export class SessionCheckouts {
     void this.resumeCreations().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'Resuming checkouts failed'));
     for (const s of this.sessions.withCheckouts()) {
       this.watch(s);
-      this.mark(s.id);
+      this.queue.mark(s.id);
     }
     void this.repairAll();
     this.task = schedule('*/10 * * * *', () => void this.repairAll(), { noOverlap: true });
