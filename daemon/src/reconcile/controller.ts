@@ -4,13 +4,14 @@ import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../log.js';
 import { LABELS, agentVolumeName, networkLabels } from '../runtime/labels.js';
-import type { ContainerObservation, ContainerRuntime, ContainerSummary } from '../runtime/port.js';
+import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js';
 import type { Secrets } from '../sessions/secrets.js';
 import { toContainerSpec } from '../sessions/spec.js';
 import { toSession, type ObservedPatch, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
 import { assertOwnObjects, assertRealPath } from '../checkouts/safe-fs.js';
 import { KeyedMutex } from '../shared/mutex.js';
 import { plan, resyncPlan } from './plan.js';
+import { OrphanSweeper } from './orphans.js';
 import { WorkQueue } from './queue.js';
 
 
@@ -54,7 +55,7 @@ export class Reconciler {
   private readonly queue: WorkQueue;
   private readonly failures = new Map<string, number>();
   private readonly stopTimeouts = new Map<string, number>();
-  private readonly orphansSeen = new Map<string, number>();
+  private readonly orphans: OrphanSweeper;
   /**
    * Network ids by name, known to exist: saves engine round trips per start. Filled only under
    * networkLock, so concurrent first starts on a project make one network, not one each.
@@ -76,6 +77,7 @@ export class Reconciler {
       runTimeoutMs: opts.runTimeoutMs ?? 120_000,
     };
     this.queue = new WorkQueue(d.clock);
+    this.orphans = new OrphanSweeper(d.runtime, d.clock, d.log, this.opts.orphanGraceMs);
   }
 
   get ownLabels(): Record<string, string> {
@@ -102,7 +104,7 @@ export class Reconciler {
       exists: (ids) => this.d.sessions.existing(ids),
     });
     for (const id of queue) this.queue.add(id);
-    await this.sweepOrphans(orphans).catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'Orphan sweep failed'));
+    await this.orphans.sweep(orphans).catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'Orphan sweep failed'));
     return queue.size;
   }
 
@@ -356,36 +358,5 @@ export class Reconciler {
 
   private publishState(s: SessionRecord, previous: SessionState): void {
     this.d.bus.publish('session.state', { session: toSession(s), previous });
-  }
-
-  /**
-   * Removes containers that carry our labels but belong to no session, once seen for the grace
-   * period. `candidates`: the containers of no session from a listing resync() just made; without
-   * it, one listing of its own.
-   */
-  async sweepOrphans(candidates?: ContainerSummary[]): Promise<string[]> {
-    const now = this.d.clock.now().getTime();
-    if (!candidates) {
-      const all = await this.d.runtime.summaries(this.ownLabels);
-      const known = this.d.sessions.existing(all.map((c) => c.labels[LABELS.session] ?? ''));
-      candidates = all.filter((c) => !known.has(c.labels[LABELS.session] ?? ''));
-    }
-    const removed: string[] = [];
-    const seen = new Set<string>();
-    for (const c of candidates) {
-      const sid = c.labels[LABELS.session];
-      seen.add(c.id);
-      const first = this.orphansSeen.get(c.id) ?? now;
-      this.orphansSeen.set(c.id, first);
-      if (now - first >= this.opts.orphanGraceMs) {
-        this.d.log.warn({ containerId: c.id, name: c.name, sessionId: sid }, 'Removing orphan container (its /agent volume is kept)');
-        await this.d.runtime.stop(c.id, 3);
-        await this.d.runtime.remove(c.id);
-        this.orphansSeen.delete(c.id);
-        removed.push(c.id);
-      }
-    }
-    for (const id of this.orphansSeen.keys()) if (!seen.has(id)) this.orphansSeen.delete(id);
-    return removed;
   }
 }
