@@ -1,0 +1,96 @@
+import type { IncomingMessage, RequestOptions } from 'node:http';
+import { createInterface } from 'node:readline';
+import { BerthError, fromWireError, streamRoutes, type LogLine, type WireError } from './protocol/index.js';
+
+/** One request on berthd's socket, answered with its response head (BerthClient's own). */
+export type Send = (options: RequestOptions) => Promise<IncomingMessage>;
+
+export interface LogOptions {
+  follow?: boolean;
+  tail?: number;
+  since?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Log lines of a session from GET /sessions/:id/logs. With `follow`, keeps going until `signal`
+ * aborts or the session's container ends; if berthd restarts meanwhile, it reconnects and resumes
+ * after the last line it delivered (lines with the same timestamp as that one are not repeated).
+ */
+export async function* followLogs(send: Send, id: string, opts: LogOptions = {}): AsyncGenerator<LogLine> {
+  let since = opts.since;
+  let tail = opts.tail;
+  let lastTs: string | null = null;
+  const seenAtLast = new Set<string>();
+  for (let attempt = 0; ; attempt++) {
+    const q = new URLSearchParams();
+    if (opts.follow) q.set('follow', '1');
+    if (tail !== undefined) q.set('tail', String(tail));
+    if (since) q.set('since', since);
+    let res: IncomingMessage;
+    try {
+      res = await send({ path: `${streamRoutes['sessions.logs'].path.replace(':id', encodeURIComponent(id))}?${q}`, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      if (opts.follow && err instanceof BerthError && err.code === 'DAEMON_UNREACHABLE' && attempt < 600) {
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      throw err;
+    }
+    if (res.statusCode !== 200) {
+      const text = await readAll(res);
+      let e: WireError | undefined;
+      try {
+        e = (JSON.parse(text || '{}') as { error?: WireError }).error;
+      } catch {
+        // not JSON: the status says it
+      }
+      throw fromWireError(e, `HTTP ${res.statusCode}`);
+    }
+    attempt = 0;
+    let broken = false;
+    const lines = createInterface({ input: res, crlfDelay: Infinity });
+    let failed: WireError | null = null;
+    try {
+      for await (const raw of lines) {
+        if (!raw) continue;
+        const l = JSON.parse(raw) as LogLine & { error?: WireError };
+        if (l.error) {
+          failed = l.error;
+          break;
+        }
+        const key = `${l.stream}\u0000${l.line}`;
+        if (lastTs !== null && l.ts < lastTs) continue;
+        if (l.ts === lastTs && seenAtLast.has(key)) continue;
+        if (l.ts !== lastTs) {
+          lastTs = l.ts;
+          seenAtLast.clear();
+        }
+        seenAtLast.add(key);
+        yield l;
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      broken = true;
+    } finally {
+      res.destroy();
+    }
+    if (failed) throw fromWireError(failed, 'the log stream failed');
+    if (opts.signal?.aborted) return;
+    // A clean end means the container stopped; a broken stream means berthd went away: resume.
+    if (!opts.follow || (!broken && res.complete)) return;
+    since = lastTs ?? since;
+    tail = undefined;
+  }
+}
+
+function readAll(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let t = '';
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => (t += c));
+    res.on('end', () => resolve(t));
+    res.on('error', () => resolve(t));
+  });
+}
