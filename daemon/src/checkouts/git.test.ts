@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GIT_LIMITS, git, gitCapped } from './git.js';
+import { GIT_LIMITS, git, gitCapped, gitEnv } from './git.js';
 
 let repo: string;
 beforeEach(() => {
@@ -53,5 +53,18 @@ describe('bounded git', () => {
     if (limits) expect(limits).toMatch(new RegExp(`Max address space\\s+${GIT_LIMITS.memoryBytes}`));
     const all = await Promise.all(Array.from({ length: 20 }, () => git(['rev-parse', '--git-dir'], { cwd: repo })));
     expect(all.every((x) => x.trim() === '.git')).toBe(true);
+  });
+});
+
+describe("berth's git config outside berthd (tests, benches)", () => {
+  it('comes through the environment: hooks never run, and no temp file is left behind', async () => {
+    execFileSync('sh', ['-c', `mkdir -p "${repo}/.git/hooks" && printf '#!/bin/sh\\ntouch "${repo}/hooked"\\n' > "${repo}/.git/hooks/post-checkout" && chmod +x "${repo}/.git/hooks/post-checkout"`]);
+    expect(await git(['config', '--get', 'core.hooksPath'], { cwd: repo })).toBe('/dev/null\n');
+    await git(['-c', 'user.email=t@t', '-c', 'user.name=t', 'commit', '-q', '--allow-empty', '-m', 'x'], { cwd: repo });
+    await git(['checkout', '-q', '-b', 'other'], { cwd: repo });
+    expect(readdirSync(repo)).not.toContain('hooked');
+    // No file: a test runner's workers end by signal, and a temp file made for them would stay.
+    expect(gitEnv().GIT_CONFIG_GLOBAL).toBe('/dev/null');
+    expect(gitEnv()).toMatchObject({ GIT_CONFIG_COUNT: '4', GIT_CONFIG_KEY_0: 'safe.directory' });
   });
 });

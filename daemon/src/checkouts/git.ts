@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { accessSync, constants, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /**
@@ -103,23 +102,41 @@ export class GitError extends Error {
  * berthd's own "global" git config, in place of the user's: the only place git honours
  * `safe.directory` from (berthd works on repositories other users own, by design).
  */
-const GLOBAL_CONFIG = ['[safe]', '\tdirectory = *', '[core]', '\thooksPath = /dev/null', '\tfsmonitor = false', '[protocol "ext"]', '\tallow = never', ''].join('\n');
+const GLOBAL_CONFIG: [string, string][] = [
+  ['safe.directory', '*'],
+  ['core.hooksPath', '/dev/null'],
+  ['core.fsmonitor', 'false'],
+  ['protocol.ext.allow', 'never'],
+];
 let globalConfigPath: string | null = null;
 
 /** Where berthd keeps that file (main sets `$BERTH_HOME/gitconfig`); written now. */
 export function setGitGlobalConfig(path: string): void {
-  writeFileSync(path, GLOBAL_CONFIG, { mode: 0o600 });
+  const text = GLOBAL_CONFIG.map(([k, v]) => {
+    const dot = k.lastIndexOf('.');
+    const [section, sub] = k.slice(0, dot).split('.') as [string, string | undefined];
+    return `[${section}${sub ? ` "${sub}"` : ''}]\n\t${k.slice(dot + 1)} = ${v}\n`;
+  });
+  writeFileSync(path, text.join(''), { mode: 0o600 });
   globalConfigPath = path;
 }
 
-function globalConfig(): string {
-  if (!globalConfigPath) {
-    // Outside berthd (tests, benches using git() directly): a private file, gone when the process ends.
-    const dir = mkdtempSync(join(tmpdir(), 'berth-git-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    setGitGlobalConfig(join(dir, 'gitconfig'));
-  }
-  return globalConfigPath!;
+/** What git is told of that config: the file berthd wrote or, outside berthd (tests, benches calling git() directly), the same keys through the environment, with no file to leave behind. */
+function globalConfigEnv(): Record<string, string> {
+  if (globalConfigPath) return { GIT_CONFIG_GLOBAL: globalConfigPath };
+  const env: Record<string, string> = { GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_COUNT: String(GLOBAL_CONFIG.length) };
+  GLOBAL_CONFIG.forEach(([k, v], i) => {
+    env[`GIT_CONFIG_KEY_${i}`] = k;
+    env[`GIT_CONFIG_VALUE_${i}`] = v;
+  });
+  return env;
+}
+
+/** The environment of a git run as a project's owner: none of berthd's own config (see projectCall). */
+function ownerEnv(env: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = { ...env, GIT_CONFIG_GLOBAL: '/dev/null' };
+  for (const k of Object.keys(out)) if (k === 'GIT_CONFIG_COUNT' || k.startsWith('GIT_CONFIG_KEY_') || k.startsWith('GIT_CONFIG_VALUE_')) delete out[k];
+  return out;
 }
 
 /** A minimal environment: nothing from berthd's own environment leaks into git's config lookup. */
@@ -129,7 +146,7 @@ export function gitEnv(extra: Record<string, string> = {}): Record<string, strin
     HOME: '/nonexistent',
     GIT_TERMINAL_PROMPT: '0',
     GIT_CONFIG_NOSYSTEM: '1',
-    GIT_CONFIG_GLOBAL: globalConfig(),
+    ...globalConfigEnv(),
     GIT_OPTIONAL_LOCKS: '0',
     LC_ALL: 'C',
     ...extra,
@@ -173,7 +190,7 @@ function boundedArgv(args: string[], call: GitCall): string[] {
  */
 export function gitSpawn(args: string[], call: GitCall): { child: ChildProcess; kill: () => void; done: Promise<{ code: number | null; stderr: string }> } {
   const [cmd, ...argv] = boundedArgv(args, call);
-  const env = call.as ? { ...gitEnv(call.env), GIT_CONFIG_GLOBAL: '/dev/null' } : gitEnv(call.env);
+  const env = call.as ? ownerEnv(gitEnv(call.env)) : gitEnv(call.env);
   const child = spawn(cmd!, argv, {
     cwd: call.cwd,
     env,
