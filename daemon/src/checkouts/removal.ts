@@ -3,12 +3,14 @@ import { lstat, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, type Project } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
-import { git } from './git.js';
+import { GitError, git } from './git.js';
 import type { Imports } from './imports.js';
 import type { Inspector } from './inspect.js';
 import { gitMessage, pgit, revParse } from './project-git.js';
 import { isRealDir } from './safe-fs.js';
 import { hashKey, type CheckoutRef, type Shadows } from './shadow.js';
+
+const KEEP_UNTOUCHED: ReadonlySet<string> = new Set(['CHECKOUT_FAILED', 'IMPORT_FAILED', 'GIT_FAILED']);
 
 export interface DirIdentity {
   dev: number;
@@ -82,8 +84,10 @@ export class Removals {
       dirty = await this.inspect.dirty(c, projectRepo);
       await this.imports.sync(c, projectRepo);
     } catch (err) {
-      // A checkout berth cannot read safely is not deleted either: whatever is in it stays.
-      if (err instanceof BerthError && err.code === 'CHECKOUT_FAILED') {
+      // A checkout berth cannot read safely, or whose commits git refuses to import (a tree fsck
+      // rejects, a git stuck on a FIFO), is not deleted either: whatever is in it stays, and the
+      // removal of the session still finishes instead of retrying forever.
+      if (err instanceof GitError || (err instanceof BerthError && KEEP_UNTOUCHED.has(err.code))) {
         notes.push(`checkout ${c.workTree} was kept untouched: ${err.message}`);
         await this.shadows.drop(c.key);
         return { kept, notes, removed: false };

@@ -472,7 +472,12 @@ describe('threat 1 (merge reaching other checkouts)', () => {
       expect(hostGit(repo, 'rev-parse', 'HEAD'), 'a tree git fsck rejects (duplicateEntries) became the base branch').toBe(main0);
       expect(code).not.toBe('ok');
       expect(status).toBe('');
-      await d.client.sessions.remove({ id: s.id, force: true, deleteBranch: true }).catch(() => {});
+      // Removing the session finishes (it used to retry the refused import until the call gave up)
+      // and keeps the checkout, commits and all: berth deletes no commit it could not import.
+      const removed = await d.client.sessions.remove({ id: s.id, force: true, deleteBranch: true });
+      expect(removed.notes.join('\n')).toMatch(/kept untouched/);
+      expect(existsSync(join(s.checkout!.dir, '.git'))).toBe(true);
+      await expect(d.client.sessions.get({ id: s.id })).rejects.toMatchObject({ code: 'SESSION_NOT_FOUND' });
       await d.client.sessions.remove({ id: victim.id, force: true, deleteBranch: true }).catch(() => {});
     }, 300_000);
 
