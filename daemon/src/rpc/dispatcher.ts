@@ -17,9 +17,12 @@ import {
   type ResultOf,
 } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
+import type { JsonText } from '../shared/json-text.js';
 import { paramSchemas } from './schemas.js';
 
-export type Handlers = { [M in MethodName]: (params: ParamsOf<M>) => ResultOf<M> | Promise<ResultOf<M>> };
+/** A handler's result, or the same already written as JSON text (see JsonText). */
+type Answer<M extends MethodName> = ResultOf<M> | JsonText<ResultOf<M>>;
+export type Handlers = { [M in MethodName]: (params: ParamsOf<M>) => Answer<M> | Promise<Answer<M>> };
 
 export interface RpcReply {
   /** null: the request held only notifications, so no body is sent (HTTP 204). */

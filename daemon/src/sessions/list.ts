@@ -1,4 +1,5 @@
 import { BerthError, type ParamsOf, type SessionList } from '@berth/client-sdk/protocol';
+import { JsonText } from '../shared/json-text.js';
 import type { SessionsRepo } from '../store/sessions.js';
 
 /** The opaque cursor of a page: where the last item was in creation order. */
@@ -7,8 +8,11 @@ interface Cursor {
   i: string;
 }
 
-/** A page of sessions in creation order, filtered by the server (project, state, active). */
-export function listSessions(sessions: Pick<SessionsRepo, 'page'>, p: ParamsOf<'sessions.list'>): SessionList {
+/**
+ * A page of sessions in creation order, filtered by the server (project, state, active). The items
+ * are the JSON texts the store wrote, joined: the page goes out without being rebuilt as objects.
+ */
+export function listSessions(sessions: Pick<SessionsRepo, 'page'>, p: ParamsOf<'sessions.list'>): JsonText<SessionList> {
   const limit = p.limit ?? 100;
   let after: { createdAt: string; id: string } | undefined;
   if (p.cursor) {
@@ -30,6 +34,6 @@ export function listSessions(sessions: Pick<SessionsRepo, 'page'>, p: ParamsOf<'
   const items = rows.slice(0, limit);
   const last = items.at(-1);
   const nextCursor =
-    rows.length > limit && last ? Buffer.from(JSON.stringify({ c: last.createdAt, i: last.id } satisfies Cursor)).toString('base64url') : null;
-  return { items, nextCursor };
+    rows.length > limit && last ? Buffer.from(JSON.stringify({ c: last[0], i: last[1] } satisfies Cursor)).toString('base64url') : null;
+  return new JsonText(`{"items":[${items.map((r) => r[2]).join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`);
 }

@@ -31,6 +31,7 @@ import { ImageResolver } from './image.js';
 import { newSessionRecord } from './record.js';
 import { resolveSpec, specHash, type SessionSpec, type SpecInput } from './spec.js';
 import { listSessions } from './list.js';
+import type { JsonText } from '../shared/json-text.js';
 import { waitForSession } from './wait.js';
 
 const SETTLED: ReadonlySet<SessionState> = new Set(['running', 'failed', 'exited', 'stopped']);
@@ -195,7 +196,7 @@ export class SessionService {
     }
   }
 
-  list(p: ParamsOf<'sessions.list'>): SessionList {
+  list(p: ParamsOf<'sessions.list'>): JsonText<SessionList> {
     return listSessions(this.d.sessions, p);
   }
 

@@ -168,48 +168,24 @@ export function toSession(r: SessionRecord): Session {
 }
 
 /**
- * The columns a list row needs, image and command read out of the spec by SQLite. Read as arrays
- * (better-sqlite3's raw mode), which halves the cost of a page against one object per row.
+ * A list row as SQLite writes it: the public view (what toSession makes of the record) as one JSON
+ * text per row, image and command read out of the spec. A page is then a join of texts: better-sqlite3
+ * hands over one string per row instead of two dozen values to be made into an object and
+ * stringified again, which was most of the cost of a `sessions.list` (see bench/scale).
+ * Kept equal to toSession by a test in store.test.ts.
  */
-export const LISTED = `id, name, project, agent, mode, desired, state, container_id, container_name,
-  json_extract(spec, '$.image'), json_extract(spec, '$.command'),
-  restart_policy, restart_count, next_restart_at, error_code, error_message, exit_code,
-  checkout_dir, branch, base, created_at, started_at, finished_at`;
+export const LISTED_JSON = `json_object(
+  'id', id, 'name', name, 'project', project, 'agent', agent, 'mode', mode, 'desired', desired, 'state', state,
+  'containerId', container_id, 'containerName', container_name, 'image', spec ->> '$.image', 'command', spec -> '$.command',
+  'restartPolicy', restart_policy, 'restartCount', restart_count, 'nextRestartAt', next_restart_at,
+  'error', CASE WHEN coalesce(error_code, '') = '' THEN NULL ELSE json_object('code', error_code, 'message', coalesce(error_message, '')) END,
+  'exitCode', exit_code,
+  'checkout', CASE WHEN coalesce(checkout_dir, '') = '' OR coalesce(branch, '') = '' OR coalesce(base, '') = '' THEN NULL
+    ELSE json_object('dir', checkout_dir, 'branch', branch, 'base', base) END,
+  'createdAt', created_at, 'startedAt', started_at, 'finishedAt', finished_at)`;
 
-export type ListedRow = [
-  id: string, name: string, project: string, agent: string, mode: string, desired: string, state: string,
-  containerId: string | null, containerName: string, image: string, command: string,
-  restartPolicy: string, restartCount: number, nextRestartAt: string | null, errorCode: string | null, errorMessage: string | null,
-  exitCode: number | null, checkoutDir: string | null, branch: string | null, base: string | null,
-  createdAt: string, startedAt: string | null, finishedAt: string | null,
-];
-
-export const toListed = ([
-  id, name, project, agent, mode, desired, state, containerId, containerName, image, command,
-  restartPolicy, restartCount, nextRestartAt, errorCode, errorMessage, exitCode, checkoutDir, branch, base,
-  createdAt, startedAt, finishedAt,
-]: ListedRow): Session => ({
-  id,
-  name,
-  project,
-  agent,
-  mode: mode as SessionMode,
-  desired: desired as SessionDesired,
-  state: state as SessionState,
-  containerId,
-  containerName,
-  image,
-  command: JSON.parse(command) as string[],
-  restartPolicy: restartPolicy as RestartPolicy,
-  restartCount,
-  nextRestartAt,
-  error: errorCode ? { code: errorCode, message: errorMessage ?? '' } : null,
-  exitCode,
-  checkout: checkoutDir && branch && base ? { dir: checkoutDir, branch, base } : null,
-  createdAt,
-  startedAt,
-  finishedAt,
-});
+/** A row of a page: where it sits in creation order (for the cursor), and its public view as JSON text. */
+export type ListedRow = [createdAt: string, id: string, json: string];
 
 export const COLUMN: Record<keyof ObservedPatch, string> = {
   state: 'state',

@@ -1,15 +1,17 @@
-import type { RestartPolicy, Session, SessionDesired, SessionState } from '@berth/client-sdk/protocol';
+import type { RestartPolicy, SessionDesired, SessionState } from '@berth/client-sdk/protocol';
 import type { SessionSpec } from '../shared/session-spec.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import { ACTIVE, UNSETTLED } from './migrations.js';
-import { COLUMN, LISTED, toListed, toRecord, type ListedRow, type ObservedPatch, type Row, type SessionRecord } from './session-rows.js';
+import { COLUMN, LISTED_JSON, toRecord, type ListedRow, type ObservedPatch, type Row, type SessionRecord } from './session-rows.js';
 
 export { toSession, type CheckoutState, type ObservedPatch, type SessionRecord } from './session-rows.js';
 
 /** The `sessions` table. */
 export class SessionsRepo {
   private readonly statements = new Map<string, Statement>();
+  /** The last pages read, each with the database's change stamp when it was read (see page()). */
+  private readonly pages = new Map<string, { stamp: string; rows: ListedRow[] }>();
 
   constructor(private readonly db: Db) {}
 
@@ -112,11 +114,12 @@ export class SessionsRepo {
   }
 
   /**
-   * A page of the public view in creation order (keyset pagination). The spec stays in the row:
-   * only its image and command are read, so a page costs what it shows, not what the rows hold.
+   * A page of the public view in creation order (keyset pagination), each row as the JSON text
+   * SQLite writes (LISTED_JSON): the spec stays in the row, only its image and command are read, so
+   * a page costs what it shows, not what the rows hold.
    * `active`: only sessions that run or are on their way to (what `berth ps` shows).
    */
-  page(q: { project?: string; state?: SessionState; active?: boolean; limit: number; after?: { createdAt: string; id: string } }): Session[] {
+  page(q: { project?: string; state?: SessionState; active?: boolean; limit: number; after?: { createdAt: string; id: string } }): ListedRow[] {
     const where: string[] = [];
     const args: Record<string, unknown> = { limit: q.limit };
     if (q.project) {
@@ -133,8 +136,23 @@ export class SessionsRepo {
       args.afterCreated = q.after.createdAt;
       args.afterId = q.after.id;
     }
-    const sql = `SELECT ${LISTED} FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT @limit`;
-    return (this.prepare<[Record<string, unknown>], unknown>(sql).raw(true).all(args) as ListedRow[]).map(toListed);
+    const sql = `SELECT created_at, id, ${LISTED_JSON} FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT @limit`;
+    // Clients poll the same page (`berth ps -w`, editor plugins): while nothing in the database
+    // changed, the page read last time is the page. total_changes() counts every row this
+    // connection wrote (berthd's only one), data_version any other connection's commit.
+    const stamp = this.changeStamp();
+    const key = `${sql}\n${JSON.stringify(args)}`;
+    const hit = this.pages.get(key);
+    if (hit?.stamp === stamp) return hit.rows;
+    const rows = this.prepare<[Record<string, unknown>], unknown>(sql).raw(true).all(args) as ListedRow[];
+    if (this.pages.size >= 16) this.pages.delete(this.pages.keys().next().value!);
+    this.pages.set(key, { stamp, rows });
+    return rows;
+  }
+
+  private changeStamp(): string {
+    const [changes, version] = this.prepare('SELECT total_changes(), data_version FROM pragma_data_version').raw(true).get() as [number, number];
+    return `${changes}:${version}`;
   }
 
   /** Ids of the sessions the reconciler must look at whatever the engine says (see UNSETTLED). */

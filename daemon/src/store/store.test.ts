@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { SessionSpec } from '../shared/session-spec.js';
 import { Store, latestVersion, migrations, openDb, schemaVersion } from './index.js';
+import { toSession, type SessionRecord } from './session-rows.js';
 
 const dirs: string[] = [];
 const dbFile = () => {
@@ -95,6 +97,55 @@ describe('store', () => {
     expect(again).toEqual({ created: false, agent: { ...base, command: ['z'], createdAt: 't1', updatedAt: 't2' } });
     expect(s.agents.remove('a')).toBe(true);
     expect(s.agents.remove('a')).toBe(false);
+    s.close();
+  });
+
+  it('a list page as SQLite writes it is the public view toSession makes, for every shape of row', () => {
+    const s = Store.open(dbFile());
+    s.projects.insert({ name: 'web', path: '/p/web', gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', network: null, defaultImage: null, createdAt: 't0', updatedAt: 't0' });
+    const spec = { image: 'img:1', command: ['sh', '-c', 'echo "é\u0001\\ \u2028 😀"'] } as SessionSpec;
+    const base: SessionRecord = {
+      id: 'a1', name: 'n1', project: 'web', agent: 'coder', mode: 'write', seq: 1, containerName: 'berth-web-1', spec,
+      specHash: 'h', restartPolicy: 'on-failure', desired: 'running', generation: 1, recreate: false, state: 'running',
+      containerId: null, restartCount: 0, crashCount: 0, nextRestartAt: null, handledFinish: null, errorCode: null,
+      errorMessage: null, exitCode: null, checkoutDir: null, checkoutState: null, checkoutIdentity: null, removeOpts: null,
+      branch: null, base: null, baseSha: null, createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, finishedAt: null, updatedAt: 't',
+    };
+    // Columns as the reconciler and the checkouts write them over a session's life.
+    const variants: Record<string, string | number | null>[] = [
+      {},
+      { container_id: 'c'.repeat(64), restart_count: 3, next_restart_at: 't2', exit_code: 137, started_at: 's', finished_at: 'f' },
+      { error_code: 'IMAGE_NOT_FOUND', error_message: 'no "image"\n' },
+      { error_code: 'X', error_message: null },
+      { error_code: '', error_message: 'ignored' },
+      { checkout_dir: '/c/d', branch: 'berth/n', base: 'main', checkout_state: 'ready' },
+      { checkout_dir: '/c/d', branch: null, base: 'main' },
+      { checkout_dir: '', branch: 'b', base: 'main' },
+      { exit_code: 0, mode: 'read', desired: 'removed', state: 'failed', restart_policy: 'never' },
+    ];
+    variants.forEach((v, i) => {
+      const id = `a${i}`;
+      s.sessions.insert({ ...base, id, name: `n${i}`, seq: i, containerName: `berth-web-${i}`, createdAt: `2026-01-01T00:00:0${i}.000Z` });
+      for (const [col, val] of Object.entries(v)) s.db.prepare(`UPDATE sessions SET ${col} = ? WHERE id = ?`).run(val, id);
+    });
+    const page = s.sessions.page({ limit: 100 });
+    expect(page).toHaveLength(variants.length);
+    for (const [createdAt, id, json] of page) {
+      const want = toSession(s.sessions.get(id)!);
+      expect(JSON.parse(json)).toStrictEqual(want);
+      expect(createdAt).toBe(want.createdAt);
+    }
+
+    // A page asked again is read again only after a change: by berthd's connection or another one.
+    const state = () => JSON.parse(s.sessions.page({ limit: 1 })[0]![2]).state;
+    expect(s.sessions.page({ limit: 100 })).toBe(s.sessions.page({ limit: 100 }));
+    expect(state()).toBe('running');
+    s.sessions.observe('a0', 1, { state: 'exited' }, 't3');
+    expect(state()).toBe('exited');
+    const other = openDb(s.db.name);
+    other.prepare("UPDATE sessions SET state = 'stopped' WHERE id = 'a0'").run();
+    other.close();
+    expect(state()).toBe('stopped');
     s.close();
   });
 });

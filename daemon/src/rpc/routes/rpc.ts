@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { stringifyResponses } from '../../shared/json-text.js';
 import type { RpcDispatcher } from '../dispatcher.js';
 
 /** POST /rpc: JSON-RPC 2.0 (single or batch); the body reaches the dispatcher as text. */
@@ -6,6 +7,6 @@ export const rpcRoutes: FastifyPluginAsync<{ dispatcher: RpcDispatcher }> = asyn
   app.post('/rpc', async (req, reply) => {
     const { body } = await dispatcher.handle(typeof req.body === 'string' ? req.body : '');
     if (body === null) return reply.code(204).send();
-    return reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body));
+    return reply.header('content-type', 'application/json; charset=utf-8').send(stringifyResponses(body));
   });
 };
