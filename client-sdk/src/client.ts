@@ -152,6 +152,8 @@ export class BerthClient {
     status: this.method('sessions.status'),
     diff: this.method('sessions.diff'),
     merge: this.method('sessions.merge'),
+    usage: this.method('sessions.usage'),
+    requests: this.method('sessions.requests'),
   };
 
   readonly images = {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { Agent, AgentLimits, NetworkMode, RestartPolicy } from '../../protocol/index.js';
 import { collect, parsePairs, type CliContext } from '../context.js';
 import { emit, table } from '../output.js';
+import { exactTokens, parseBudgetTokens } from '../usage.js';
 
 function agentRows(agents: Agent[]): string[][] {
   return agents.map((a) => [
@@ -30,7 +31,9 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--read-only-rootfs', 'read-only root filesystem with a tmpfs /tmp')
     .option('--cap-add <CAP>', 'Linux capability to add back (repeatable)', collect, [])
     .option('--secret <ENV=name>', 'environment variable from a secret in $BERTH_HOME/secrets.yaml (repeatable)', collect, [])
-    .action(async (name: string, command: string[], o: { image?: string; role?: string; readOnly?: boolean; env: string[]; memory?: string; cpus?: string; pids?: string; restart?: string; network?: string; readOnlyRootfs?: boolean; capAdd: string[]; secret: string[] }, cmd: Command) => {
+    .option('--budget-tokens <n>', 'model tokens each session may use through its Claude bridge (input, output and cache together)')
+    .action(async (name: string, command: string[], o: { image?: string; role?: string; readOnly?: boolean; env: string[]; memory?: string; cpus?: string; pids?: string; restart?: string; network?: string; readOnlyRootfs?: boolean; capAdd: string[]; secret: string[]; budgetTokens?: string }, cmd: Command) => {
+      const budget = o.budgetTokens !== undefined ? parseBudgetTokens(o.budgetTokens) : undefined;
       const limits: AgentLimits = {};
       if (o.memory !== undefined) limits.memory = o.memory;
       if (o.cpus !== undefined) limits.cpus = Number(o.cpus);
@@ -49,6 +52,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
         readOnlyRootfs: o.readOnlyRootfs === true,
         capAdd: o.capAdd,
         secrets: parsePairs('--secret', o.secret),
+        ...(budget !== undefined ? { budgetTokens: budget } : {}),
       });
       emit(out, a, () => `defined agent ${a.name}: ${a.command.join(' ')}\n`);
     });
@@ -74,6 +78,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
           `role     ${a.role ?? ''}`,
           `env      ${Object.keys(a.env).join(', ')}`,
           `limits   ${JSON.stringify(a.limits)}`,
+          `budget   ${a.budgetTokens == null ? 'none' : `${exactTokens(a.budgetTokens)} tokens per session`}`,
         ].join('\n') + '\n',
       );
     });

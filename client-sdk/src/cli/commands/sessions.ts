@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
-import { BerthError, type RestartPolicy, type Session, type SessionState } from '../../protocol/index.js';
+import type { BerthClient } from '../../client.js';
+import { BerthError, type ParamsOf, type RestartPolicy, type Session, type SessionState } from '../../protocol/index.js';
 import { collect, ExitCode, parsePairs, type CliContext } from '../context.js';
 import { ago, emit, jsonText, line, table, until } from '../output.js';
+import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
 
 function sessionStatus(s: Session): string {
   switch (s.state) {
@@ -17,7 +19,19 @@ function sessionStatus(s: Session): string {
 }
 
 function sessionRows(list: Session[]): string[][] {
-  return list.map((s) => [s.id, s.name, s.project, s.agent, s.mode, sessionStatus(s), String(s.restartCount), ago(s.createdAt)]);
+  return list.map((s) => [s.id, s.name, s.project, s.agent, s.mode, sessionStatus(s), String(s.restartCount), tokensCell(s), ago(s.createdAt)]);
+}
+
+/** Every page of sessions.list, following the cursor. */
+async function listAll(c: BerthClient, filter: Omit<ParamsOf<'sessions.list'>, 'limit' | 'cursor'>): Promise<Session[]> {
+  const items: Session[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await c.sessions.list({ ...filter, limit: 500, ...(cursor ? { cursor } : {}) });
+    items.push(...page.items);
+    cursor = page.nextCursor ?? undefined;
+  } while (cursor);
+  return items;
 }
 
 export function register(program: Command, { out, connect }: CliContext): void {
@@ -29,7 +43,9 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--name <name>', 'session name (default PROJECT-N)')
     .option('-e, --env <KEY=VALUE>', 'extra environment (repeatable)', collect, [])
     .option('--restart <policy>', 'never | on-failure | always (default: the agent\'s)')
-    .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string }, cmd: Command) => {
+    .option('--budget-tokens <n>', 'model tokens this session may use through its Claude bridge (default: the agent\'s); "none" for no budget')
+    .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string; budgetTokens?: string }, cmd: Command) => {
+      const budget = o.budgetTokens !== undefined ? parseBudgetTokens(o.budgetTokens, { allowNone: true }) : undefined;
       const s = await connect(cmd).sessions.start({
         project: projectName,
         agent: o.agent,
@@ -37,6 +53,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.env.length ? { env: parsePairs('--env', o.env) } : {}),
         ...(o.restart !== undefined ? { restartPolicy: o.restart as RestartPolicy } : {}),
+        ...(budget !== undefined ? { budgetTokens: budget } : {}),
       });
       emit(out, s, () => `${s.id}  ${s.name}  ${sessionStatus(s)}  (${s.containerName})\n`);
     });
@@ -48,27 +65,45 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('-p, --project <project>', 'only this project')
     .option('--state <state>', 'only sessions in this state')
     .action(async (o: { all?: boolean; project?: string; state?: string }, cmd: Command) => {
-      const c = connect(cmd);
-      const items: Session[] = [];
-      let cursor: string | undefined;
-      do {
-        const page = await c.sessions.list({
-          limit: 500,
-          ...(o.project ? { project: o.project } : {}),
-          ...(o.state ? { state: o.state as SessionState } : {}),
-          ...(o.all || o.state ? {} : { active: true }),
-          ...(cursor ? { cursor } : {}),
-        });
-        items.push(...page.items);
-        cursor = page.nextCursor ?? undefined;
-      } while (cursor);
-      const shown = items;
+      const shown = await listAll(connect(cmd), {
+        ...(o.project ? { project: o.project } : {}),
+        ...(o.state ? { state: o.state as SessionState } : {}),
+        ...(o.all || o.state ? {} : { active: true }),
+      });
       emit(out, shown, () =>
         shown.length
-          ? table(['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'STATUS', 'RESTARTS', 'CREATED'], sessionRows(shown))
+          ? table(['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'STATUS', 'RESTARTS', 'TOKENS', 'CREATED'], sessionRows(shown))
           : o.all
             ? 'no sessions\n'
             : 'no running sessions (berth ps -a shows all)\n',
+      );
+    });
+
+  program
+    .command('usage [id]')
+    .description('model usage through the Claude bridge: one session\'s, or a table of every session with usage')
+    .option('-p, --project <project>', 'only this project (the table)')
+    .option('--requests', 'the session\'s bridged requests, one line each (needs ID)')
+    .option('-n, --limit <n>', 'with --requests: only the last N')
+    .action(async (id: string | undefined, o: { project?: string; requests?: boolean; limit?: string }, cmd: Command) => {
+      if (o.requests && id === undefined) throw new BerthError('INVALID_PARAMS', '--requests needs a session: berth usage ID --requests');
+      if (o.project !== undefined && id !== undefined) throw new BerthError('INVALID_PARAMS', '--project filters the table: give it without ID');
+      if (o.limit !== undefined && !o.requests) throw new BerthError('INVALID_PARAMS', '--limit goes with --requests');
+      if (o.limit !== undefined && !/^[1-9][0-9]*$/.test(o.limit)) throw new BerthError('INVALID_PARAMS', `--limit takes a positive whole number, got ${JSON.stringify(o.limit)}`);
+      const c = connect(cmd);
+      if (id !== undefined && o.requests) {
+        const list = await c.sessions.requests({ id, ...(o.limit !== undefined ? { limit: Number(o.limit) } : {}) });
+        emit(out, list, () => (list.length ? requestsTable(list) : 'no bridged requests\n'));
+        return;
+      }
+      if (id !== undefined) {
+        const u = await c.sessions.usage({ id });
+        emit(out, u, () => sessionUsageText(u));
+        return;
+      }
+      const used = sessionsWithUsage(await listAll(c, o.project ? { project: o.project } : {}));
+      emit(out, { sessions: used, total: sumUsage(used.map((s) => s.usage)) }, () =>
+        used.length ? usageTable(used) : 'no session has used the Claude bridge yet\n',
       );
     });
 
