@@ -2,6 +2,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DaemonStatus } from '@berth/client-sdk/protocol';
 import { AgentService } from './agents/service.js';
+import { AuditLog } from './bridge/audit.js';
+import { CredentialSource } from './bridge/credential.js';
+import { BridgeHost } from './bridge/host.js';
+import { ModelRelay } from './bridge/relay.js';
+import { UsageService } from './bridge/usage-service.js';
 import { summarize, type Config } from './config/index.js';
 import { EventBus } from './events/bus.js';
 import { EngineMonitor } from './health/engine-monitor.js';
@@ -72,6 +77,10 @@ export interface DaemonParts {
   agents: AgentService;
   images: ImageService;
   sessions: SessionService;
+  /** Claude bridges (null in AGENT_MODE=local: bare processes get none). */
+  bridge: BridgeHost | null;
+  credential: CredentialSource;
+  usage: UsageService;
 }
 
 /**
@@ -93,6 +102,23 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
   const health = new Health(store, monitor, bus, log.child({ component: 'health' }));
   monitor.onChecked = () => void health.snapshot();
 
+  const secrets = new Secrets(config.home);
+  const audit = new AuditLog(config.home);
+  const credential = new CredentialSource(config.modelCredential, secrets);
+  const bridge =
+    config.agentMode === 'local'
+      ? null
+      : new BridgeHost({
+          home: config.home,
+          sessions: store.sessions,
+          usage: store.usage,
+          relay: new ModelRelay(config.modelUpstream, config.modelMaxInflight, credential, log.child({ component: 'relay' })),
+          audit,
+          bus,
+          log: log.child({ component: 'bridge' }),
+          clock,
+        });
+
   const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
   const checkouts = new SessionCheckouts(checkoutManager, store.sessions, store.projects, log.child({ component: 'checkouts' }), bus);
   const reconciler = new Reconciler(
@@ -102,10 +128,14 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
       bus,
       log: log.child({ component: 'reconciler' }),
       clock,
-      secrets: new Secrets(config.home),
+      secrets,
       instanceId,
       onEngineError: () => monitor.poke(),
-      beforeDelete: (s) => checkouts.finishRemoval(s),
+      beforeDelete: async (s) => {
+        await checkouts.finishRemoval(s);
+        await bridge?.close(s.id, { forget: true });
+      },
+      ...(bridge ? { bridge } : {}),
     },
     { resyncMs: config.resyncSec * 1000, orphanGraceMs: config.orphanGraceSec * 1000, ...opts.reconciler },
   );
@@ -144,7 +174,9 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     devcontainers: new Devcontainers(log.child({ component: 'devcontainer' })),
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions };
+  const usage = new UsageService({ sessions: store.sessions, usage: store.usage, audit, resolve: (id) => sessions.resolve(id) });
+
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, bridge, credential, usage };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -158,7 +190,10 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions } = buildDaemon(config, { ...build, log });
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, bridge, credential, usage } = buildDaemon(config, {
+    ...build,
+    log,
+  });
 
   const status = async (): Promise<DaemonStatus> => {
     // Status is polled by editors and scripts: a two-second-old engine check is fresh enough.
@@ -177,7 +212,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     };
   };
 
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, status }), log.child({ component: 'rpc' }));
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, status }), log.child({ component: 'rpc' }));
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   try {
@@ -186,6 +221,15 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   } catch (err) {
     store.close();
     throw err;
+  }
+
+  // Bridges of the sessions that should run: after a restart (kill -9 included) their containers
+  // find the socket again where they looked for it, without being restarted.
+  if (bridge) {
+    for (const id of store.sessions.activeIds()) {
+      await bridge.ensure(id).catch((err: Error) => log.warn({ sessionId: id, err: err.message }, 'Cannot serve the Claude bridge'));
+    }
+    log.info({ bridges: bridge.open, credential: credential.describe() }, 'Serving Claude bridges');
   }
 
   // The first engine check runs before we announce readiness, so the startup log says at once
@@ -214,6 +258,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         loops.abort();
         checkouts.stop();
         await server.close();
+        await bridge?.closeAll();
         await Promise.all([monitorDone, reconcilerDone, watcherDone]);
         store.close();
         log.info('Stopped berthd');

@@ -124,6 +124,34 @@ export const errorRegistry = {
     hint: "Another container (another berthd's, or one made by hand) has the session's container name; berth gives the session a name of its own and retries on its own.",
   },
 
+  // The Claude bridge (answered to the agent in the Messages API's error shape, with this code)
+  BRIDGE_PATH_FORBIDDEN: {
+    http: 403,
+    rpc: 1500,
+    hint: 'The bridge relays only POST /v1/messages and /v1/messages/count_tokens (plus its own /rpc and /health); anything else is refused and logged.',
+  },
+  BUDGET_EXCEEDED: {
+    http: 403,
+    rpc: 1501,
+    hint: 'The session used its token budget. Raise it for new sessions (`berth agent add NAME --budget-tokens N ...`) or start the session again with `berth start ... --budget-tokens N`; `berth usage ID` shows what it used.',
+  },
+  MODEL_CREDENTIAL_MISSING: {
+    http: 401,
+    rpc: 1502,
+    hint: 'Log in to Claude Code on the host as the user berthd runs as (`claude`, then /login), or make a token with `claude setup-token`, put it in $BERTH_HOME/secrets.yaml and set BERTH_MODEL_CREDENTIAL=secret:NAME.',
+  },
+  MODEL_CREDENTIAL_EXPIRED: {
+    http: 401,
+    rpc: 1503,
+    hint: "The host's Claude Code login expired: run `claude` once on the host (it renews the login), or use a long-lived `claude setup-token` token with BERTH_MODEL_CREDENTIAL=secret:NAME.",
+  },
+  MODEL_UPSTREAM_FAILED: {
+    http: 502,
+    rpc: 1504,
+    hint: 'berthd could not reach the model upstream (BERTH_MODEL_UPSTREAM); check the host\'s network and the daemon log. The agent may retry.',
+  },
+  BRIDGE_REQUEST_TOO_LARGE: { http: 413, rpc: 1505, hint: 'Requests through the bridge are limited to 32 MiB, as the Messages API limits them.' },
+
   // Daemon startup and client connection (not sent over RPC, but reported with the same codes)
   CONFIG_INVALID: { rpc: 1900, hint: 'Fix the named key in the config file or environment; README lists accepted values.' },
   SOCKET_IN_USE: { rpc: 1901, hint: 'Another berthd already serves this socket; stop it, or set BERTH_SOCKET to another path.' },

@@ -1,6 +1,7 @@
 import type {
   Agent,
   AgentLimits,
+  BridgeRequestRecord,
   DaemonStatus,
   ExecResult,
   DefaultImagesResult,
@@ -19,6 +20,7 @@ import type {
   SessionMode,
   SessionState,
   SessionStatus,
+  SessionUsage,
   WorktreePolicy,
 } from './types.js';
 
@@ -55,6 +57,7 @@ export interface Methods {
       readOnlyRootfs?: boolean;
       capAdd?: string[];
       secrets?: Record<string, string>;
+      budgetTokens?: number | null;
     };
     result: Agent;
   };
@@ -72,6 +75,8 @@ export interface Methods {
       env?: Record<string, string>;
       limits?: AgentLimits;
       restartPolicy?: RestartPolicy;
+      /** Overrides the agent's budgetTokens for this session (null: no budget). */
+      budgetTokens?: number | null;
     };
     result: Session;
   };
@@ -95,6 +100,10 @@ export interface Methods {
   'sessions.merge': { params: { id: string; strategy?: 'ff' | 'merge' | 'squash'; message?: string }; result: MergeResult };
   'sessions.logs': { params: { id: string; tail?: number; since?: string }; result: LogLine[] };
   'sessions.exec': { params: { id: string; cmd: string[]; timeoutSec?: number }; result: ExecResult };
+  /** Model usage through the session's Claude bridge; works for removed sessions (by full id). */
+  'sessions.usage': { params: { id: string }; result: SessionUsage };
+  /** The session's bridged requests, newest last (the audit log; never prompt contents). */
+  'sessions.requests': { params: { id: string; limit?: number }; result: BridgeRequestRecord[] };
 
   'images.list': { params: Record<string, never>; result: ImageSummary[] };
   'images.remove': { params: { name: string }; result: { removed: string } };
@@ -153,11 +162,12 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
     'readOnlyRootfs',
     'capAdd',
     'secrets',
+    'budgetTokens',
   ],
   'agents.list': [],
   'agents.get': ['name'],
   'agents.remove': ['name'],
-  'sessions.start': ['project', 'agent', 'mode', 'name', 'command', 'env', 'limits', 'restartPolicy'],
+  'sessions.start': ['project', 'agent', 'mode', 'name', 'command', 'env', 'limits', 'restartPolicy', 'budgetTokens'],
   'sessions.list': ['project', 'state', 'active', 'limit', 'cursor'],
   'sessions.get': ['id'],
   'sessions.stop': ['id', 'timeoutSec'],
@@ -172,6 +182,8 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'images.build': ['name', 'dockerfile', 'stack', 'context', 'buildArgs', 'variant', 'noCache'],
   'images.buildDefaults': ['stacks', 'variants', 'tag', 'buildArgs', 'noCache'],
   'sessions.exec': ['id', 'cmd', 'timeoutSec'],
+  'sessions.usage': ['id'],
+  'sessions.requests': ['id', 'limit'],
 };
 
 export const methodNames = Object.keys(positionalParams) as MethodName[];

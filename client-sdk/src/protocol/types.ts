@@ -64,8 +64,64 @@ export interface Agent {
   capAdd: string[];
   /** Environment variable name → secret name in $BERTH_HOME/secrets.yaml. Values never leave berthd. */
   secrets: Record<string, string>;
+  /**
+   * Model tokens (input, output, cache read and cache creation together) each session of this agent
+   * may use through its Claude bridge; null: no budget.
+   */
+  budgetTokens: number | null;
   createdAt: string;
   updatedAt: string;
+}
+
+/** Model usage through a session's Claude bridge, as the upstream reported it. */
+export interface UsageTotals {
+  requests: number;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheCreationTokens: number;
+  /** Estimated from list prices per model (see README); the upstream's invoice is what counts. */
+  costUsd: number;
+}
+
+export interface SessionUsage extends UsageTotals {
+  id: string;
+  /** The session's budget in tokens (all four kinds together), null: none. */
+  budgetTokens: number | null;
+  byModel: Record<string, UsageTotals>;
+}
+
+/** One bridged request, as the audit log keeps it (never the prompt or the answer). */
+export interface BridgeRequestRecord {
+  ts: string;
+  session: string;
+  method: string;
+  path: string;
+  model: string | null;
+  status: number;
+  /** Why berth refused or failed it (its error code), when it did. */
+  error: string | null;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheCreationTokens: number;
+  durationMs: number;
+  /** Time spent waiting for a slot (BERTH_MODEL_MAX_INFLIGHT). */
+  queuedMs: number;
+}
+
+/**
+ * What the agent is doing, as far as berth knows: from Claude Code's hooks through the bridge.
+ * `working`: a turn is under way; `waiting-input`: it asks for permission or input;
+ * `idle`: its turn ended; `starting`: no signal yet.
+ */
+export type ActivityState = 'starting' | 'working' | 'waiting-input' | 'idle' | 'stuck' | 'exited';
+
+export interface SessionActivity {
+  state: ActivityState;
+  since: string;
+  /** What said so: the hook (`hook:Notification`) and its message, if any. */
+  reason: string | null;
 }
 
 export type SessionMode = 'write' | 'read';
@@ -98,6 +154,12 @@ export interface Session {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** Model usage through the Claude bridge so far; null before the first request. */
+  usage: UsageTotals | null;
+  /** null until the agent reports through the bridge. */
+  activity: SessionActivity | null;
+  /** This session's token budget (the agent's unless the start overrode it). */
+  budgetTokens: number | null;
 }
 
 export interface SessionList {
@@ -285,6 +347,9 @@ export type BerthEvent =
   | EventOf<'session.state', { session: Session; previous: SessionState }>
   | EventOf<'session.removed', { id: string; name: string }>
   | EventOf<'session.imported', { id: string; name: string; branch: string; tip: string }>
+  | EventOf<'session.usage', { id: string; name: string; model: string | null; usage: UsageTotals }>
+  | EventOf<'session.activity', { id: string; name: string; activity: SessionActivity; previous: ActivityState | null }>
+  | EventOf<'session.budget', { id: string; name: string; code: 'BUDGET_EXCEEDED'; budgetTokens: number; usedTokens: number }>
   | EventOf<'image.build', ImageBuildProgress>
   | EventOf<'image.built', ImageBuildResult>
   | EventOf<'image.removed', { name: string }>;

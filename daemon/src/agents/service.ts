@@ -30,6 +30,7 @@ export class AgentService {
       readOnlyRootfs: p.readOnlyRootfs ?? false,
       capAdd: [...new Set(p.capAdd ?? [])].sort(),
       secrets: p.secrets ?? {},
+      budgetTokens: p.budgetTokens ?? null,
       createdAt: ts,
       updatedAt: ts,
     });

@@ -62,6 +62,13 @@ const fileSchema = z
     buildCaCerts: z.union([z.literal('none'), absolutePath('a PEM file or a directory of them')], {
       message: '"none", or the absolute path of a PEM file or a directory of them',
     }),
+    modelUpstream: z
+      .string()
+      .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, { message: 'an http(s) URL of the Messages API, like https://api.anthropic.com' }),
+    modelCredential: z.string().regex(/^(auto|none|claude-login|secret:[A-Za-z0-9_.-]+)$/, {
+      message: 'one of: claude-login (the host login of berthd\'s user), secret:NAME (from secrets.yaml), none, auto',
+    }),
+    modelMaxInflight: z.coerce.number({ message: 'a whole number, like 8' }).int().min(1, { message: 'at least 1' }).max(1024),
   })
   .strict();
 

@@ -28,6 +28,9 @@ export const configKeys = {
   gitTimeoutSec: 'BERTH_GIT_TIMEOUT_SEC',
   imagesDir: 'BERTH_IMAGES_DIR',
   buildCaCerts: 'BERTH_BUILD_CA_CERTS',
+  modelUpstream: 'BERTH_MODEL_UPSTREAM',
+  modelCredential: 'BERTH_MODEL_CREDENTIAL',
+  modelMaxInflight: 'BERTH_MODEL_MAX_INFLIGHT',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -87,6 +90,10 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     gitTimeoutSec: '120',
     imagesDir: SHIPPED_IMAGES_DIR,
     buildCaCerts: '/usr/local/share/ca-certificates',
+    modelUpstream: 'https://api.anthropic.com',
+    // claude-login when the host has one, else none: decided when the bridge starts (bridge/credential.ts).
+    modelCredential: 'auto',
+    modelMaxInflight: '8',
   };
   const source: Partial<Record<ConfigKey, string>> = {};
 

@@ -7,7 +7,7 @@ import { LABELS, agentVolumeName, networkLabels } from '../runtime/labels.js';
 import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js';
 import type { Secrets } from '../sessions/secrets.js';
 import { toContainerSpec } from '../sessions/spec.js';
-import { toSession, type ObservedPatch, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
+import type { ObservedPatch, SessionRecord, SessionsRepo } from '../store/sessions.js';
 import { assertOwnObjects, assertRealPath } from '../checkouts/safe-fs.js';
 import { KeyedMutex } from '../shared/mutex.js';
 import { plan, resyncPlan } from './plan.js';
@@ -40,6 +40,11 @@ export interface ReconcilerDeps {
    * removal (idempotent; after a crash the next pass runs it again). A throw means retry.
    */
   beforeDelete?: (s: SessionRecord) => Promise<void>;
+  /**
+   * The session's Claude bridge, made ready before its container is created or started (after a
+   * berthd restart the socket is made again). Returns the host directory the container mounts.
+   */
+  bridge?: { ensure(sessionId: string): Promise<string> };
 }
 
 class GenerationMoved extends Error {}
@@ -198,6 +203,7 @@ export class Reconciler {
             // Docker resolves bind sources at every start, not only at create: check them again.
             await this.terminal(s, async () => {
               await this.assertMountSources(s);
+              await this.d.bridge?.ensure(s.id);
               await this.d.runtime.start(c!.id);
             });
             break;
@@ -273,6 +279,7 @@ export class Reconciler {
         { sessionId: s.id, project: s.project, agent: s.agent, containerName: s.containerName, specHash: s.specHash, instanceId: this.d.instanceId },
         secretValues,
         s.spec.dockerSocket ? await this.d.runtime.engineSocket() : null,
+        (await this.d.bridge?.ensure(s.id)) ?? null,
       );
       if (spec.networkName) spec.networkId = await this.network(spec.networkName, s.project, s.spec.network === 'internal');
       await this.d.runtime.ensureVolume(agentVolumeName(s.id), { ...labels, [LABELS.session]: s.id });
@@ -357,6 +364,6 @@ export class Reconciler {
   }
 
   private publishState(s: SessionRecord, previous: SessionState): void {
-    this.d.bus.publish('session.state', { session: toSession(s), previous });
+    this.d.bus.publish('session.state', { session: this.d.sessions.view(s), previous });
   }
 }

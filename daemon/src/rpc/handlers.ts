@@ -1,5 +1,6 @@
 import type { DaemonStatus } from '@berth/client-sdk/protocol';
 import type { AgentService } from '../agents/service.js';
+import type { UsageService } from '../bridge/usage-service.js';
 import type { ProjectService } from '../projects/service.js';
 import type { SessionService } from '../sessions/service.js';
 import type { ImageService } from '../images/service.js';
@@ -10,6 +11,7 @@ export interface HandlerDeps {
   agents: AgentService;
   sessions: SessionService;
   images: ImageService;
+  usage: UsageService;
   status: () => Promise<DaemonStatus>;
 }
 
@@ -41,5 +43,7 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'images.buildDefaults': (p) => d.images.buildDefaults(p),
     'sessions.logs': (p) => d.sessions.logs(p.id, p.tail, p.since),
     'sessions.exec': (p) => d.sessions.exec(p.id, p.cmd, p.timeoutSec),
+    'sessions.usage': (p) => d.usage.usage(p.id),
+    'sessions.requests': (p) => d.usage.requests(p.id, p.limit),
   };
 }

@@ -13,6 +13,11 @@ const buildArgs = z
   .optional();
 
 const network = z.enum(['bridge', 'internal', 'none'], { message: 'one of: bridge, internal, none' });
+const budgetTokens = z
+  .number({ message: 'a whole number of tokens, like 2000000' })
+  .int({ message: 'a whole number of tokens' })
+  .min(1, { message: 'at least 1 token (null: no budget)' })
+  .max(Number.MAX_SAFE_INTEGER);
 const restartPolicy = z.enum(['never', 'on-failure', 'always'], { message: 'one of: never, on-failure, always' });
 const CAP = /^[A-Z_]{2,32}$/;
 const sessionRef = z.string().min(1).max(128);
@@ -82,6 +87,7 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
           z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, { message: 'a secret name from secrets.yaml' }),
         )
         .optional(),
+      budgetTokens: budgetTokens.nullable().optional(),
     })
     .strict() as z.ZodType<ParamsOf<'agents.define'>>,
   'agents.list': none,
@@ -97,6 +103,7 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
       env: env.optional(),
       limits: limits.optional(),
       restartPolicy: restartPolicy.optional(),
+      budgetTokens: budgetTokens.nullable().optional(),
     })
     .strict() as z.ZodType<ParamsOf<'sessions.start'>>,
   'sessions.list': z
@@ -146,6 +153,8 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
       since: z.string().refine((v) => !Number.isNaN(Date.parse(v)), { message: 'an ISO timestamp' }).optional(),
     })
     .strict(),
+  'sessions.usage': z.object({ id: sessionRef }).strict(),
+  'sessions.requests': z.object({ id: sessionRef, limit: z.number().int().min(1).max(100_000).optional() }).strict(),
   'sessions.exec': z
     .object({ id: sessionRef, cmd: command, timeoutSec: z.number().int().min(1).max(3600).optional() })
     .strict(),

@@ -15,6 +15,7 @@ export function newSessionRecord(i: {
   spec: SessionSpec;
   restartPolicy: RestartPolicy;
   checkoutDir: string | null;
+  budgetTokens: number | null;
   ts: string;
 }): SessionRecord {
   return {
@@ -47,6 +48,8 @@ export function newSessionRecord(i: {
     branch: null,
     base: null,
     baseSha: null,
+    budgetTokens: i.budgetTokens,
+    activity: null,
     createdAt: i.ts,
     startedAt: null,
     finishedAt: null,

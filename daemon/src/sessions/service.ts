@@ -26,7 +26,7 @@ import { assertName } from '../shared/names.js';
 import { assertProjectPath } from '../checkouts/safe-fs.js';
 import type { ContainerRuntime } from '../runtime/port.js';
 import type { ProjectsRepo } from '../store/projects.js';
-import { toSession, type SessionRecord, type SessionsRepo } from '../store/sessions.js';
+import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
 import { ImageResolver } from './image.js';
 import { newSessionRecord } from './record.js';
 import { resolveSpec, specHash, type SessionSpec, type SpecInput } from './spec.js';
@@ -104,7 +104,7 @@ export class SessionService {
     if ('settled' in created) return created.settled;
     const record = await this.withCheckout(created.record, req);
     this.d.log.info({ sessionId: record.id, name: record.name, project: req.project.name, agent: req.agent.name, mode: req.mode }, 'Session created');
-    this.d.bus.publish('session.created', { session: toSession(record) });
+    this.d.bus.publish('session.created', { session: this.d.sessions.view(record) });
     this.d.reconciler.enqueue(record.id);
     try {
       return await this.settle(record.id);
@@ -169,7 +169,7 @@ export class SessionService {
           const own = mode === 'write' && !(project.worktrees === 'when-shared' && sharingMain === 0);
           const checkoutDir = own ? this.d.checkouts.manager.checkoutDir(project.name, name) : null;
           const spec = this.spec({ agent, project, mode, owner: req.owner, overrides: req.overrides, image: req.image, checkoutDir });
-          return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, ts });
+          return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, budgetTokens: p.budgetTokens !== undefined ? p.budgetTokens : agent.budgetTokens, ts });
         });
         return { record };
       } catch (err) {
@@ -201,7 +201,7 @@ export class SessionService {
   }
 
   get(idOrName: string): Session {
-    return toSession(this.resolve(idOrName));
+    return this.d.sessions.view(this.resolve(idOrName));
   }
 
   async stop(idOrName: string, timeoutSec = 10): Promise<Session> {
@@ -212,7 +212,7 @@ export class SessionService {
     }
     this.d.reconciler.enqueue(s.id);
     const done = await waitForSession(this.d.sessions, this.d.bus, s.id, (x) => x.state === 'stopped' || x.state === 'failed' || x.desired !== 'stopped', (timeoutSec + 30) * 1000);
-    return toSession(done ?? s);
+    return this.d.sessions.view(done ?? s);
   }
 
   /** A fresh container from the current agent profile (same overrides, same /agent volume). */
@@ -362,6 +362,6 @@ export class SessionService {
     if (s.desired === 'running' && (s.recreate || !SETTLED.has(s.state))) {
       throw new BerthError('SESSION_START_TIMEOUT', `session ${s.name} is still ${s.state}`, { details: { id: s.id, state: s.state } });
     }
-    return toSession(s);
+    return this.d.sessions.view(s);
   }
 }

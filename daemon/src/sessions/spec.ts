@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Agent, AgentLimits, Project, SessionMode } from '@berth/client-sdk/protocol';
+import { BRIDGE_DIR_IN_CONTAINER, BRIDGE_SOCKET_ENV, BRIDGE_SOCKET_IN_CONTAINER, type Agent, type AgentLimits, type Project, type SessionMode } from '@berth/client-sdk/protocol';
 import { parseMemory, type Config } from '../config/index.js';
 import { LABELS, agentVolumeName, networkName } from '../runtime/labels.js';
 import type { ContainerSpec } from '../runtime/port.js';
@@ -80,6 +80,8 @@ export function toContainerSpec(
   id: ContainerIdentity,
   secretValues: Record<string, string>,
   engineSocket: { path: string; gid: number | null } | null,
+  /** The session's Claude bridge directory on the host (mounted read-only at /host), if it has one. */
+  bridgeDir: string | null = null,
 ): ContainerSpec {
   const mounts: ContainerSpec['mounts'] = [
     { kind: 'bind', source: spec.workspace.source, target: '/workspace', readOnly: spec.workspace.readOnly },
@@ -87,6 +89,7 @@ export function toContainerSpec(
     { kind: 'bind', source: spec.shared, target: '/shared', readOnly: true },
     { kind: 'volume', source: agentVolumeName(id.sessionId), target: '/agent', readOnly: false },
   ];
+  if (bridgeDir) mounts.push({ kind: 'bind', source: bridgeDir, target: BRIDGE_DIR_IN_CONTAINER, readOnly: true });
   const groupAdd: string[] = [];
   if (spec.dockerSocket && engineSocket) {
     mounts.push({ kind: 'bind', source: engineSocket.path, target: '/var/run/docker.sock', readOnly: false });
@@ -96,7 +99,15 @@ export function toContainerSpec(
     name: id.containerName,
     image: spec.image,
     command: spec.command,
-    env: { ...spec.env, ...secretValues, BERTH_SESSION: id.sessionId, BERTH_PROJECT: id.project, BERTH_AGENT: id.agent, HOME: '/agent' },
+    env: {
+      ...spec.env,
+      ...secretValues,
+      BERTH_SESSION: id.sessionId,
+      BERTH_PROJECT: id.project,
+      BERTH_AGENT: id.agent,
+      HOME: '/agent',
+      ...(bridgeDir ? { [BRIDGE_SOCKET_ENV]: BRIDGE_SOCKET_IN_CONTAINER } : {}),
+    },
     labels: {
       [LABELS.managed]: 'true',
       [LABELS.instance]: id.instanceId,

@@ -14,6 +14,7 @@ interface Row {
   read_only_rootfs: number;
   cap_add: string;
   secrets: string;
+  budget_tokens: number | null;
   created_at: string;
   updated_at: string;
 }
@@ -31,6 +32,7 @@ const toAgent = (r: Row): Agent => ({
   readOnlyRootfs: r.read_only_rootfs === 1,
   capAdd: JSON.parse(r.cap_add) as string[],
   secrets: JSON.parse(r.secrets) as Record<string, string>,
+  budgetTokens: r.budget_tokens,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -45,13 +47,14 @@ export class AgentsRepo {
       list: db.prepare<[], Row>('SELECT * FROM agents ORDER BY name'),
       upsert: db.prepare(
         `INSERT INTO agents (name, image, command, env, role, read_only, limits, restart_policy, network, read_only_rootfs,
-           cap_add, secrets, created_at, updated_at)
+           cap_add, secrets, budget_tokens, created_at, updated_at)
          VALUES (@name, @image, @command, @env, @role, @readOnly, @limits, @restartPolicy, @network, @readOnlyRootfs,
-           @capAdd, @secrets, @createdAt, @updatedAt)
+           @capAdd, @secrets, @budgetTokens, @createdAt, @updatedAt)
          ON CONFLICT(name) DO UPDATE SET image = excluded.image, command = excluded.command, env = excluded.env,
            role = excluded.role, read_only = excluded.read_only, limits = excluded.limits,
            restart_policy = excluded.restart_policy, network = excluded.network,
            read_only_rootfs = excluded.read_only_rootfs, cap_add = excluded.cap_add, secrets = excluded.secrets,
+           budget_tokens = excluded.budget_tokens,
            updated_at = excluded.updated_at`,
       ),
       remove: db.prepare<[string]>('DELETE FROM agents WHERE name = ?'),
@@ -84,6 +87,7 @@ export class AgentsRepo {
         readOnlyRootfs: a.readOnlyRootfs ? 1 : 0,
         capAdd: JSON.stringify(a.capAdd),
         secrets: JSON.stringify(a.secrets),
+        budgetTokens: a.budgetTokens,
         createdAt: a.createdAt,
         updatedAt: a.updatedAt,
       });

@@ -3,6 +3,7 @@ import { openDb, type Db, type OpenOptions } from './db.js';
 import { MetaRepo } from './meta.js';
 import { ProjectsRepo } from './projects.js';
 import { SessionsRepo } from './sessions.js';
+import { UsageRepo } from './usage.js';
 
 export { openDb, migrate, schemaVersion, type Db } from './db.js';
 export { latestVersion, migrations } from './migrations.js';
@@ -13,12 +14,14 @@ export class Store {
   readonly agents: AgentsRepo;
   readonly sessions: SessionsRepo;
   readonly meta: MetaRepo;
+  readonly usage: UsageRepo;
 
   constructor(readonly db: Db) {
     this.projects = new ProjectsRepo(db);
     this.agents = new AgentsRepo(db);
     this.sessions = new SessionsRepo(db);
     this.meta = new MetaRepo(db);
+    this.usage = new UsageRepo(db);
   }
 
   static open(file: string, opts?: OpenOptions): Store {

@@ -142,6 +142,26 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX sessions_by_image ON sessions (json_extract(spec, '$.image')) WHERE desired != 'removed';
     `,
   },
+  {
+    version: 7,
+    description: 'Claude bridge: model usage per session and model (kept after the session is removed), budgets, agent activity',
+    up: `
+      CREATE TABLE session_usage (
+        session_id            TEXT NOT NULL,
+        model                 TEXT NOT NULL,
+        requests              INTEGER NOT NULL DEFAULT 0,
+        input_tokens          INTEGER NOT NULL DEFAULT 0,
+        output_tokens         INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens     INTEGER NOT NULL DEFAULT 0,
+        cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_nanos            INTEGER NOT NULL DEFAULT 0,  -- estimated, in 1e-9 USD
+        PRIMARY KEY (session_id, model)
+      ) WITHOUT ROWID;
+      ALTER TABLE agents ADD COLUMN budget_tokens INTEGER;
+      ALTER TABLE sessions ADD COLUMN budget_tokens INTEGER;
+      ALTER TABLE sessions ADD COLUMN activity TEXT;  -- JSON {state, since, reason}, NULL until the agent reports
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

@@ -1,4 +1,4 @@
-import type { RestartPolicy, Session, SessionDesired, SessionMode, SessionState } from '@berth/client-sdk/protocol';
+import type { RestartPolicy, Session, SessionActivity, SessionDesired, SessionMode, SessionState, UsageTotals } from '@berth/client-sdk/protocol';
 import type { SessionSpec } from '../shared/session-spec.js';
 
 /** How a session is kept: the record, its table row, and the mappings between them and the public view. */
@@ -41,6 +41,10 @@ export interface SessionRecord {
   branch: string | null;
   base: string | null;
   baseSha: string | null;
+  /** Tokens the session may use through its bridge; null: no budget. */
+  budgetTokens: number | null;
+  /** What the agent reported last through its bridge. */
+  activity: SessionActivity | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -99,6 +103,8 @@ export interface Row {
   branch: string | null;
   base: string | null;
   base_sha: string | null;
+  budget_tokens: number | null;
+  activity: string | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -135,14 +141,16 @@ export const toRecord = (r: Row): SessionRecord => ({
   branch: r.branch,
   base: r.base,
   baseSha: r.base_sha,
+  budgetTokens: r.budget_tokens,
+  activity: r.activity ? (JSON.parse(r.activity) as SessionActivity) : null,
   createdAt: r.created_at,
   startedAt: r.started_at,
   finishedAt: r.finished_at,
   updatedAt: r.updated_at,
 });
 
-/** The public view of a session: no spec internals, no secrets. */
-export function toSession(r: SessionRecord): Session {
+/** The public view of a session: no spec internals, no secrets. `usage` comes from the usage table. */
+export function toSession(r: SessionRecord, usage: UsageTotals | null): Session {
   return {
     id: r.id,
     name: r.name,
@@ -164,8 +172,18 @@ export function toSession(r: SessionRecord): Session {
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
+    usage,
+    activity: r.activity,
+    budgetTokens: r.budgetTokens,
   };
 }
+
+/**
+ * Usage totals (UsageTotals) of the rows of session_usage in scope, as SQLite writes them. The cost
+ * is kept in nano-dollars (integers, so sums are exact).
+ */
+export const USAGE_JSON = `json_object('requests', sum(requests), 'inputTokens', sum(input_tokens), 'outputTokens', sum(output_tokens),
+  'cacheReadTokens', sum(cache_read_tokens), 'cacheCreationTokens', sum(cache_creation_tokens), 'costUsd', sum(cost_nanos) / 1e9)`;
 
 /**
  * A list row as SQLite writes it: the public view (what toSession makes of the record) as one JSON
@@ -182,7 +200,9 @@ export const LISTED_JSON = `json_object(
   'exitCode', exit_code,
   'checkout', CASE WHEN coalesce(checkout_dir, '') = '' OR coalesce(branch, '') = '' OR coalesce(base, '') = '' THEN NULL
     ELSE json_object('dir', checkout_dir, 'branch', branch, 'base', base) END,
-  'createdAt', created_at, 'startedAt', started_at, 'finishedAt', finished_at)`;
+  'createdAt', created_at, 'startedAt', started_at, 'finishedAt', finished_at,
+  'usage', (SELECT ${USAGE_JSON} FROM session_usage WHERE session_id = sessions.id HAVING count(*) > 0),
+  'activity', json(activity), 'budgetTokens', budget_tokens)`;
 
 /** A row of a page: where it sits in creation order (for the cursor), and its public view as JSON text. */
 export type ListedRow = [createdAt: string, id: string, json: string];

@@ -1,9 +1,9 @@
-import type { RestartPolicy, SessionDesired, SessionState } from '@berth/client-sdk/protocol';
+import type { RestartPolicy, Session, SessionActivity, SessionDesired, SessionState, UsageTotals } from '@berth/client-sdk/protocol';
 import type { SessionSpec } from '../shared/session-spec.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
 import { ACTIVE, UNSETTLED } from './migrations.js';
-import { COLUMN, LISTED_JSON, toRecord, type ListedRow, type ObservedPatch, type Row, type SessionRecord } from './session-rows.js';
+import { COLUMN, LISTED_JSON, USAGE_JSON, toRecord, toSession, type ListedRow, type ObservedPatch, type Row, type SessionRecord } from './session-rows.js';
 
 export { toSession, type CheckoutState, type ObservedPatch, type SessionRecord } from './session-rows.js';
 
@@ -30,6 +30,28 @@ export class SessionsRepo {
   get(id: string): SessionRecord | undefined {
     const r = this.prepare<[string], Row>('SELECT * FROM sessions WHERE id = ?').get(id);
     return r && toRecord(r);
+  }
+
+  /** The public view of a session, its model usage included. */
+  view(rec: SessionRecord): Session {
+    return toSession(rec, this.usage(rec.id));
+  }
+
+  /** Model usage through the session's bridge (UsageTotals), null before its first request. */
+  usage(id: string): UsageTotals | null {
+    const text = this.prepare<[string], string>(`SELECT ${USAGE_JSON} FROM session_usage WHERE session_id = ? HAVING count(*) > 0`)
+      .pluck(true)
+      .get(id);
+    return text ? (JSON.parse(text) as UsageTotals) : null;
+  }
+
+  /** Records what the agent reported; returns the state it had before. */
+  setActivity(id: string, activity: SessionActivity): SessionActivity | null {
+    return this.db.transaction(() => {
+      const before = this.prepare<[string], string | null>('SELECT activity FROM sessions WHERE id = ?').pluck(true).get(id);
+      this.prepare('UPDATE sessions SET activity = ? WHERE id = ?').run(JSON.stringify(activity), id);
+      return before ? (JSON.parse(before) as SessionActivity) : null;
+    })();
   }
 
   byName(name: string): SessionRecord | undefined {
@@ -155,6 +177,11 @@ export class SessionsRepo {
     return `${changes}:${version}`;
   }
 
+  /** Ids of the sessions that run or are on their way to (ACTIVE). */
+  activeIds(): string[] {
+    return this.prepare<[], string>(`SELECT id FROM sessions WHERE ${ACTIVE}`).pluck(true).all();
+  }
+
   /** Ids of the sessions the reconciler must look at whatever the engine says (see UNSETTLED). */
   unsettledIds(): string[] {
     return this.prepare<[], { id: string }>(`SELECT id FROM sessions WHERE ${UNSETTLED}`).all().map((r) => r.id);
@@ -193,11 +220,11 @@ export class SessionsRepo {
     this.db
       .prepare(
         `INSERT INTO sessions (id, name, project, agent, mode, seq, container_name, spec, spec_hash, restart_policy, desired,
-           generation, recreate, state, checkout_dir, checkout_state, created_at, updated_at)
+           generation, recreate, state, checkout_dir, checkout_state, budget_tokens, created_at, updated_at)
          VALUES (@id, @name, @project, @agent, @mode, @seq, @containerName, @spec, @specHash, @restartPolicy, @desired,
-           @generation, 0, @state, @checkoutDir, @checkoutState, @createdAt, @updatedAt)`,
+           @generation, 0, @state, @checkoutDir, @checkoutState, @budgetTokens, @createdAt, @updatedAt)`,
       )
-      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined });
+      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined });
   }
 
   /** Changes desired state (an RPC's only write path); bumps the generation the reconciler checks. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SessionSpec } from '../shared/session-spec.js';
 import { Store, latestVersion, migrations, openDb, schemaVersion } from './index.js';
-import { toSession, type SessionRecord } from './session-rows.js';
+import type { SessionRecord } from './session-rows.js';
 
 const dirs: string[] = [];
 const dbFile = () => {
@@ -91,6 +91,7 @@ describe('store', () => {
       readOnlyRootfs: true,
       capAdd: ['NET_BIND_SERVICE'],
       secrets: { TOKEN: 'gh' },
+      budgetTokens: 2_000_000,
     };
     expect(s.agents.upsert({ ...base, createdAt: 't1', updatedAt: 't1' }).created).toBe(true);
     const again = s.agents.upsert({ ...base, command: ['z'], createdAt: 't2', updatedAt: 't2' });
@@ -109,7 +110,7 @@ describe('store', () => {
       specHash: 'h', restartPolicy: 'on-failure', desired: 'running', generation: 1, recreate: false, state: 'running',
       containerId: null, restartCount: 0, crashCount: 0, nextRestartAt: null, handledFinish: null, errorCode: null,
       errorMessage: null, exitCode: null, checkoutDir: null, checkoutState: null, checkoutIdentity: null, removeOpts: null,
-      branch: null, base: null, baseSha: null, createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, finishedAt: null, updatedAt: 't',
+      branch: null, base: null, baseSha: null, budgetTokens: null, activity: null, createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, finishedAt: null, updatedAt: 't',
     };
     // Columns as the reconciler and the checkouts write them over a session's life.
     const variants: Record<string, string | number | null>[] = [
@@ -122,16 +123,20 @@ describe('store', () => {
       { checkout_dir: '/c/d', branch: null, base: 'main' },
       { checkout_dir: '', branch: 'b', base: 'main' },
       { exit_code: 0, mode: 'read', desired: 'removed', state: 'failed', restart_policy: 'never' },
+      { budget_tokens: 5000, activity: JSON.stringify({ state: 'waiting-input', since: 't', reason: 'hook:Notification: "ok?"' }) },
     ];
     variants.forEach((v, i) => {
       const id = `a${i}`;
       s.sessions.insert({ ...base, id, name: `n${i}`, seq: i, containerName: `berth-web-${i}`, createdAt: `2026-01-01T00:00:0${i}.000Z` });
       for (const [col, val] of Object.entries(v)) s.db.prepare(`UPDATE sessions SET ${col} = ? WHERE id = ?`).run(val, id);
     });
+    s.usage.add('a1', 'claude-opus-4-8', { requests: 2, inputTokens: 3, outputTokens: 4, cacheReadTokens: 5, cacheCreationTokens: 6, costNanos: 301_500 });
+    s.usage.add('a1', 'claude-haiku-4-5', { requests: 1, inputTokens: 1, outputTokens: 1, cacheReadTokens: 0, cacheCreationTokens: 0, costNanos: 7 });
     const page = s.sessions.page({ limit: 100 });
     expect(page).toHaveLength(variants.length);
+    expect(JSON.parse(page[1]![2]).usage).toEqual({ requests: 3, inputTokens: 4, outputTokens: 5, cacheReadTokens: 5, cacheCreationTokens: 6, costUsd: 0.000301507 });
     for (const [createdAt, id, json] of page) {
-      const want = toSession(s.sessions.get(id)!);
+      const want = s.sessions.view(s.sessions.get(id)!);
       expect(JSON.parse(json)).toStrictEqual(want);
       expect(createdAt).toBe(want.createdAt);
     }

@@ -1,0 +1,297 @@
+import { chmodSync, lstatSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import {
+  BRIDGE_SOCKET_NAME,
+  BerthError,
+  type ActivityState,
+  type BridgeMethods,
+  type BridgeRequestRecord,
+  type SessionActivity,
+} from '@berth/client-sdk/protocol';
+import type { EventBus } from '../events/bus.js';
+import type { Logger } from '../log.js';
+import type { Clock } from '../shared/clock.js';
+import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
+import type { UsageRepo } from '../store/usage.js';
+import type { AuditLog } from './audit.js';
+import { sendApiError, type ModelRelay } from './relay.js';
+import { costNanos } from './usage.js';
+
+/** The Messages API's own request limit. */
+const MAX_MODEL_BODY = 32 * 1024 * 1024;
+const MAX_RPC_BODY = 1024 * 1024;
+const MODEL_PATHS = new Set(['/v1/messages', '/v1/messages/count_tokens']);
+
+/** Hook event → what it says the agent is doing. */
+const HOOK_STATE: Record<string, ActivityState> = {
+  SessionStart: 'idle',
+  UserPromptSubmit: 'working',
+  PreToolUse: 'working',
+  PostToolUse: 'working',
+  SubagentStop: 'working',
+  Notification: 'waiting-input',
+  Stop: 'idle',
+  SessionEnd: 'idle',
+};
+
+export interface BridgeDeps {
+  home: string;
+  sessions: SessionsRepo;
+  usage: UsageRepo;
+  relay: ModelRelay;
+  audit: AuditLog;
+  bus: EventBus;
+  log: Logger;
+  clock: Clock;
+}
+
+class BodyTooLarge extends Error {}
+
+/**
+ * berthd's side of every session's Claude bridge: a Unix socket per session in
+ * `$BERTH_HOME/bridge/sessions/<id>/`, a directory the session's container mounts read-only at
+ * /host. The socket a request arrives on is the only thing that says which session sent it; a
+ * container sees its own directory and nothing else of berth's. A berthd that restarts makes the
+ * socket again in the same directory, so the container finds it where it was.
+ */
+export class BridgeHost {
+  private readonly servers = new Map<string, Server>();
+  private readonly budgetWarned = new Map<string, number>();
+  private readonly root: string;
+
+  constructor(private readonly d: BridgeDeps) {
+    this.root = join(d.home, 'bridge', 'sessions');
+    mkdirSync(join(d.home, 'bridge'), { recursive: true, mode: 0o700 });
+    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+  }
+
+  /** The host directory a session's container mounts at /host. */
+  dirOf(id: string): string {
+    if (!/^[0-9a-f]{12}$/.test(id)) throw new BerthError('INTERNAL_ERROR', `not a session id: ${JSON.stringify(id)}`);
+    return join(this.root, id);
+  }
+
+  /** Serves the session's bridge (idempotent); returns the directory to mount. */
+  async ensure(id: string): Promise<string> {
+    const dir = this.dirOf(id);
+    if (this.servers.get(id)?.listening) return dir;
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    // The container's user may be anyone: the directory must be traversable, the socket connectable.
+    // Nothing else can reach it: $BERTH_HOME/bridge is berthd's alone (0700).
+    chmodSync(dir, 0o755);
+    const path = join(dir, BRIDGE_SOCKET_NAME);
+    try {
+      if (lstatSync(path)) unlinkSync(path); // left by a berthd that was killed
+    } catch {
+      // none
+    }
+    const server = createServer((req, res) => void this.handle(id, req, res));
+    server.keepAliveTimeout = 60_000;
+    server.requestTimeout = 0;
+    server.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    chmodSync(path, 0o666);
+    this.servers.set(id, server);
+    return dir;
+  }
+
+  /** Stops serving the session's bridge; `forget` also removes its directory (the session is gone). */
+  async close(id: string, opts: { forget?: boolean } = {}): Promise<void> {
+    const server = this.servers.get(id);
+    this.servers.delete(id);
+    if (server) {
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await closed;
+    }
+    if (opts.forget) rmSync(this.dirOf(id), { recursive: true, force: true });
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.servers.keys()].map((id) => this.close(id)));
+    this.d.relay.close();
+  }
+
+  get open(): number {
+    return this.servers.size;
+  }
+
+  private async handle(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const url = new URL(req.url ?? '/', 'http://bridge');
+    const path = url.pathname;
+    const method = req.method ?? 'GET';
+    try {
+      const s = this.d.sessions.get(id);
+      if (!s) throw new BerthError('SESSION_NOT_FOUND', 'this bridge belongs to a session that no longer exists');
+      if (method === 'GET' && path === '/health') return json(res, 200, { ok: true });
+      if (method === 'POST' && path === '/rpc') return await this.rpc(s, req, res);
+      if (method === 'POST' && MODEL_PATHS.has(path)) return await this.model(s, path, url.search, req, res, started);
+      req.resume();
+      const shown = JSON.stringify(path.slice(0, 200));
+      this.d.log.warn({ sessionId: id, method: method.slice(0, 16), path: shown }, 'Bridge refused a request outside the allow-list');
+      this.audit(s, { method, path, status: 403, error: 'BRIDGE_PATH_FORBIDDEN', started });
+      sendApiError(res, new BerthError('BRIDGE_PATH_FORBIDDEN', `${method.slice(0, 16)} ${shown} is not relayed by the bridge`));
+    } catch (err) {
+      if (err instanceof BodyTooLarge) {
+        res.setHeader('connection', 'close');
+        sendApiError(res, new BerthError('BRIDGE_REQUEST_TOO_LARGE', `request body over ${path === '/rpc' ? MAX_RPC_BODY : MAX_MODEL_BODY} bytes`));
+        req.destroy();
+        return;
+      }
+      if (err instanceof BerthError) return sendApiError(res, err);
+      this.d.log.error({ sessionId: id, err }, 'Bridge request failed');
+      sendApiError(res, new BerthError('INTERNAL_ERROR', (err as Error).message));
+    }
+  }
+
+  private async model(s: SessionRecord, path: string, search: string, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    const messages = path === '/v1/messages';
+    if (messages && s.budgetTokens !== null) {
+      const used = this.d.usage.tokens(s.id);
+      if (used >= s.budgetTokens) {
+        req.resume();
+        const last = this.budgetWarned.get(s.id) ?? 0;
+        if (Date.now() - last > 10_000) {
+          this.budgetWarned.set(s.id, Date.now());
+          this.d.bus.publish('session.budget', { id: s.id, name: s.name, code: 'BUDGET_EXCEEDED', budgetTokens: s.budgetTokens, usedTokens: used });
+        }
+        this.audit(s, { method: 'POST', path, status: 403, error: 'BUDGET_EXCEEDED', started });
+        return sendApiError(
+          res,
+          new BerthError('BUDGET_EXCEEDED', `session ${s.name} used ${used} of its budget of ${s.budgetTokens} tokens`, {
+            details: { budgetTokens: s.budgetTokens, usedTokens: used },
+          }),
+        );
+      }
+    }
+    const body = await readBody(req, MAX_MODEL_BODY);
+    let asked: string | null = null;
+    try {
+      const m = (JSON.parse(body.toString('utf8')) as { model?: unknown }).model;
+      if (typeof m === 'string') asked = m.slice(0, 200);
+    } catch {
+      // not JSON: the upstream answers it
+    }
+    const r = await this.d.relay.relay(s.id, path + search, req, res, body);
+    const model = (r.model ?? asked ?? 'unknown').slice(0, 200);
+    const t = r.tokens;
+    if (messages && r.status >= 200 && r.status < 300) {
+      this.d.usage.add(s.id, model, {
+        requests: 1,
+        inputTokens: t.input,
+        outputTokens: t.output,
+        cacheReadTokens: t.cacheRead,
+        cacheCreationTokens: t.cacheCreation,
+        costNanos: costNanos(model, t),
+      });
+      const usage = this.d.sessions.usage(s.id);
+      if (usage) this.d.bus.publish('session.usage', { id: s.id, name: s.name, model, usage });
+    }
+    this.audit(s, { method: 'POST', path, model, status: r.status, error: r.error, started, queuedMs: r.queuedMs, tokens: messages ? t : undefined });
+  }
+
+  private async rpc(s: SessionRecord, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readBody(req, MAX_RPC_BODY);
+    let call: { jsonrpc?: unknown; id?: unknown; method?: unknown; params?: unknown };
+    try {
+      call = JSON.parse(body.toString('utf8'));
+    } catch {
+      return json(res, 200, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } });
+    }
+    const id = typeof call?.id === 'string' || typeof call?.id === 'number' ? call.id : null;
+    if (!call || typeof call !== 'object' || call.jsonrpc !== '2.0' || typeof call.method !== 'string') {
+      return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32600, message: 'Invalid Request' } });
+    }
+    const params = (call.params && typeof call.params === 'object' && !Array.isArray(call.params) ? call.params : {}) as Record<string, unknown>;
+    let result: unknown;
+    if (call.method === 'bridge.hello') result = this.hello(s);
+    else if (call.method === 'bridge.hook') {
+      if (typeof params.event !== 'string' || !params.event || params.event.length > 64) {
+        return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32602, message: 'Invalid params: event must be a hook event name' } });
+      }
+      result = { activity: this.hook(s, params.event, params.payload) };
+    } else return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32601, message: `Method not found: ${JSON.stringify(call.method.slice(0, 64))}` } });
+    return json(res, 200, { jsonrpc: '2.0', id, result });
+  }
+
+  private hello(s: SessionRecord): BridgeMethods['bridge.hello']['result'] {
+    return {
+      session: { id: s.id, name: s.name },
+      project: s.project,
+      agent: s.agent,
+      branch: s.branch,
+      limits: { memory: `${Math.round(s.spec.memoryBytes / 1024 / 1024)}m`, cpus: s.spec.nanoCpus / 1e9, pids: s.spec.pidsLimit },
+      budgetTokens: s.budgetTokens,
+      usage: this.d.sessions.usage(s.id),
+    };
+  }
+
+  /** A Claude Code hook fired in the session: the activity it implies, published when it changes. */
+  private hook(s: SessionRecord, event: string, payload: unknown): SessionActivity {
+    const state = HOOK_STATE[event];
+    const before = s.activity;
+    if (!state) return before ?? { state: 'starting', since: s.createdAt, reason: null };
+    const p = (payload && typeof payload === 'object' ? payload : {}) as Record<string, unknown>;
+    const detail = typeof p.message === 'string' ? p.message : typeof p.tool_name === 'string' ? p.tool_name : '';
+    const reason = `hook:${event}${detail ? `: ${detail.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 200)}` : ''}`;
+    const now = this.d.clock.now().toISOString();
+    const activity: SessionActivity = { state, since: before?.state === state ? before.since : now, reason };
+    this.d.sessions.setActivity(s.id, activity);
+    if (before?.state !== state || (state === 'waiting-input' && before.reason !== reason)) {
+      this.d.bus.publish('session.activity', { id: s.id, name: s.name, activity, previous: before?.state ?? null });
+    }
+    return activity;
+  }
+
+  private audit(
+    s: SessionRecord,
+    r: { method: string; path: string; model?: string | null; status: number; error: string | null; started: number; queuedMs?: number; tokens?: { input: number; output: number; cacheRead: number; cacheCreation: number } | undefined },
+  ): void {
+    const rec: BridgeRequestRecord = {
+      ts: this.d.clock.now().toISOString(),
+      session: s.id,
+      method: r.method.slice(0, 16),
+      path: r.path.slice(0, 200),
+      model: r.model ?? null,
+      status: r.status,
+      error: r.error,
+      inputTokens: r.tokens?.input ?? 0,
+      outputTokens: r.tokens?.output ?? 0,
+      cacheReadTokens: r.tokens?.cacheRead ?? 0,
+      cacheCreationTokens: r.tokens?.cacheCreation ?? 0,
+      durationMs: Math.round(performance.now() - r.started),
+      queuedMs: r.queuedMs ?? 0,
+    };
+    try {
+      this.d.audit.append(rec);
+    } catch (err) {
+      this.d.log.warn({ sessionId: s.id, err: (err as Error).message }, 'Cannot write the bridge audit log');
+    }
+  }
+}
+
+async function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > max) throw new BodyTooLarge();
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req) {
+    n += (c as Buffer).length;
+    if (n > max) throw new BodyTooLarge();
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
