@@ -3,8 +3,11 @@
 // passes its output through, forwards SIGTERM/SIGINT to the whole group, waits BERTH_GRACE_SEC, then
 // SIGKILLs it, and exits with the agent's own exit code. A tiny health server on BERTH_HEALTH_PORT
 // (3999) reports whether the agent is alive and when it last wrote output; HEALTHCHECK asks it.
+// In a berth session (CLAUDE_BRIDGE_SOCKET set) it also forwards 127.0.0.1:BERTH_BRIDGE_PORT (3998)
+// to the Claude bridge socket, which is where the image's ANTHROPIC_BASE_URL points.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
+import { connect, createServer as createTcpServer } from 'node:net';
 import { constants } from 'node:os';
 
 const argv = process.argv.slice(2);
@@ -15,6 +18,67 @@ const port = Number(process.env.BERTH_HEALTH_PORT ?? 3999);
 const started = Date.now();
 let lastOutputAt = null;
 let exited = null;
+
+/**
+ * The Claude bridge on loopback: each TCP connection is piped byte for byte to the Unix socket berthd
+ * serves, so HTTP (SSE included) passes untouched and works with `--network none`. Loopback only: the
+ * socket relays the host's credential, so it must not be reachable from another container. When the
+ * socket cannot be reached the client gets a Messages API error, which Claude Code shows (and retries:
+ * a berthd that comes back serves the next attempt, since the socket path stays the same).
+ */
+function bridgeForwarder(socketPath) {
+  const fix = 'is berthd running? `berth status` on the host; the bridge comes back when berthd restarts, no container restart needed';
+  const why = (err) =>
+    err.code === 'ENOENT'
+      ? `the bridge socket ${socketPath} does not exist: ${fix}`
+      : err.code === 'ECONNREFUSED'
+        ? `berthd is not answering on ${socketPath}: ${fix}`
+        : `cannot reach ${socketPath} (${err.code ?? err.message}): ${fix}`;
+  const badGateway = (client, err) => {
+    const body = JSON.stringify({ type: 'error', error: { type: 'api_error', message: `berth bridge: ${why(err)}` } });
+    // Drain what the client sends so closing does not reset the connection before it reads the answer.
+    client.on('data', () => {});
+    client.end(
+      `HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    setTimeout(() => client.destroy(), 5000).unref();
+  };
+  // Half-open on both sides, so an end in one direction is passed on (by pipe) without cutting the
+  // other; an error on either side destroys both.
+  return createTcpServer({ allowHalfOpen: true }, (client) => {
+    const upstream = connect({ path: socketPath, allowHalfOpen: true });
+    let connected = false;
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close);
+    client.on('close', (hadError) => (hadError || !connected) && upstream.destroy());
+    upstream.on('connect', () => {
+      connected = true;
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    upstream.on('error', (err) => (connected ? close() : badGateway(client, err)));
+    upstream.on('close', (hadError) => hadError && connected && client.destroy());
+  });
+}
+
+const bridgeSocket = process.env.CLAUDE_BRIDGE_SOCKET;
+if (bridgeSocket) {
+  const bridgePort = Number(process.env.BERTH_BRIDGE_PORT ?? 3998);
+  const forwarder = bridgeForwarder(bridgeSocket);
+  // Listening before the agent starts, so its first request finds the port open.
+  await new Promise((resolve) => {
+    forwarder.once('error', (err) => {
+      process.stderr.write(`berth entrypoint: Claude bridge forwarder on 127.0.0.1:${bridgePort}: ${err.message}\n`);
+      resolve();
+    });
+    forwarder.listen(bridgePort, '127.0.0.1', resolve);
+  });
+  forwarder.on('error', () => {});
+  forwarder.unref();
+}
 
 const child = spawn(cmd[0], cmd.slice(1), { stdio: ['inherit', 'pipe', 'pipe'], detached: true });
 child.stdout.on('data', (c) => {
