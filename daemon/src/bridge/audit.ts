@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, openSync, readSync, closeSync, fstatSync, renameSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BridgeRequestRecord } from '@berth/client-sdk/protocol';
 
@@ -6,6 +6,8 @@ import type { BridgeRequestRecord } from '@berth/client-sdk/protocol';
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
 /** Most of a file read back for `sessions.requests`. */
 const MAX_READ_BYTES = 8 * 1024 * 1024;
+/** Files kept open at once (one per recently active session). */
+const MAX_OPEN = 256;
 
 /**
  * One JSON line per bridged request, per session: `$BERTH_HOME/bridge/audit/<session>.jsonl`
@@ -14,6 +16,8 @@ const MAX_READ_BYTES = 8 * 1024 * 1024;
  */
 export class AuditLog {
   readonly dir: string;
+  /** Open files of the sessions written to lately, with their size (bounded: see MAX_OPEN). */
+  private readonly open = new Map<string, { fd: number; size: number }>();
 
   constructor(home: string) {
     this.dir = join(home, 'bridge', 'audit');
@@ -25,14 +29,34 @@ export class AuditLog {
   }
 
   append(r: BridgeRequestRecord): void {
-    const file = this.file(r.session);
-    try {
-      if (statSync(file).size > MAX_FILE_BYTES) renameSync(file, `${file}.1`);
-    } catch {
-      // no file yet
+    const line = Buffer.from(`${JSON.stringify(r)}\n`);
+    let f = this.open.get(r.session);
+    if (f && f.size > MAX_FILE_BYTES) {
+      this.close(r.session);
+      renameSync(this.file(r.session), `${this.file(r.session)}.1`);
+      f = undefined;
     }
-    // One write per line with O_APPEND: lines of concurrent requests never interleave.
-    appendFileSync(file, `${JSON.stringify(r)}\n`, { mode: 0o600 });
+    if (!f) {
+      if (this.open.size >= MAX_OPEN) this.close(this.open.keys().next().value!);
+      const fd = openSync(this.file(r.session), 'a', 0o600);
+      f = { fd, size: fstatSync(fd).size };
+      this.open.set(r.session, f);
+    }
+    // One write per line with O_APPEND: a line is never torn by another.
+    writeSync(f.fd, line);
+    f.size += line.length;
+  }
+
+  /** Closes the session's file (it is opened again on its next line). */
+  close(session: string): void {
+    const f = this.open.get(session);
+    if (!f) return;
+    this.open.delete(session);
+    closeSync(f.fd);
+  }
+
+  closeAll(): void {
+    for (const s of [...this.open.keys()]) this.close(s);
   }
 
   /** The last `limit` records of the session, oldest first. */

@@ -24,8 +24,8 @@ export function credentialFor(token: string): Credential {
 /**
  * The model credential, as config `modelCredential` names it: `secret:NAME` (secrets.yaml),
  * `claude-login` (the Claude Code login of berthd's user: `.credentials.json` in
- * `$CLAUDE_CONFIG_DIR` or `~/.claude`, re-read whenever the file changes, so a login renewed on the
- * host is used at once), `none`, or `auto` (claude-login when that file exists, else none). Read
+ * `$CLAUDE_CONFIG_DIR` or `~/.claude`, read for every request, so a login renewed on the host is used
+ * at once), `none`, or `auto` (claude-login when that file exists, else none). Read
  * for every request on the host side only: the value is never logged, stored or returned.
  */
 export class CredentialSource {
@@ -70,19 +70,20 @@ export class CredentialSource {
   }
 
   private login(): Credential {
-    let st;
+    // Read for every request (a small file): a login the host renews is used at once, whatever the
+    // file system's timestamp resolution.
+    let key: string;
     try {
-      st = statSync(this.loginFile);
+      key = readFileSync(this.loginFile, 'utf8');
     } catch {
-      throw new BerthError('MODEL_CREDENTIAL_MISSING', `no Claude Code login for berthd's user: ${this.loginFile} does not exist`, {
+      throw new BerthError('MODEL_CREDENTIAL_MISSING', `no Claude Code login for berthd's user: cannot read ${this.loginFile}`, {
         details: { file: this.loginFile },
       });
     }
-    const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
     if (this.cached?.key !== key) {
       let oauth: { accessToken?: unknown; expiresAt?: unknown } | undefined;
       try {
-        oauth = (JSON.parse(readFileSync(this.loginFile, 'utf8')) as { claudeAiOauth?: typeof oauth }).claudeAiOauth;
+        oauth = (JSON.parse(key) as { claudeAiOauth?: typeof oauth }).claudeAiOauth;
       } catch (err) {
         throw new BerthError('MODEL_CREDENTIAL_MISSING', `cannot read the Claude Code login in ${this.loginFile}: ${(err as Error).message}`, {
           details: { file: this.loginFile },

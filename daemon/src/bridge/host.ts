@@ -111,12 +111,14 @@ export class BridgeHost {
       server.closeAllConnections();
       await closed;
     }
+    this.d.audit.close(id);
     if (opts.forget) rmSync(this.dirOf(id), { recursive: true, force: true });
   }
 
   async closeAll(): Promise<void> {
     await Promise.all([...this.servers.keys()].map((id) => this.close(id)));
     this.d.relay.close();
+    this.d.audit.closeAll();
   }
 
   get open(): number {

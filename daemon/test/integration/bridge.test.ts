@@ -1,12 +1,12 @@
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BerthEvent, Session } from '@berth/client-sdk/protocol';
 import { poll, startWithProject, type DaemonProcess, spawnDaemon } from '../helpers/daemon.js';
 import { docker } from '../helpers/docker.js';
-import { ModelUpstream } from '../helpers/model-upstream.js';
+import { ModelUpstream } from '../helpers/model-upstream.mjs';
 
 const run = promisify(execFile);
 /** Debian with Node 20 (scripts/build-offline-base.sh): node in the container plays the agent's HTTP client. */
@@ -207,6 +207,60 @@ describe('Claude bridge (real engine, stand-in upstream)', () => {
     expect((await d.client.sessions.get({ id: s.id })).activity?.state).toBe('waiting-input');
     await call(s.containerId, '/rpc', { jsonrpc: '2.0', id: 2, method: 'bridge.hook', params: { event: 'Stop', payload: {} } });
     expect((await d.client.sessions.get({ id: s.id })).activity?.state).toBe('idle');
+  }, 240_000);
+
+  it('survives kill -9 of berthd: the call in flight fails, the next one works, the container is never restarted', async () => {
+    const s = await session('coder');
+    const startedAt = await docker('inspect', '-f', '{{.State.StartedAt}}', s.containerId);
+    up.opts.delayMs = 4000;
+    const inFlight = call(s.containerId, '/v1/messages', message(true));
+    await poll(async () => up.inFlight > 0, 20_000, 'the request upstream');
+    d.proc.kill('SIGKILL');
+    await d.waitExit();
+    const failed = await inFlight;
+    expect(failed.status).not.toBe(200);
+    up.opts.delayMs = 0;
+    // While berthd is down the socket is there but nobody answers: a clear refusal, not a hang.
+    expect((await call(s.containerId, '/health', null, {}, 'GET')).error).toBe('ECONNREFUSED');
+    d = spawnDaemon({ home: d.home, ownsHome: true, env: { BERTH_MODEL_UPSTREAM: up.url, BERTH_MODEL_CREDENTIAL: 'secret:anthropic', BERTH_MODEL_MAX_INFLIGHT: '2' } });
+    await d.waitReady(60_000);
+    const again = await call(s.containerId, '/v1/messages', message());
+    expect(again.status).toBe(200);
+    expect(JSON.parse(again.body!).content[0].text).toBe('Hello from the stand-in.');
+    expect(await docker('inspect', '-f', '{{.State.StartedAt}}', s.containerId)).toBe(startedAt);
+    expect((await d.client.sessions.get({ id: s.id })).containerId).toBe(s.containerId);
+    void (async () => {
+      for await (const e of d.client.events({ signal: ac.signal })) events.push(e);
+    })().catch(() => {});
+  }, 240_000);
+
+  it("claude-login: the host's Claude Code login goes out as an OAuth bearer, re-read when the host renews it", async () => {
+    const claudeDir = join(d.home, 'host-claude');
+    await mkdir(claudeDir, { mode: 0o700 });
+    const login = (token: string) => writeFile(join(claudeDir, '.credentials.json'), JSON.stringify({ claudeAiOauth: { accessToken: token, expiresAt: Date.now() + 3600_000 } }), { mode: 0o600 });
+    await login(`${OAUTH}-1`);
+    await d.stop('SIGTERM');
+    d = spawnDaemon({ home: d.home, ownsHome: true, env: { BERTH_MODEL_UPSTREAM: up.url, BERTH_MODEL_CREDENTIAL: 'claude-login', CLAUDE_CONFIG_DIR: claudeDir } });
+    await d.waitReady(60_000);
+    const s = await session('coder');
+    const before = up.messages().length;
+    expect((await call(s.containerId, '/v1/messages', message(), { 'anthropic-beta': 'claude-code-20250219' })).status).toBe(200);
+    await login(`${OAUTH}-2`);
+    expect((await call(s.containerId, '/v1/messages', message())).status).toBe(200);
+    const [first, second] = up.messages().slice(before);
+    expect(first!.headers.authorization).toBe(`Bearer ${OAUTH}-1`);
+    expect(first!.headers['anthropic-beta']).toBe('claude-code-20250219,oauth-2025-04-20');
+    expect(first!.headers['x-api-key']).toBeUndefined();
+    expect(second!.headers.authorization).toBe(`Bearer ${OAUTH}-2`);
+    expect(await docker('inspect', s.containerId)).not.toContain(OAUTH);
+    // No login at all: the agent is told what to do on the host.
+    await rm(join(claudeDir, '.credentials.json'));
+    const refused = await call(s.containerId, '/v1/messages', message());
+    expect(refused.status).toBe(401);
+    expect(JSON.parse(refused.body!).berth.code).toBe('MODEL_CREDENTIAL_MISSING');
+    void (async () => {
+      for await (const e of d.client.events({ signal: ac.signal })) events.push(e);
+    })().catch(() => {});
   }, 240_000);
 
   it('20 sessions calling at once with BERTH_MODEL_MAX_INFLIGHT=2 all get answers, never more than 2 upstream at once', async () => {

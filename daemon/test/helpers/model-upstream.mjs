@@ -1,75 +1,55 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-
-/** What the stand-in saw of one request. */
-export interface SeenRequest {
-  path: string;
-  headers: IncomingMessage['headers'];
-  model: string | null;
-  stream: boolean;
-}
-
-export interface UpstreamOptions {
-  /** The text every answer carries. */
-  answer?: string;
-  /** Usage reported for every message. */
-  usage?: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
-  /** Held before answering (to make requests overlap). */
-  delayMs?: number;
-  /** Listen where (default: loopback, a free port). */
-  host?: string;
-}
-
+// Plain JS: the integration tests and bench/bridge both use it.
+import { createServer } from 'node:http';
 /**
  * A stand-in for the Anthropic Messages API on loopback: POST /v1/messages (JSON, or SSE with
  * `stream: true`) and /v1/messages/count_tokens, each answer with fixed usage. It records what it
  * saw (paths, headers: the credential that reached it) and the most requests it had open at once.
  * Enough for the real Claude Code CLI (`ANTHROPIC_BASE_URL` pointed at it).
  */
-export class ModelUpstream implements AsyncDisposable {
-  readonly seen: SeenRequest[] = [];
+export class ModelUpstream {
+  server;
+  opts;
+  seen = [];
   inFlight = 0;
   maxInFlight = 0;
   /** Distinct TCP connections the upstream was reached on. */
   connections = 0;
-  private constructor(
-    private readonly server: Server,
-    readonly opts: Required<Omit<UpstreamOptions, 'host'>>,
-  ) {}
-
-  static async start(o: UpstreamOptions = {}): Promise<ModelUpstream> {
+  constructor(server, opts) {
+    this.server = server;
+    this.opts = opts;
+  }
+  /** @param {{answer?: string, usage?: object, delayMs?: number, host?: string, record?: boolean}} o */
+  static async start(o = {}) {
     const opts = {
       answer: o.answer ?? 'Hello from the stand-in.',
       usage: o.usage ?? { input_tokens: 11, output_tokens: 7, cache_read_input_tokens: 5, cache_creation_input_tokens: 3 },
       delayMs: o.delayMs ?? 0,
+      record: o.record ?? true,
     };
-    let self!: ModelUpstream;
+    let self;
     const server = createServer((req, res) => void self.handle(req, res));
     server.on('connection', () => self.connections++);
     self = new ModelUpstream(server, opts);
-    await new Promise<void>((r) => server.listen(0, o.host ?? '127.0.0.1', r));
+    await new Promise((r) => server.listen(0, o.host ?? '127.0.0.1', r));
     return self;
   }
-
-  get port(): number {
-    return (this.server.address() as AddressInfo).port;
+  get port() {
+    return this.server.address().port;
   }
-
-  get url(): string {
+  get url() {
     return `http://127.0.0.1:${this.port}`;
   }
-
-  private async handle(req: IncomingMessage, res: import('node:http').ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    let body: { model?: string; stream?: boolean } = {};
+  async handle(req, res) {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    let body = {};
     try {
       body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
     } catch {
       /* not JSON: answered below */
     }
-    const path = (req.url ?? '/').split('?')[0]!;
-    this.seen.push({ path, headers: req.headers, model: body.model ?? null, stream: body.stream === true });
+    const path = (req.url ?? '/').split('?')[0];
+    if (this.opts.record) this.seen.push({ path, headers: req.headers, model: body.model ?? null, stream: body.stream === true });
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
@@ -85,15 +65,13 @@ export class ModelUpstream implements AsyncDisposable {
       const u = this.opts.usage;
       if (!body.stream) {
         res.writeHead(200, { 'content-type': 'application/json', 'request-id': id });
-        return void res.end(
-          JSON.stringify({
-            id, type: 'message', role: 'assistant', model, stop_reason: 'end_turn', stop_sequence: null,
-            content: [{ type: 'text', text: this.opts.answer }], usage: u,
-          }),
-        );
+        return void res.end(JSON.stringify({
+          id, type: 'message', role: 'assistant', model, stop_reason: 'end_turn', stop_sequence: null,
+          content: [{ type: 'text', text: this.opts.answer }], usage: u,
+        }));
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'request-id': id });
-      const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      const send = (event, data) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
       send('message_start', {
         type: 'message_start',
         message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { ...u, output_tokens: 1 } },
@@ -101,27 +79,26 @@ export class ModelUpstream implements AsyncDisposable {
       send('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
       send('ping', { type: 'ping' });
       const words = this.opts.answer.split(/(?<= )/);
-      for (const w of words) send('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } });
+      for (const w of words)
+        send('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } });
       send('content_block_stop', { type: 'content_block_stop', index: 0 });
       send('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: u.output_tokens } });
       send('message_stop', { type: 'message_stop' });
       res.end();
-    } finally {
+    }
+    finally {
       this.inFlight--;
     }
   }
-
   /** The message requests (not count_tokens) seen so far. */
-  messages(): SeenRequest[] {
+  messages() {
     return this.seen.filter((s) => s.path === '/v1/messages');
   }
-
-  async close(): Promise<void> {
+  async close() {
     this.server.closeAllConnections();
-    await new Promise<void>((r) => this.server.close(() => r()));
+    await new Promise((r) => this.server.close(() => r()));
   }
-
-  async [Symbol.asyncDispose](): Promise<void> {
+  async [Symbol.asyncDispose]() {
     await this.close();
   }
 }
