@@ -1,28 +1,18 @@
 import { spawn } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
-import { chmod, readdir, readFile, rm } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { chmod, rm } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCaCerts } from '../../src/images/ca.js';
-import { REPO_ROOT, tempDir } from '../helpers/daemon.js';
+import { tempDir } from '../helpers/daemon.js';
 import { TEST_LABEL, docker } from '../helpers/docker.js';
 import { ModelUpstream } from '../helpers/model-upstream.mjs';
+import { CLAUDE_IMAGE, ensureClaudeImage } from '../helpers/claude-image.js';
 
-const OFFLINE_BASE = 'berth-offline-base:bookworm';
-const IMAGE = 'berth-test-claude-base:bridge';
-const CONTEXT = join(REPO_ROOT, 'images/base');
-/** The hash of images/base the image was built from: an image built from other files is rebuilt. */
-const CONTEXT_LABEL = 'dev.berth.test.context';
+const IMAGE = CLAUDE_IMAGE;
 const RUN_LABEL = 'dev.berth.test.bridge-image';
 const ANSWER = 'Hello through the berth bridge.';
 const HOST_KEY = 'host-credential';
-
-async function contextHash(): Promise<string> {
-  const h = createHash('sha256');
-  for (const name of (await readdir(CONTEXT)).sort()) h.update(`${name}\0`).update(await readFile(join(CONTEXT, name))).update('\0');
-  return h.digest('hex').slice(0, 16);
-}
 
 interface Run {
   code: number | null;
@@ -135,19 +125,7 @@ describe('images/base: Claude Code through the bridge socket', () => {
   };
 
   beforeAll(async () => {
-    const hash = await contextHash();
-    const have = await docker('image', 'inspect', '-f', `{{index .Config.Labels "${CONTEXT_LABEL}"}}`, IMAGE).catch(() => '');
-    if (have !== hash) {
-      const ca = await readCaCerts('/usr/local/share/ca-certificates');
-      const args = ['build', '--force-rm', '--target', 'prod', '--build-arg', `BASE_IMAGE=${OFFLINE_BASE}`, '--build-arg', 'TASK_MASTER=0', '--build-arg', 'CLAUDE_CODE=1'];
-      if (ca.length) args.push('--build-arg', `EXTRA_CA_CERTS=${ca.join('\n')}`);
-      args.push('--label', `${TEST_LABEL}=true`, '--label', `${CONTEXT_LABEL}=${hash}`, '-t', IMAGE, CONTEXT);
-      const before = await docker('image', 'inspect', '-f', '{{.Id}}', IMAGE).catch(() => '');
-      const b = await run('docker', args, 880_000);
-      if (b.code !== 0) throw new Error(`docker build failed (${b.code}):\n${b.stdout.slice(-4000)}\n${b.stderr.slice(-4000)}`);
-      // The image built from older files is left untagged: it goes (layers the new one shares stay).
-      if (before) await docker('rmi', before).catch(() => {});
-    }
+    await ensureClaudeImage();
     upstream = await ModelUpstream.start({ answer: ANSWER });
     live = await hostDir();
     bridge = await FakeBridge.start(join(live, 'claude-bridge.sock'), upstream);

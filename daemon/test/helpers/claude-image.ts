@@ -1,0 +1,84 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readCaCerts } from '../../src/images/ca.js';
+import { REPO_ROOT } from './daemon.js';
+import { TEST_LABEL, docker } from './docker.js';
+
+export const OFFLINE_BASE = 'berth-offline-base:bookworm';
+/** images/base with the real Claude Code CLI, on the offline base, without task-master. */
+export const CLAUDE_IMAGE = 'berth-test-claude-base:bridge';
+const CONTEXT = join(REPO_ROOT, 'images/base');
+/** The hash of images/base the image was built from: an image built from other files is rebuilt. */
+const CONTEXT_LABEL = 'dev.berth.test.context';
+const LOCK = '/tmp/berth-test-claude-image.lock';
+
+async function contextHash(): Promise<string> {
+  const h = createHash('sha256');
+  for (const name of (await readdir(CONTEXT)).sort()) h.update(`${name}\0`).update(await readFile(join(CONTEXT, name))).update('\0');
+  return h.digest('hex').slice(0, 16);
+}
+
+function build(args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('docker', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (out = (out + d).slice(-8000)));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (out = (out + d).slice(-8000)));
+    p.once('error', reject);
+    p.once('close', (code) => resolve({ code, out }));
+  });
+}
+
+/** Test files run in parallel processes: one builds, the others wait (a lock dir with the builder's pid). */
+async function locked<T>(fn: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      await mkdir(LOCK);
+      await writeFile(join(LOCK, 'pid'), String(process.pid));
+      break;
+    } catch {
+      const pid = Number(await readFile(join(LOCK, 'pid'), 'utf8').catch(() => '0'));
+      let alive = false;
+      try {
+        if (pid) process.kill(pid, 0);
+        alive = pid > 0;
+      } catch {
+        alive = false;
+      }
+      const age = Date.now() - ((await stat(LOCK).catch(() => null))?.mtimeMs ?? Date.now());
+      if (!alive && age > 2000) await rm(LOCK, { recursive: true, force: true });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(LOCK, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Builds CLAUDE_IMAGE from images/base unless an image built from the same files is there. Kept
+ * between runs on purpose (labelled for the sweep): removing it would drop its cached layers and
+ * download Claude Code (~400 MB) again next time.
+ */
+export async function ensureClaudeImage(): Promise<string> {
+  const hash = await contextHash();
+  const current = async () => (await docker('image', 'inspect', '-f', `{{index .Config.Labels "${CONTEXT_LABEL}"}}`, CLAUDE_IMAGE).catch(() => '')) === hash;
+  if (await current()) return CLAUDE_IMAGE;
+  return locked(async () => {
+    if (await current()) return CLAUDE_IMAGE;
+    const ca = await readCaCerts('/usr/local/share/ca-certificates');
+    const args = ['build', '--force-rm', '--target', 'prod', '--build-arg', `BASE_IMAGE=${OFFLINE_BASE}`, '--build-arg', 'TASK_MASTER=0', '--build-arg', 'CLAUDE_CODE=1'];
+    if (ca.length) args.push('--build-arg', `EXTRA_CA_CERTS=${ca.join('\n')}`);
+    args.push('--label', `${TEST_LABEL}=true`, '--label', `${CONTEXT_LABEL}=${hash}`, '-t', CLAUDE_IMAGE, CONTEXT);
+    const before = await docker('image', 'inspect', '-f', '{{.Id}}', CLAUDE_IMAGE).catch(() => '');
+    const b = await build(args);
+    if (b.code !== 0) throw new Error(`docker build of ${CLAUDE_IMAGE} failed (${b.code}):\n${b.out}`);
+    // The image built from older files is left untagged: it goes (layers the new one shares stay).
+    if (before) await docker('rmi', before).catch(() => {});
+    return CLAUDE_IMAGE;
+  });
+}
