@@ -4,7 +4,7 @@
 // --sessions sessions each calling --per times at once, bridged and direct.
 // Usage: npm run bench:bridge [-- --calls 500 --sessions 50 --per 20]
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -22,7 +22,7 @@ const upstream = spawn(process.execPath, ['--input-type=module', '-e', `
   console.log(u.port);
 `], { stdio: ['ignore', 'pipe', 'inherit'] });
 const port = await new Promise((r) => upstream.stdout.once('data', (d) => r(Number(String(d).trim()))));
-const b = await startBerthd('bench-bridge-', { BERTH_MODEL_UPSTREAM: `http://127.0.0.1:${port}`, BERTH_MODEL_CREDENTIAL: 'none', BERTH_MODEL_MAX_INFLIGHT: String(Math.max(64, SESSIONS)) });
+const b = await startBerthd('bench-bridge-', { BERTH_MODEL_UPSTREAM: `http://127.0.0.1:${port}`, BERTH_MODEL_CREDENTIAL: 'secret:bench', BERTH_MODEL_MAX_INFLIGHT: String(Math.max(64, SESSIONS)) });
 
 const body = (stream) => JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 64, stream, messages: [{ role: 'user', content: 'hi' }] });
 const JSON_BODY = body(false);
@@ -46,6 +46,8 @@ function call(target, agent, payload) {
 }
 
 try {
+  // A real credential path: the key is read from secrets.yaml and added to every call.
+  writeFileSync(join(b.home, 'secrets.yaml'), 'bench: sk-ant-api03-bench-key\n', { mode: 0o600 });
   const repo = join(b.home, 'projects', 'web');
   mkdirSync(repo, { recursive: true });
   execFileSync('git', ['init', '-q', '-b', 'main', repo]);

@@ -133,7 +133,7 @@ export const errorRegistry = {
   BUDGET_EXCEEDED: {
     http: 403,
     rpc: 1501,
-    hint: 'The session used its token budget. Raise it for new sessions (`berth agent add NAME --budget-tokens N ...`) or start the session again with `berth start ... --budget-tokens N`; `berth usage ID` shows what it used.',
+    hint: "The session used its token budget, which is fixed when a session is made: start a new session with a larger one (`berth start PROJECT --agent NAME --budget-tokens N`), or raise the agent's for its next sessions (`berth agent add NAME --budget-tokens N ...`); `berth usage ID` shows what it used.",
   },
   MODEL_CREDENTIAL_MISSING: {
     http: 401,

@@ -30,6 +30,7 @@ export function credentialFor(token: string): Credential {
  */
 export class CredentialSource {
   private cached: { key: string; token: string; expiresAt: number | null } | null = null;
+  private secret: { key: string; credential: Credential } | null = null;
   readonly loginFile: string;
 
   constructor(
@@ -53,9 +54,19 @@ export class CredentialSource {
   get(): Credential {
     if (this.spec === 'none') return { kind: 'none', headers: {}, betas: [] };
     if (this.spec.startsWith('secret:')) {
-      const name = this.spec.slice('secret:'.length);
-      const { value } = this.secrets.resolve({ value: name });
-      return credentialFor(value!);
+      // secrets.yaml is parsed again only when it changed (a parse per model call is not free).
+      let key = '';
+      try {
+        const st = statSync(this.secrets.file);
+        key = `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`;
+      } catch {
+        // resolve() says what is wrong
+      }
+      if (!key || this.secret?.key !== key) {
+        const { value } = this.secrets.resolve({ value: this.spec.slice('secret:'.length) });
+        this.secret = { key, credential: credentialFor(value!) };
+      }
+      return this.secret.credential;
     }
     if (this.spec === 'auto' && !this.loginExists()) return { kind: 'none', headers: {}, betas: [] };
     return this.login();

@@ -15,13 +15,17 @@ import type { Clock } from '../shared/clock.js';
 import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
 import type { UsageRepo } from '../store/usage.js';
 import type { AuditLog } from './audit.js';
-import { sendApiError, type ModelRelay } from './relay.js';
+import { sendApiError, type ModelRelay, type RelayResult } from './relay.js';
 import { costNanos } from './usage.js';
 
 /** The Messages API's own request limit. */
 const MAX_MODEL_BODY = 32 * 1024 * 1024;
 const MAX_RPC_BODY = 1024 * 1024;
 const MODEL_PATHS = new Set(['/v1/messages', '/v1/messages/count_tokens']);
+/** Model requests one session may have open at once (each holds its body): more get 429, which Claude Code retries. */
+const MAX_OPEN_PER_SESSION = 16;
+/** Request bodies held in berthd at once, all sessions together. */
+const MAX_HELD_BYTES = 512 * 1024 * 1024;
 
 /** Hook event → what it says the agent is doing. */
 const HOOK_STATE: Record<string, ActivityState> = {
@@ -48,6 +52,8 @@ export interface BridgeDeps {
 
 class BodyTooLarge extends Error {}
 
+type Ident = Pick<SessionRecord, 'id' | 'name' | 'budgetTokens'>;
+
 /**
  * berthd's side of every session's Claude bridge: a Unix socket per session in
  * `$BERTH_HOME/bridge/sessions/<id>/`, a directory the session's container mounts read-only at
@@ -58,12 +64,18 @@ class BodyTooLarge extends Error {}
 export class BridgeHost {
   private readonly servers = new Map<string, Server>();
   private readonly budgetWarned = new Map<string, number>();
+  /** What a model call needs of its session, which does not change while the session lives. */
+  private readonly idents = new Map<string, Ident>();
+  private readonly openCalls = new Map<string, number>();
+  private heldBytes = 0;
   private readonly root: string;
 
   constructor(private readonly d: BridgeDeps) {
     this.root = join(d.home, 'bridge', 'sessions');
-    mkdirSync(join(d.home, 'bridge'), { recursive: true, mode: 0o700 });
-    mkdirSync(this.root, { recursive: true, mode: 0o700 });
+    for (const dir of [join(d.home, 'bridge'), this.root]) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
+    }
   }
 
   /** The host directory a session's container mounts at /host. */
@@ -88,7 +100,9 @@ export class BridgeHost {
     }
     const server = createServer((req, res) => void this.handle(id, req, res));
     server.keepAliveTimeout = 60_000;
-    server.requestTimeout = 0;
+    // A body that trickles in holds memory: the whole request must arrive within a minute.
+    server.requestTimeout = 60_000;
+    server.headersTimeout = 30_000;
     server.on('clientError', (_err, socket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -106,6 +120,7 @@ export class BridgeHost {
   async close(id: string, opts: { forget?: boolean } = {}): Promise<void> {
     const server = this.servers.get(id);
     this.servers.delete(id);
+    this.idents.delete(id);
     if (server) {
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
@@ -131,10 +146,9 @@ export class BridgeHost {
     const path = url.pathname;
     const method = req.method ?? 'GET';
     try {
-      const s = this.d.sessions.get(id);
-      if (!s) throw new BerthError('SESSION_NOT_FOUND', 'this bridge belongs to a session that no longer exists');
+      const s = this.ident(id);
       if (method === 'GET' && path === '/health') return json(res, 200, { ok: true });
-      if (method === 'POST' && path === '/rpc') return await this.rpc(s, req, res);
+      if (method === 'POST' && path === '/rpc') return await this.rpc(this.record(id), req, res);
       if (method === 'POST' && MODEL_PATHS.has(path)) return await this.model(s, path, url.search, req, res, started);
       req.resume();
       const shown = JSON.stringify(path.slice(0, 200));
@@ -143,6 +157,8 @@ export class BridgeHost {
       sendApiError(res, new BerthError('BRIDGE_PATH_FORBIDDEN', `${method.slice(0, 16)} ${shown} is not relayed by the bridge`));
     } catch (err) {
       if (err instanceof BodyTooLarge) {
+        this.audit(this.ident(id), { method, path, status: 413, error: 'BRIDGE_REQUEST_TOO_LARGE', started });
+        this.d.log.warn({ sessionId: id, path: JSON.stringify(path.slice(0, 200)) }, 'Bridge refused an oversized request');
         res.setHeader('connection', 'close');
         sendApiError(res, new BerthError('BRIDGE_REQUEST_TOO_LARGE', `request body over ${path === '/rpc' ? MAX_RPC_BODY : MAX_MODEL_BODY} bytes`));
         req.destroy();
@@ -154,27 +170,79 @@ export class BridgeHost {
     }
   }
 
-  private async model(s: SessionRecord, path: string, search: string, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
-    const messages = path === '/v1/messages';
-    if (messages && s.budgetTokens !== null) {
-      const used = this.d.usage.tokens(s.id);
-      if (used >= s.budgetTokens) {
-        req.resume();
-        const last = this.budgetWarned.get(s.id) ?? 0;
-        if (Date.now() - last > 10_000) {
-          this.budgetWarned.set(s.id, Date.now());
-          this.d.bus.publish('session.budget', { id: s.id, name: s.name, code: 'BUDGET_EXCEEDED', budgetTokens: s.budgetTokens, usedTokens: used });
-        }
-        this.audit(s, { method: 'POST', path, status: 403, error: 'BUDGET_EXCEEDED', started });
-        return sendApiError(
-          res,
-          new BerthError('BUDGET_EXCEEDED', `session ${s.name} used ${used} of its budget of ${s.budgetTokens} tokens`, {
-            details: { budgetTokens: s.budgetTokens, usedTokens: used },
-          }),
-        );
-      }
+  private record(id: string): SessionRecord {
+    const s = this.d.sessions.get(id);
+    if (!s) throw new BerthError('SESSION_NOT_FOUND', 'this bridge belongs to a session that no longer exists');
+    return s;
+  }
+
+  private ident(id: string): Ident {
+    let i = this.idents.get(id);
+    if (!i) {
+      const { name, budgetTokens } = this.record(id);
+      i = { id, name, budgetTokens };
+      this.idents.set(id, i);
     }
-    const body = await readBody(req, MAX_MODEL_BODY);
+    return i;
+  }
+
+  /** BUDGET_EXCEEDED when the session has used its budget (the event at most every 10 s). */
+  private checkBudget(s: Ident): void {
+    if (s.budgetTokens === null) return;
+    const used = this.d.usage.tokens(s.id);
+    if (used < s.budgetTokens) return;
+    const now = this.d.clock.now().getTime();
+    if (now - (this.budgetWarned.get(s.id) ?? 0) > 10_000) {
+      this.budgetWarned.set(s.id, now);
+      this.d.bus.publish('session.budget', { id: s.id, name: s.name, code: 'BUDGET_EXCEEDED', budgetTokens: s.budgetTokens, usedTokens: used });
+    }
+    throw new BerthError('BUDGET_EXCEEDED', `session ${s.name} used ${used} of its budget of ${s.budgetTokens} tokens`, {
+      details: { budgetTokens: s.budgetTokens, usedTokens: used },
+    });
+  }
+
+  private async model(s: Ident, path: string, search: string, req: IncomingMessage, res: ServerResponse, started: number): Promise<void> {
+    const messages = path === '/v1/messages';
+    const open = this.openCalls.get(s.id) ?? 0;
+    if (open >= MAX_OPEN_PER_SESSION) {
+      req.resume();
+      this.audit(s, { method: 'POST', path, status: 429, error: 'TOO_MANY_REQUESTS', started });
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+      res.end(JSON.stringify({ type: 'error', error: { type: 'rate_limit_error', message: `berth: this session has ${open} model requests open at once; wait for them` } }));
+      return;
+    }
+    this.openCalls.set(s.id, open + 1);
+    let held = 0;
+    try {
+      if (messages) {
+        try {
+          this.checkBudget(s);
+        } catch (err) {
+          req.resume();
+          this.audit(s, { method: 'POST', path, status: 403, error: 'BUDGET_EXCEEDED', started });
+          throw err;
+        }
+      }
+      const declared = Number(req.headers['content-length']) || 0;
+      if (this.heldBytes + declared > MAX_HELD_BYTES) {
+        req.resume();
+        res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' });
+        res.end(JSON.stringify({ type: 'error', error: { type: 'rate_limit_error', message: 'berth: the bridge holds too many request bodies right now; retry' } }));
+        return;
+      }
+      const body = await readBody(req, MAX_MODEL_BODY);
+      held = body.length;
+      this.heldBytes += held;
+      await this.forward(s, path, search, req, res, started, body, messages);
+    } finally {
+      this.heldBytes -= held;
+      const n = (this.openCalls.get(s.id) ?? 1) - 1;
+      if (n > 0) this.openCalls.set(s.id, n);
+      else this.openCalls.delete(s.id);
+    }
+  }
+
+  private async forward(s: Ident, path: string, search: string, req: IncomingMessage, res: ServerResponse, started: number, body: Buffer, messages: boolean): Promise<void> {
     let asked: string | null = null;
     try {
       const m = (JSON.parse(body.toString('utf8')) as { model?: unknown }).model;
@@ -182,22 +250,24 @@ export class BridgeHost {
     } catch {
       // not JSON: the upstream answers it
     }
-    const r = await this.d.relay.relay(s.id, path + search, req, res, body);
-    const model = (r.model ?? asked ?? 'unknown').slice(0, 200);
-    const t = r.tokens;
-    if (messages && r.status >= 200 && r.status < 300) {
-      this.d.usage.add(s.id, model, {
-        requests: 1,
-        inputTokens: t.input,
-        outputTokens: t.output,
-        cacheReadTokens: t.cacheRead,
-        cacheCreationTokens: t.cacheCreation,
-        costNanos: costNanos(model, t),
-      });
-      const usage = this.d.sessions.usage(s.id);
-      if (usage) this.d.bus.publish('session.usage', { id: s.id, name: s.name, model, usage });
-    }
-    this.audit(s, { method: 'POST', path, model, status: r.status, error: r.error, started, queuedMs: r.queuedMs, tokens: messages ? t : undefined });
+    const settle = (r: RelayResult) => {
+      const model = (r.model ?? asked ?? 'unknown').slice(0, 200);
+      const t = r.tokens;
+      if (messages && ((r.status >= 200 && r.status < 300) || t.input + t.output + t.cacheRead + t.cacheCreation > 0)) {
+        this.d.usage.add(s.id, model, {
+          requests: 1,
+          inputTokens: t.input,
+          outputTokens: t.output,
+          cacheReadTokens: t.cacheRead,
+          cacheCreationTokens: t.cacheCreation,
+          costNanos: costNanos(model, t),
+        });
+        const usage = this.d.sessions.usage(s.id);
+        if (usage) this.d.bus.publish('session.usage', { id: s.id, name: s.name, model, usage });
+      }
+      this.audit(s, { method: 'POST', path, model, status: r.status, error: r.error, started, queuedMs: r.queuedMs, tokens: messages ? t : undefined });
+    };
+    await this.d.relay.relay(s.id, path + search, req, res, body, { ...(messages ? { admit: () => this.checkBudget(s) } : {}), settle });
   }
 
   private async rpc(s: SessionRecord, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -254,7 +324,7 @@ export class BridgeHost {
   }
 
   private audit(
-    s: SessionRecord,
+    s: Ident,
     r: { method: string; path: string; model?: string | null; status: number; error: string | null; started: number; queuedMs?: number; tokens?: { input: number; output: number; cacheRead: number; cacheCreation: number } | undefined },
   ): void {
     const rec: BridgeRequestRecord = {

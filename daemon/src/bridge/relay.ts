@@ -60,7 +60,20 @@ export class ModelRelay {
   }
 
   /** Relays one request whose body was read already. Never throws: failures are answered to the agent. */
-  async relay(session: string, pathAndQuery: string, req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<RelayResult> {
+  /**
+   * `admit` runs once the request has its slot, right before it goes out (a budget is checked
+   * there, not only on arrival: requests queued while the session was under budget would
+   * otherwise all go out). A BerthError it throws is the answer. `settle` runs when the answer is
+   * over, before the slot is given to the next request, so that one's `admit` sees this one's usage.
+   */
+  async relay(
+    session: string,
+    pathAndQuery: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer,
+    hooks: { admit?: () => void; settle?: (r: RelayResult) => void } = {},
+  ): Promise<RelayResult> {
     const result: RelayResult = { status: 0, model: null, tokens: noTokens(), queuedMs: 0, error: null };
     const gone = new AbortController();
     const onClose = () => {
@@ -68,30 +81,30 @@ export class ModelRelay {
     };
     res.on('close', onClose);
     let release: (() => void) | null = null;
+    let meter: UsageMeter | null = null;
     try {
       const cred = this.credential.get();
       const queuedAt = performance.now();
       release = await this.queue.acquire(session, gone.signal);
       result.queuedMs = Math.round(performance.now() - queuedAt);
+      hooks.admit?.();
       const headers = outgoingHeaders(req.headers, cred.headers, cred.betas, body.length);
       const url = new URL(this.base.pathname.replace(/\/$/, '') + pathAndQuery, this.base);
       await new Promise<void>((resolve) => {
         const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
         const up = send(url, { method: 'POST', headers, agent: this.agent, signal: gone.signal }, (answer) => {
           result.status = answer.statusCode ?? 502;
-          const meter = new UsageMeter(answer.headers['content-type']);
+          meter = new UsageMeter(answer.headers['content-type']);
           const back: Record<string, string | string[]> = {};
           for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined && !HOP.has(k)) back[k] = v;
           res.writeHead(result.status, back);
           res.flushHeaders();
           res.on('drain', () => answer.resume());
           answer.on('data', (chunk: Buffer) => {
-            meter.push(chunk);
+            meter!.push(chunk);
             if (!res.write(chunk)) answer.pause();
           });
           answer.on('end', () => {
-            result.tokens = meter.end();
-            result.model = meter.model;
             res.end();
             resolve();
           });
@@ -126,8 +139,19 @@ export class ModelRelay {
         sendApiError(res, e);
       }
     } finally {
-      release?.();
       res.off('close', onClose);
+      // Whatever the upstream reported counts, also when the agent hung up before the end of the
+      // answer (or it would have a way to use the model uncounted).
+      const m = meter as UsageMeter | null; // assigned in the answer's callback
+      if (m) {
+        result.tokens = m.end();
+        result.model = m.model;
+      }
+      try {
+        hooks.settle?.(result);
+      } finally {
+        release?.();
+      }
     }
     return result;
   }

@@ -25,6 +25,8 @@ export class ModelUpstream {
       usage: o.usage ?? { input_tokens: 11, output_tokens: 7, cache_read_input_tokens: 5, cache_creation_input_tokens: 3 },
       delayMs: o.delayMs ?? 0,
       record: o.record ?? true,
+      /** Held after message_start in a stream (an answer the agent can hang up on midway). */
+      streamPauseMs: o.streamPauseMs ?? 0,
     };
     let self;
     const server = createServer((req, res) => void self.handle(req, res));
@@ -76,6 +78,8 @@ export class ModelUpstream {
         type: 'message_start',
         message: { id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { ...u, output_tokens: 1 } },
       });
+      if (this.opts.streamPauseMs) await new Promise((r) => setTimeout(r, this.opts.streamPauseMs));
+      if (res.destroyed) return;
       send('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
       send('ping', { type: 'ping' });
       const words = this.opts.answer.split(/(?<= )/);

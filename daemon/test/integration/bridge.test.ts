@@ -160,6 +160,64 @@ describe('Claude bridge (real engine, stand-in upstream)', () => {
     expect(more.budgetTokens).toBe(30);
   }, 240_000);
 
+  it('counts an answer the agent hung up on midway, and a budget holds for requests that waited in the queue', async () => {
+    const s = await session('coder');
+    up.opts.streamPauseMs = 3000;
+    try {
+      // Read the first chunk (message_start: the input counts), then hang up.
+      await run('docker', ['exec', s.containerId, 'node', '-e', `
+        const http = require('node:http');
+        const req = http.request({ socketPath: process.env.CLAUDE_BRIDGE_SOCKET, path: '/v1/messages', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+          res.once('data', () => { req.destroy(); process.exit(0); });
+        });
+        req.end(${JSON.stringify(JSON.stringify(message(true)))});
+      `]);
+      const u = await poll(async () => {
+        const x = await d.client.sessions.usage({ id: s.id });
+        return x.requests === 1 ? x : null;
+      }, 15_000, 'the hung-up request counted');
+      expect(u).toMatchObject({ inputTokens: 11, cacheReadTokens: 5, cacheCreationTokens: 3 });
+      expect((await d.client.sessions.requests({ id: s.id })).at(-1)).toMatchObject({ status: 200, error: 'CLIENT_GONE', inputTokens: 11 });
+    } finally {
+      up.opts.streamPauseMs = 0;
+    }
+
+    // Budget 30 (26 a call), two slots upstream: ten calls at once go out two by two, and once
+    // the first answers have used the budget the ones still waiting are refused when their turn comes.
+    up.opts.delayMs = 500;
+    try {
+      const f = await session('frugal');
+      const all = await Promise.all(Array.from({ length: 10 }, () => call(f.containerId, '/v1/messages', message())));
+      const ok = all.filter((a) => a.status === 200).length;
+      expect(ok).toBeGreaterThanOrEqual(2);
+      expect(ok).toBeLessThanOrEqual(3);
+      expect(all.filter((a) => a.status === 403).every((a) => JSON.parse(a.body!).berth.code === 'BUDGET_EXCEEDED')).toBe(true);
+      expect((await d.client.sessions.usage({ id: f.id })).requests).toBe(ok);
+      // One session cannot hold more than 16 requests (and their bodies) in berthd: the rest are
+      // told to come back (429, which Claude Code retries), and nothing is lost or counted twice.
+      const flood = await session('coder');
+      const { stdout: statuses } = await run('docker', ['exec', flood.containerId, 'node', '-e', `
+        const http = require('node:http');
+        const one = () => new Promise((resolve) => {
+          const req = http.request({ socketPath: process.env.CLAUDE_BRIDGE_SOCKET, path: '/v1/messages', method: 'POST', agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+            const c = []; res.on('data', (d) => c.push(d)); res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(c).toString() }));
+          });
+          req.on('error', (e) => resolve({ status: 0, body: e.message }));
+          req.end(${JSON.stringify(JSON.stringify(message()))});
+        });
+        Promise.all(Array.from({ length: 24 }, one)).then((a) => console.log(JSON.stringify(a)));
+      `]);
+      const answers = JSON.parse(statuses) as Answer[];
+      const limited = answers.filter((a) => a.status === 429);
+      expect(limited.length).toBe(24 - 16);
+      expect(JSON.parse(limited[0]!.body!).error.type).toBe('rate_limit_error');
+      expect(answers.filter((a) => a.status === 200).length).toBe(24 - limited.length);
+      expect((await d.client.sessions.usage({ id: flood.id })).requests).toBe(24 - limited.length);
+    } finally {
+      up.opts.delayMs = 0;
+    }
+  }, 240_000);
+
   it('refuses what it does not relay, survives garbage, and keeps each session to its own socket', async () => {
     const s = await session('coder');
     const other = await session('coder');
@@ -171,7 +229,7 @@ describe('Claude bridge (real engine, stand-in upstream)', () => {
     // 40 MiB is over the Messages API's limit: refused before it reaches anyone.
     const seenBefore = up.seen.length;
     const { stdout: big } = await run('docker', ['exec', s.containerId, 'node', '-e', `${CLIENT.replace("req.end(body || undefined);", "req.end(Buffer.alloc(40 * 1024 * 1024, 97));")}`, '/v1/messages', '', '{}'], { maxBuffer: 1 << 24 });
-    const bigAnswer = JSON.parse(big.trim()) as Answer;
+    const bigAnswer = JSON.parse(big.trim().split('\n')[0]!) as Answer;
     expect([413, 0]).toContain(bigAnswer.status);
     expect(up.seen.length).toBe(seenBefore);
     // Garbage and half requests on the socket.
