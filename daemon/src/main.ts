@@ -23,6 +23,9 @@ import { EngineWatcher } from './reconcile/watch.js';
 import { DockerRuntime } from './runtime/docker/engine.js';
 import { LABELS, networkName } from './runtime/labels.js';
 import { LocalRuntime } from './runtime/local/runtime.js';
+import { desktopNotifier } from './notify/desktop.js';
+import { Notifier } from './notify/notifier.js';
+import { WebhookQueue } from './notify/webhooks.js';
 import type { ContainerRuntime } from './runtime/port.js';
 import { Secrets } from './sessions/secrets.js';
 import { SessionService } from './sessions/service.js';
@@ -81,6 +84,8 @@ export interface DaemonParts {
   bridge: BridgeHost | null;
   credential: CredentialSource;
   usage: UsageService;
+  /** Notifications (desktop, webhooks, the `notification` event) from the session events on the bus. */
+  notifier: Notifier;
 }
 
 /**
@@ -172,11 +177,21 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     checkouts,
     images,
     devcontainers: new Devcontainers(log.child({ component: 'devcontainer' })),
+    ...(bridge ? { onStopRequested: (id: string, deadline: string) => bridge.requestStop(id, deadline) } : {}),
   });
 
   const usage = new UsageService({ sessions: store.sessions, usage: store.usage, audit, resolve: (id) => sessions.resolve(id) });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, bridge, credential, usage };
+  const notifyLog = log.child({ component: 'notify' });
+  const notifier = new Notifier({
+    bus,
+    lookup: (id) => store.sessions.get(id),
+    desktop: desktopNotifier({ log: notifyLog }),
+    webhooks: config.notifyWebhooks.map((hook) => new WebhookQueue(hook, { clock, log: notifyLog })),
+    log: notifyLog,
+  });
+
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, bridge, credential, usage, notifier };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -190,7 +205,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, bridge, credential, usage } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, bridge, credential, usage, notifier } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -237,6 +252,8 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   await monitor.refresh();
   const loops = new AbortController();
   const monitorDone = monitor.start(loops.signal);
+  // Before the reconciler: an agent that exited while berthd was down is reported as adoption finds it.
+  const notifierDone = notifier.start(loops.signal);
   // Adoption: the reconciler looks at every session against the containers the engine has now; it
   // never restarts or recreates a running agent whose session wants it running.
   const reconcilerDone = reconciler.start(loops.signal);
@@ -259,7 +276,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone]);
         store.close();
         log.info('Stopped berthd');
       })();

@@ -29,3 +29,13 @@ export class ExitCode extends Error {
     super(`exit ${code}`);
   }
 }
+
+/** `90s`, `10m`, `2h`, `1d` or plain seconds → whole seconds; anything else is INVALID_PARAMS naming the flag. */
+export function parseDurationSec(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$/.exec(text.trim());
+  const n = m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'] : NaN;
+  if (!Number.isFinite(n) || n < 1) {
+    throw new BerthError('INVALID_PARAMS', `${flag} takes a duration like 90s, 10m or 2h, got ${JSON.stringify(text)}`);
+  }
+  return Math.round(n);
+}

@@ -37,6 +37,8 @@ export interface BridgeMethods {
       limits: AgentLimits;
       budgetTokens: number | null;
       usage: UsageTotals | null;
+      /** Set when a graceful stop was asked for: finish the current unit of work and exit before `deadline`. */
+      stopRequested: { deadline: string } | null;
     };
   };
   /**

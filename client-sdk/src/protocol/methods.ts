@@ -92,7 +92,12 @@ export interface Methods {
     result: SessionList;
   };
   'sessions.get': { params: { id: string }; result: Session };
-  'sessions.stop': { params: { id: string; timeoutSec?: number }; result: Session };
+  /**
+   * `graceful`: ask the agent to finish and exit (it is never restarted by its policy), stop it
+   * after `withinSec` (default 600) if it has not; returns at once. Otherwise SIGTERM, then SIGKILL
+   * after `timeoutSec`; returns once stopped.
+   */
+  'sessions.stop': { params: { id: string; timeoutSec?: number; graceful?: boolean; withinSec?: number }; result: Session };
   'sessions.restart': { params: { id: string }; result: Session };
   'sessions.remove': { params: { id: string; force?: boolean; deleteBranch?: boolean }; result: RemoveResult };
   'sessions.status': { params: { id: string }; result: SessionStatus };
@@ -170,7 +175,7 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'sessions.start': ['project', 'agent', 'mode', 'name', 'command', 'env', 'limits', 'restartPolicy', 'budgetTokens'],
   'sessions.list': ['project', 'state', 'active', 'limit', 'cursor'],
   'sessions.get': ['id'],
-  'sessions.stop': ['id', 'timeoutSec'],
+  'sessions.stop': ['id', 'timeoutSec', 'graceful', 'withinSec'],
   'sessions.restart': ['id'],
   'sessions.remove': ['id', 'force', 'deleteBranch'],
   'sessions.status': ['id'],

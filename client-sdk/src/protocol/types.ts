@@ -160,6 +160,11 @@ export interface Session {
   activity: SessionActivity | null;
   /** This session's token budget (the agent's unless the start overrode it). */
   budgetTokens: number | null;
+  /**
+   * A graceful stop in progress: the agent was asked to finish its current unit of work and exit
+   * (`/host/stop-requested`, `stopRequested` in `bridge.hello`); berth stops it at `deadline`.
+   */
+  gracefulStop: { deadline: string } | null;
 }
 
 export interface SessionList {
@@ -332,6 +337,24 @@ export interface DaemonStatus {
   health: HealthReport;
 }
 
+/** What a notification is about; webhooks may subscribe to some of them (`events` in `notifyWebhooks`). */
+export const notificationKinds = ['waiting-input', 'stuck', 'exited', 'failed', 'budget'] as const;
+export type NotificationKind = (typeof notificationKinds)[number];
+
+/**
+ * Something about a session a person should look at: it asks for input, is stuck, exited with a
+ * non-zero code, failed, or used its token budget. The `notification` event on `/events`, the body
+ * of each webhook POST, and a desktop notification. `message` may quote the agent: print it escaped.
+ */
+export interface Notification {
+  /** Unique per notification: a webhook retried after a lost answer sends the same id. */
+  id: string;
+  kind: NotificationKind;
+  session: { id: string; name: string; project: string; agent: string };
+  message: string;
+  ts: string;
+}
+
 /** One line of `GET /events`. `seq` grows by one per event within a daemon's lifetime. */
 export type BerthEvent =
   | EventOf<'daemon.started', { version: string; pid: number }>
@@ -350,6 +373,7 @@ export type BerthEvent =
   | EventOf<'session.usage', { id: string; name: string; model: string | null; usage: UsageTotals }>
   | EventOf<'session.activity', { id: string; name: string; activity: SessionActivity; previous: ActivityState | null }>
   | EventOf<'session.budget', { id: string; name: string; code: 'BUDGET_EXCEEDED'; budgetTokens: number; usedTokens: number }>
+  | EventOf<'notification', Notification>
   | EventOf<'image.build', ImageBuildProgress>
   | EventOf<'image.built', ImageBuildResult>
   | EventOf<'image.removed', { name: string }>;

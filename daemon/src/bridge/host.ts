@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, mkdirSync, rmSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import {
@@ -21,6 +21,8 @@ import { costNanos } from './usage.js';
 /** The Messages API's own request limit. */
 const MAX_MODEL_BODY = 32 * 1024 * 1024;
 const MAX_RPC_BODY = 1024 * 1024;
+/** Written in the bridge directory (the container's /host) when a graceful stop is asked for. */
+export const STOP_FILE = 'stop-requested';
 const MODEL_PATHS = new Set(['/v1/messages', '/v1/messages/count_tokens']);
 /** Model requests one session may have open at once (each holds its body): more get 429, which Claude Code retries. */
 const MAX_OPEN_PER_SESSION = 16;
@@ -84,9 +86,21 @@ export class BridgeHost {
     return join(this.root, id);
   }
 
+  /** Tells the agent (scripted ones read /host/stop-requested) to finish and exit before `deadline`. */
+  requestStop(id: string, deadline: string): void {
+    try {
+      mkdirSync(this.dirOf(id), { recursive: true, mode: 0o755 });
+      writeFileSync(join(this.dirOf(id), STOP_FILE), `${JSON.stringify({ deadline })}\n`, { mode: 0o644 });
+    } catch (err) {
+      this.d.log.warn({ sessionId: id, err: (err as Error).message }, 'Cannot write stop-requested');
+    }
+  }
+
   /** Serves the session's bridge (idempotent); returns the directory to mount. */
   async ensure(id: string): Promise<string> {
     const dir = this.dirOf(id);
+    // A session (re)started after a graceful stop is no longer asked to stop.
+    if (!this.d.sessions.get(id)?.gracefulDeadline) rmSync(join(dir, STOP_FILE), { force: true });
     if (this.servers.get(id)?.listening) return dir;
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     // The container's user may be anyone: the directory must be traversable, the socket connectable.
@@ -303,6 +317,7 @@ export class BridgeHost {
       limits: { memory: `${Math.round(s.spec.memoryBytes / 1024 / 1024)}m`, cpus: s.spec.nanoCpus / 1e9, pids: s.spec.pidsLimit },
       budgetTokens: s.budgetTokens,
       usage: this.d.sessions.usage(s.id),
+      stopRequested: s.gracefulDeadline ? { deadline: s.gracefulDeadline } : null,
     };
   }
 

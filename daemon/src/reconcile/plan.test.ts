@@ -44,6 +44,16 @@ describe('plan', () => {
     expect(plan(session({ checkoutState: 'creating', desired: 'removed' }), null, T0)).toEqual({ kind: 'delete' });
   });
 
+  it('a graceful stop waits for the agent until its deadline, then stops it; an agent that finished is recorded, never restarted', () => {
+    const g = session({ desired: 'stopped', state: 'running', restartPolicy: 'always', gracefulDeadline: iso(T0 + 30_000) });
+    expect(plan(g, container(), T0)).toEqual({ kind: 'observe', patch: {}, requeueAfterMs: 30_000 });
+    expect(plan(g, container(), T0 + 30_000)).toEqual({ kind: 'stop' });
+    const done = plan(g, exited(0), T0);
+    expect(done).toMatchObject({ kind: 'observe', patch: { state: 'stopped', exitCode: 0, nextRestartAt: null } });
+    // An old deadline left on a session that is stopped the usual way changes nothing.
+    expect(plan(session({ desired: 'stopped', gracefulDeadline: iso(T0 - 1) }), container(), T0)).toEqual({ kind: 'stop' });
+  });
+
   it('creates when nothing exists, then starts what was created', () => {
     expect(plan(session(), null, T0)).toEqual({ kind: 'create' });
     expect(plan(session({ state: 'creating' }), container({ status: 'created' }), T0)).toEqual({ kind: 'start', restart: false });

@@ -34,7 +34,7 @@ export type PlanSession = Pick<
   | 'exitCode'
   | 'finishedAt'
 > &
-  Partial<Pick<SessionRecord, 'checkoutState'>>;
+  Partial<Pick<SessionRecord, 'checkoutState' | 'gracefulDeadline'>>;
 
 const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : NaN);
 /** Whether the container runs (or is paused or restarting): its session's state is `running`. */
@@ -51,7 +51,12 @@ export function plan(s: PlanSession, c: ContainerObservation | null, now: number
   if (c && c.status === 'removing') return { kind: 'observe', patch: {}, requeueAfterMs: 1000 };
 
   if (s.desired === 'stopped') {
-    if (c && live(c)) return { kind: 'stop' };
+    if (c && live(c)) {
+      // A graceful stop: the agent was asked to finish; it is stopped only at the deadline.
+      const deadline = ms(s.gracefulDeadline);
+      if (deadline > now) return { kind: 'observe', patch: {}, requeueAfterMs: deadline - now };
+      return { kind: 'stop' };
+    }
     return {
       kind: 'observe',
       patch: {

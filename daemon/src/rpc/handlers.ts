@@ -31,7 +31,7 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'sessions.start': (p) => d.sessions.start(p),
     'sessions.list': (p) => d.sessions.list(p),
     'sessions.get': (p) => d.sessions.get(p.id),
-    'sessions.stop': (p) => d.sessions.stop(p.id, p.timeoutSec),
+    'sessions.stop': (p) => (p.graceful ? d.sessions.stopGracefully(p.id, p.withinSec) : d.sessions.stop(p.id, p.timeoutSec)),
     'sessions.restart': (p) => d.sessions.restart(p.id),
     'sessions.remove': (p) => d.sessions.remove(p.id, p),
     'sessions.status': (p) => d.sessions.status(p.id),

@@ -116,7 +116,14 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
     })
     .strict(),
   'sessions.get': z.object({ id: sessionRef }).strict(),
-  'sessions.stop': z.object({ id: sessionRef, timeoutSec: z.number().int().min(0).max(3600).optional() }).strict(),
+  'sessions.stop': z
+    .object({
+      id: sessionRef,
+      timeoutSec: z.number().int().min(0).max(3600).optional(),
+      graceful: z.boolean().optional(),
+      withinSec: z.number().int().min(1).max(7 * 86400).optional(),
+    })
+    .strict(),
   'sessions.restart': z.object({ id: sessionRef }).strict(),
   'sessions.remove': z.object({ id: sessionRef, force: z.boolean().optional(), deleteBranch: z.boolean().optional() }).strict(),
   'sessions.status': z.object({ id: sessionRef }).strict(),

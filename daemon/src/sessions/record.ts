@@ -50,6 +50,7 @@ export function newSessionRecord(i: {
     baseSha: null,
     budgetTokens: i.budgetTokens,
     activity: null,
+    gracefulDeadline: null,
     createdAt: i.ts,
     startedAt: null,
     finishedAt: null,

@@ -52,6 +52,8 @@ export interface SessionServiceDeps {
   now?: () => Date;
   /** How long sessions.start waits for the container to run. */
   startTimeoutMs?: number;
+  /** Tells the agent a graceful stop was asked for (its bridge writes /host/stop-requested). */
+  onStopRequested?: (id: string, deadline: string) => void;
 }
 
 interface StartRequest {
@@ -213,6 +215,23 @@ export class SessionService {
     this.d.reconciler.enqueue(s.id);
     const done = await waitForSession(this.d.sessions, this.d.bus, s.id, (x) => x.state === 'stopped' || x.state === 'failed' || x.desired !== 'stopped', (timeoutSec + 30) * 1000);
     return this.d.sessions.view(done ?? s);
+  }
+
+  /**
+   * Asks the agent to finish its current unit of work and exit: desired becomes `stopped` at once
+   * (so no restart policy brings it back), the container is stopped only at the deadline if it is
+   * still running then. Returns without waiting.
+   */
+  stopGracefully(idOrName: string, withinSec = 600): Session {
+    const s = this.resolve(idOrName);
+    if (s.desired !== 'running') return this.d.sessions.view(s);
+    const now = this.now();
+    const deadline = new Date(now.getTime() + withinSec * 1000).toISOString();
+    const next = this.d.sessions.setDesired(s.id, 'stopped', now.toISOString(), { gracefulDeadline: deadline }) ?? s;
+    this.d.onStopRequested?.(s.id, deadline);
+    this.d.reconciler.enqueue(s.id);
+    this.d.log.info({ sessionId: s.id, deadline }, 'Graceful stop asked for');
+    return this.d.sessions.view(next);
   }
 
   /** A fresh container from the current agent profile (same overrides, same /agent volume). */

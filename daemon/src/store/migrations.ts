@@ -162,6 +162,11 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE sessions ADD COLUMN activity TEXT;  -- JSON {state, since, reason}, NULL until the agent reports
     `,
   },
+  {
+    version: 8,
+    description: 'graceful stop: the agent is asked to finish, and stopped at this deadline if it has not',
+    up: `ALTER TABLE sessions ADD COLUMN graceful_deadline TEXT;`,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

@@ -45,6 +45,8 @@ export interface SessionRecord {
   budgetTokens: number | null;
   /** What the agent reported last through its bridge. */
   activity: SessionActivity | null;
+  /** A graceful stop was asked for: the agent may finish until then (desired is already `stopped`). */
+  gracefulDeadline: string | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -105,6 +107,7 @@ export interface Row {
   base_sha: string | null;
   budget_tokens: number | null;
   activity: string | null;
+  graceful_deadline: string | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -143,6 +146,7 @@ export const toRecord = (r: Row): SessionRecord => ({
   baseSha: r.base_sha,
   budgetTokens: r.budget_tokens,
   activity: r.activity ? (JSON.parse(r.activity) as SessionActivity) : null,
+  gracefulDeadline: r.graceful_deadline,
   createdAt: r.created_at,
   startedAt: r.started_at,
   finishedAt: r.finished_at,
@@ -175,6 +179,7 @@ export function toSession(r: SessionRecord, usage: UsageTotals | null): Session 
     usage,
     activity: r.activity,
     budgetTokens: r.budgetTokens,
+    gracefulStop: r.gracefulDeadline && r.desired === 'stopped' && (r.state === 'running' || r.state === 'stopping') ? { deadline: r.gracefulDeadline } : null,
   };
 }
 
@@ -202,7 +207,9 @@ export const LISTED_JSON = `json_object(
     ELSE json_object('dir', checkout_dir, 'branch', branch, 'base', base) END,
   'createdAt', created_at, 'startedAt', started_at, 'finishedAt', finished_at,
   'usage', (SELECT ${USAGE_JSON} FROM session_usage WHERE session_id = sessions.id HAVING count(*) > 0),
-  'activity', json(activity), 'budgetTokens', budget_tokens)`;
+  'activity', json(activity), 'budgetTokens', budget_tokens,
+  'gracefulStop', CASE WHEN graceful_deadline IS NOT NULL AND desired = 'stopped' AND state IN ('running', 'stopping')
+    THEN json_object('deadline', graceful_deadline) END)`;
 
 /** A row of a page: where it sits in creation order (for the cursor), and its public view as JSON text. */
 export type ListedRow = [createdAt: string, id: string, json: string];

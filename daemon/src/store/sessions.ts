@@ -224,7 +224,7 @@ export class SessionsRepo {
          VALUES (@id, @name, @project, @agent, @mode, @seq, @containerName, @spec, @specHash, @restartPolicy, @desired,
            @generation, 0, @state, @checkoutDir, @checkoutState, @budgetTokens, @createdAt, @updatedAt)`,
       )
-      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined });
+      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined, gracefulDeadline: undefined });
   }
 
   /** Changes desired state (an RPC's only write path); bumps the generation the reconciler checks. */
@@ -239,11 +239,14 @@ export class SessionsRepo {
       restartPolicy?: RestartPolicy;
       resetCrashes?: boolean;
       removeOpts?: { force: boolean; deleteBranch: boolean };
+      /** With desired `stopped`: stop only at this time, the agent is asked to finish first. */
+      gracefulDeadline?: string;
     } = {},
   ): SessionRecord | undefined {
     return this.db.transaction(() => {
-      const sets = ['desired = @desired', 'generation = generation + 1', 'updated_at = @now'];
-      const args: Record<string, unknown> = { id, desired, now };
+      // Any change of desired state ends a graceful stop in progress, unless it is one.
+      const sets = ['desired = @desired', 'generation = generation + 1', 'updated_at = @now', 'graceful_deadline = @gracefulDeadline'];
+      const args: Record<string, unknown> = { id, desired, now, gracefulDeadline: extra.gracefulDeadline ?? null };
       if (extra.spec) {
         sets.push('spec = @spec', 'spec_hash = @specHash');
         args.spec = JSON.stringify(extra.spec);

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import type { BerthClient } from '../../client.js';
 import { BerthError, type ParamsOf, type RestartPolicy, type Session, type SessionState } from '../../protocol/index.js';
-import { collect, ExitCode, parsePairs, type CliContext } from '../context.js';
+import { collect, ExitCode, parseDurationSec, parsePairs, type CliContext } from '../context.js';
 import { ago, emit, jsonText, line, table, until } from '../output.js';
 import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
 
 function sessionStatus(s: Session): string {
+  if (s.gracefulStop) return `stopping (graceful), stopped ${until(s.gracefulStop.deadline)}`;
   switch (s.state) {
     case 'running':
       return s.startedAt ? `running ${ago(s.startedAt).replace(' ago', '')}` : 'running';
@@ -147,10 +148,15 @@ export function register(program: Command, { out, connect }: CliContext): void {
 
   program
     .command('stop <id>')
-    .description('stop a session: SIGTERM, then SIGKILL after --time seconds')
+    .description('stop a session: SIGTERM, then SIGKILL after --time seconds; --graceful asks the agent to finish first')
     .option('-t, --time <sec>', 'grace period before SIGKILL', '10')
-    .action(async (id: string, o: { time: string }, cmd: Command) => {
-      const s = await connect(cmd).sessions.stop({ id, timeoutSec: Number(o.time) });
+    .option('--graceful', 'ask the agent to finish its current work and exit (/host/stop-requested); never restarted by its policy')
+    .option('--within <duration>', 'with --graceful: stop it anyway after this long (90s, 30m, 2h)', '10m')
+    .action(async (id: string, o: { time: string; graceful?: boolean; within: string }, cmd: Command) => {
+      const c = connect(cmd);
+      const s = o.graceful
+        ? await c.sessions.stop({ id, graceful: true, withinSec: parseDurationSec(o.within, '--within') })
+        : await c.sessions.stop({ id, timeoutSec: Number(o.time) });
       emit(out, s, () => `${s.name} ${sessionStatus(s)}\n`);
     });
 
