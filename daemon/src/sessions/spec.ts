@@ -106,6 +106,11 @@ export function toContainerSpec(
       BERTH_PROJECT: id.project,
       BERTH_AGENT: id.agent,
       HOME: '/agent',
+      // nproc and /proc/meminfo show the host's: an agent sizing its work (parallel test runners,
+      // build jobs) reads its real limits here.
+      BERTH_CPUS: String(spec.nanoCpus / 1e9),
+      BERTH_MEMORY_BYTES: String(spec.memoryBytes),
+      BERTH_PIDS_LIMIT: String(spec.pidsLimit),
       ...(bridgeDir ? { [BRIDGE_SOCKET_ENV]: BRIDGE_SOCKET_IN_CONTAINER } : {}),
     },
     labels: {

@@ -63,7 +63,10 @@ describe('graceful stop', () => {
   }, 180_000);
 
   it('an agent that ignores it is stopped at the deadline, also across a berthd restart', async () => {
-    const s = await d.client.sessions.start({ project: 'web', agent: 'deaf' });
+    const s = await d.client.sessions.start({ project: 'web', agent: 'deaf', limits: { cpus: 0.5, memory: '96m' } });
+    // nproc and /proc/meminfo show the host's; the agent's real limits are in its environment.
+    const env = await d.client.sessions.exec({ id: s.id, cmd: ['sh', '-c', 'echo $BERTH_CPUS $BERTH_MEMORY_BYTES'] });
+    expect(env.stdout.trim()).toBe(`0.5 ${96 * 1024 * 1024}`);
     const asked = await d.client.sessions.stop({ id: s.id, graceful: true, withinSec: 8 });
     expect(asked.gracefulStop).not.toBeNull();
     // berthd goes down while the timer runs; the deadline is kept in its database.
