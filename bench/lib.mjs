@@ -27,7 +27,7 @@ export function prepareEngine() {
 export async function startBerthd(prefix, env = {}, bin = join(root, 'daemon/bin/berthd.js')) {
   const home = mkdtempSync(join(tmpdir(), prefix));
   const daemon = spawn(process.execPath, [bin, '--log-level', 'warn'], {
-    env: { ...process.env, BERTH_HOME: home, PROJECTS_ROOT: join(home, 'projects'), AGENT_DEFAULT_IMAGE: IMAGE, AGENT_MEMORY_LIMIT: '256m', AGENT_CPU_LIMIT: '1', AGENT_PIDS_LIMIT: '128', ...env },
+    env: { ...process.env, BERTH_HOME: home, PROJECTS_ROOT: join(home, 'projects'), AGENT_DEFAULT_IMAGE: IMAGE, AGENT_MEMORY_LIMIT: '256m', AGENT_CPU_LIMIT: '1', AGENT_PIDS_LIMIT: '128', BERTH_MAX_RUNNING: '0', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const client = new BerthClient({ socketPath: join(home, 'berth.sock'), timeoutMs: 600_000 });

@@ -110,7 +110,7 @@ mkdirSync(join(home, 'projects'));
 const berthSock = join(home, 'berth.sock');
 const echoSock = join(home, 'echo.sock');
 const daemon = spawn(process.execPath, [join(root, 'daemon/bin/berthd.js'), '--log-level', 'warn'], {
-  env: { ...process.env, BERTH_HOME: home, PROJECTS_ROOT: join(home, 'projects') },
+  env: { ...process.env, BERTH_HOME: home, PROJECTS_ROOT: join(home, 'projects'), BERTH_MAX_RUNNING: '0' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const echo = fork(join(root, 'bench/echo-server.mjs'), [echoSock], { stdio: 'inherit' });

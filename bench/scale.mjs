@@ -37,6 +37,7 @@ const env = {
   AGENT_DEFAULT_IMAGE: IMAGE,
   AGENT_MEMORY_LIMIT: '64m',
   BERTH_RESYNC_SEC: String(RESYNC_S),
+  BERTH_MAX_RUNNING: '0',
 };
 const since = (t) => Number(process.hrtime.bigint() - t) / 1e6;
 const cpuTicks = (pid) => {

@@ -7,7 +7,7 @@ import { CredentialSource } from './bridge/credential.js';
 import { BridgeHost } from './bridge/host.js';
 import { ModelRelay } from './bridge/relay.js';
 import { UsageService } from './bridge/usage-service.js';
-import { summarize, type Config } from './config/index.js';
+import { parseMemory, summarize, type Config } from './config/index.js';
 import { EventBus } from './events/bus.js';
 import { EngineMonitor } from './health/engine-monitor.js';
 import { systemClock, type Clock } from './shared/clock.js';
@@ -27,6 +27,7 @@ import { desktopNotifier } from './notify/desktop.js';
 import { Notifier } from './notify/notifier.js';
 import { WebhookQueue } from './notify/webhooks.js';
 import type { ContainerRuntime } from './runtime/port.js';
+import { Admission, autoMaxRunning } from './sessions/admission.js';
 import { Secrets } from './sessions/secrets.js';
 import { SessionService } from './sessions/service.js';
 import { ImageService } from './images/service.js';
@@ -80,6 +81,7 @@ export interface DaemonParts {
   agents: AgentService;
   images: ImageService;
   sessions: SessionService;
+  admission: Admission;
   /** Claude bridges (null in AGENT_MODE=local: bare processes get none). */
   bridge: BridgeHost | null;
   credential: CredentialSource;
@@ -165,6 +167,8 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     imagesDir: config.imagesDir,
     buildCaCerts: config.buildCaCerts,
   });
+  const cap = config.maxRunning === 'auto' ? autoMaxRunning(parseMemory(config.agentMemoryLimit) ?? 4 * 1024 ** 3, config.agentCpuLimit) : config.maxRunning;
+  const admission = new Admission({ sessions: store.sessions, reconciler, bus, log: log.child({ component: 'admission' }), clock }, cap);
   const sessions = new SessionService({
     sessions: store.sessions,
     projects: store.projects,
@@ -178,6 +182,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     images,
     devcontainers: new Devcontainers(log.child({ component: 'devcontainer' })),
     ...(bridge ? { onStopRequested: (id: string, deadline: string) => bridge.requestStop(id, deadline) } : {}),
+    admission: { mustWait: (id, priority) => admission.mustWait(id, priority) },
   });
 
   const usage = new UsageService({ sessions: store.sessions, usage: store.usage, audit, resolve: (id) => sessions.resolve(id) });
@@ -191,7 +196,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     log: notifyLog,
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, bridge, credential, usage, notifier };
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, bridge, credential, usage, notifier };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -205,7 +210,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, bridge, credential, usage, notifier } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, bridge, credential, usage, notifier } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -258,6 +263,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   // never restarts or recreates a running agent whose session wants it running.
   const reconcilerDone = reconciler.start(loops.signal);
   const watcherDone = watcher.start(loops.signal);
+  const admissionDone = admission.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
 
@@ -276,7 +282,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone]);
         store.close();
         log.info('Stopped berthd');
       })();

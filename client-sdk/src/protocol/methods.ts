@@ -77,7 +77,10 @@ export interface Methods {
       restartPolicy?: RestartPolicy;
       /** Overrides the agent's budgetTokens for this session (null: no budget). */
       budgetTokens?: number | null;
+      /** Among sessions waiting for a slot, higher starts first (default 0). */
+      priority?: number;
     };
+    /** Once its container runs; at once (with `queued: true`) when it waits for a slot. */
     result: Session;
   };
   'sessions.list': {
@@ -172,7 +175,7 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'agents.list': [],
   'agents.get': ['name'],
   'agents.remove': ['name'],
-  'sessions.start': ['project', 'agent', 'mode', 'name', 'command', 'env', 'limits', 'restartPolicy', 'budgetTokens'],
+  'sessions.start': ['project', 'agent', 'mode', 'name', 'command', 'env', 'limits', 'restartPolicy', 'budgetTokens', 'priority'],
   'sessions.list': ['project', 'state', 'active', 'limit', 'cursor'],
   'sessions.get': ['id'],
   'sessions.stop': ['id', 'timeoutSec', 'graceful', 'withinSec'],

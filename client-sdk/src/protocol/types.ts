@@ -165,6 +165,8 @@ export interface Session {
    * (`/host/stop-requested`, `stopRequested` in `bridge.hello`); berth stops it at `deadline`.
    */
   gracefulStop: { deadline: string } | null;
+  /** Waiting for a slot (BERTH_MAX_RUNNING): `pending` until a running session ends; starts by itself. */
+  queued: boolean;
 }
 
 export interface SessionList {

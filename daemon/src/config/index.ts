@@ -1,6 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
-import { BerthError, type ConfigSummary } from '@berth/client-sdk/protocol';
+import { BerthError, notificationKinds, type ConfigSummary } from '@berth/client-sdk/protocol';
 import { configKeys, configLayers, type ConfigKey, type LoadOptions } from './layers.js';
 
 export { SHIPPED_IMAGES_DIR, configKeys, type ConfigKey, type LoadOptions } from './layers.js';
@@ -39,6 +39,33 @@ const absolutePath = (what: string) =>
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+const WEBHOOKS_EXPECTED = `a list of webhooks, each {url: http(s) URL, events?: [${notificationKinds.join(', ')}]}`;
+
+/** JSON text (from the environment, or the file's list as layers.ts passes it on) → the list; null → none. */
+const webhooksSchema = z.preprocess(
+  (v) => {
+    if (v === null || v === undefined || v === '') return [];
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      return v;
+    }
+  },
+  z
+    .array(
+      z.strictObject(
+        {
+          url: z.url({ protocol: /^https?$/, message: 'each webhook url an http:// or https:// URL' }),
+          events: z.array(z.enum(notificationKinds, { message: `each event one of: ${notificationKinds.join(', ')}` })).min(1).optional(),
+        },
+        { message: `${WEBHOOKS_EXPECTED}, and no other keys` },
+      ),
+      { message: WEBHOOKS_EXPECTED },
+    )
+    .max(32, { message: 'at most 32 webhooks' }),
+);
+
 const fileSchema = z
   .object({
     socket: absolutePath('the RPC socket'),
@@ -69,6 +96,10 @@ const fileSchema = z
       message: 'one of: claude-login (the host login of berthd\'s user), secret:NAME (from secrets.yaml), none, auto',
     }),
     modelMaxInflight: z.coerce.number({ message: 'a whole number, like 8' }).int().min(1, { message: 'at least 1' }).max(1024),
+    maxRunning: z.union([z.literal('auto'), z.coerce.number().int().min(0).max(100_000)], {
+      message: '"auto" (what the host holds at the default limits), a whole number of sessions, or 0 for no cap',
+    }),
+    notifyWebhooks: webhooksSchema,
   })
   .strict();
 

@@ -31,6 +31,8 @@ export const configKeys = {
   modelUpstream: 'BERTH_MODEL_UPSTREAM',
   modelCredential: 'BERTH_MODEL_CREDENTIAL',
   modelMaxInflight: 'BERTH_MODEL_MAX_INFLIGHT',
+  maxRunning: 'BERTH_MAX_RUNNING',
+  notifyWebhooks: 'BERTH_NOTIFY_WEBHOOKS',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -94,6 +96,8 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     // claude-login when the host has one, else none: decided when the bridge starts (bridge/credential.ts).
     modelCredential: 'auto',
     modelMaxInflight: '8',
+    maxRunning: 'auto',
+    notifyWebhooks: null,
   };
   const source: Partial<Record<ConfigKey, string>> = {};
 
@@ -134,7 +138,8 @@ export function configLayers(opts: LoadOptions = {}): Layers {
             { details: { file: candidate, key: k } },
           );
         }
-        raw[k as ConfigKey] = v === null || v === undefined ? null : typeof v === 'string' ? v : String(v);
+        // A list or mapping (notifyWebhooks) travels as JSON text, as its environment variable does.
+        raw[k as ConfigKey] = v === null || v === undefined ? null : typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
         source[k as ConfigKey] = `${candidate}: ${k}`;
       }
     }

@@ -34,7 +34,7 @@ export type PlanSession = Pick<
   | 'exitCode'
   | 'finishedAt'
 > &
-  Partial<Pick<SessionRecord, 'checkoutState' | 'gracefulDeadline'>>;
+  Partial<Pick<SessionRecord, 'checkoutState' | 'gracefulDeadline' | 'queuedAt'>>;
 
 const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : NaN);
 /** Whether the container runs (or is paused or restarting): its session's state is `running`. */
@@ -72,6 +72,8 @@ export function plan(s: PlanSession, c: ContainerObservation | null, now: number
   }
 
   // desired === 'running'
+  // Waiting for a slot (BERTH_MAX_RUNNING): nothing is made until admission gives it one.
+  if (s.queuedAt && !c) return { kind: 'observe', patch: {} };
   // A write session's container exists only once its own checkout does: while the clone is being
   // made (or after a crash in the middle of making it, until the repair finishes), wait.
   if (s.checkoutState === 'creating' && !c) return { kind: 'observe', patch: {}, requeueAfterMs: 1000 };

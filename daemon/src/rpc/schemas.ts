@@ -104,6 +104,7 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
       limits: limits.optional(),
       restartPolicy: restartPolicy.optional(),
       budgetTokens: budgetTokens.nullable().optional(),
+      priority: z.number().int().min(-1000).max(1000).optional(),
     })
     .strict() as z.ZodType<ParamsOf<'sessions.start'>>,
   'sessions.list': z

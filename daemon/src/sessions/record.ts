@@ -16,6 +16,7 @@ export function newSessionRecord(i: {
   restartPolicy: RestartPolicy;
   checkoutDir: string | null;
   budgetTokens: number | null;
+  priority: number;
   ts: string;
 }): SessionRecord {
   return {
@@ -51,6 +52,8 @@ export function newSessionRecord(i: {
     budgetTokens: i.budgetTokens,
     activity: null,
     gracefulDeadline: null,
+    queuedAt: null,
+    priority: i.priority,
     createdAt: i.ts,
     startedAt: null,
     finishedAt: null,

@@ -54,6 +54,8 @@ export interface SessionServiceDeps {
   startTimeoutMs?: number;
   /** Tells the agent a graceful stop was asked for (its bridge writes /host/stop-requested). */
   onStopRequested?: (id: string, deadline: string) => void;
+  /** The capacity cap (Admission): whether a session about to run must wait for a slot. */
+  admission?: { mustWait(id: string, priority: number): boolean };
 }
 
 interface StartRequest {
@@ -107,6 +109,12 @@ export class SessionService {
     const record = await this.withCheckout(created.record, req);
     this.d.log.info({ sessionId: record.id, name: record.name, project: req.project.name, agent: req.agent.name, mode: req.mode }, 'Session created');
     this.d.bus.publish('session.created', { session: this.d.sessions.view(record) });
+    // Over the capacity cap it waits as pending and starts by itself when a slot frees: no waiting here.
+    if (this.d.admission?.mustWait(record.id, p.priority ?? 0)) {
+      const cur = this.d.sessions.get(record.id) ?? record;
+      this.d.checkouts.watch(cur);
+      return this.d.sessions.view(cur);
+    }
     this.d.reconciler.enqueue(record.id);
     try {
       return await this.settle(record.id);
@@ -149,6 +157,7 @@ export class SessionService {
     }
     if (existing.desired !== 'running' || (existing.state !== 'running' && existing.state !== 'creating' && existing.state !== 'pending')) {
       this.d.sessions.setDesired(existing.id, 'running', ts, { recreate: existing.state !== 'running', resetCrashes: true });
+      if (this.d.admission?.mustWait(existing.id, p.priority ?? existing.priority)) return Promise.resolve(this.d.sessions.view(this.d.sessions.get(existing.id)!));
     }
     this.d.reconciler.enqueue(existing.id);
     return this.settle(existing.id);
@@ -171,7 +180,7 @@ export class SessionService {
           const own = mode === 'write' && !(project.worktrees === 'when-shared' && sharingMain === 0);
           const checkoutDir = own ? this.d.checkouts.manager.checkoutDir(project.name, name) : null;
           const spec = this.spec({ agent, project, mode, owner: req.owner, overrides: req.overrides, image: req.image, checkoutDir });
-          return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, budgetTokens: p.budgetTokens !== undefined ? p.budgetTokens : agent.budgetTokens, ts });
+          return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, budgetTokens: p.budgetTokens !== undefined ? p.budgetTokens : agent.budgetTokens, priority: p.priority ?? 0, ts });
         });
         return { record };
       } catch (err) {

@@ -167,6 +167,15 @@ export const migrations: readonly Migration[] = [
     description: 'graceful stop: the agent is asked to finish, and stopped at this deadline if it has not',
     up: `ALTER TABLE sessions ADD COLUMN graceful_deadline TEXT;`,
   },
+  {
+    version: 9,
+    description: 'capacity: sessions waiting for a slot, first by priority then in order',
+    up: `
+      ALTER TABLE sessions ADD COLUMN queued_at TEXT;                   -- waiting for a slot since (NULL: not waiting)
+      ALTER TABLE sessions ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX sessions_queued ON sessions (priority DESC, queued_at, id) WHERE queued_at IS NOT NULL;
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

@@ -47,6 +47,10 @@ export interface SessionRecord {
   activity: SessionActivity | null;
   /** A graceful stop was asked for: the agent may finish until then (desired is already `stopped`). */
   gracefulDeadline: string | null;
+  /** Waiting for a slot (BERTH_MAX_RUNNING) since then; the reconciler makes no container meanwhile. */
+  queuedAt: string | null;
+  /** Higher first among the sessions waiting for a slot. */
+  priority: number;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -108,6 +112,8 @@ export interface Row {
   budget_tokens: number | null;
   activity: string | null;
   graceful_deadline: string | null;
+  queued_at: string | null;
+  priority: number;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -147,6 +153,8 @@ export const toRecord = (r: Row): SessionRecord => ({
   budgetTokens: r.budget_tokens,
   activity: r.activity ? (JSON.parse(r.activity) as SessionActivity) : null,
   gracefulDeadline: r.graceful_deadline,
+  queuedAt: r.queued_at,
+  priority: r.priority,
   createdAt: r.created_at,
   startedAt: r.started_at,
   finishedAt: r.finished_at,
@@ -180,6 +188,7 @@ export function toSession(r: SessionRecord, usage: UsageTotals | null): Session 
     activity: r.activity,
     budgetTokens: r.budgetTokens,
     gracefulStop: r.gracefulDeadline && r.desired === 'stopped' && (r.state === 'running' || r.state === 'stopping') ? { deadline: r.gracefulDeadline } : null,
+    queued: r.queuedAt !== null,
   };
 }
 
@@ -209,7 +218,8 @@ export const LISTED_JSON = `json_object(
   'usage', (SELECT ${USAGE_JSON} FROM session_usage WHERE session_id = sessions.id HAVING count(*) > 0),
   'activity', json(activity), 'budgetTokens', budget_tokens,
   'gracefulStop', CASE WHEN graceful_deadline IS NOT NULL AND desired = 'stopped' AND state IN ('running', 'stopping')
-    THEN json_object('deadline', graceful_deadline) END)`;
+    THEN json_object('deadline', graceful_deadline) END,
+  'queued', json(CASE WHEN queued_at IS NULL THEN 'false' ELSE 'true' END))`;
 
 /** A row of a page: where it sits in creation order (for the cursor), and its public view as JSON text. */
 export type ListedRow = [createdAt: string, id: string, json: string];

@@ -177,6 +177,35 @@ export class SessionsRepo {
     return `${changes}:${version}`;
   }
 
+  /**
+   * Capacity, atomically: when `cap` sessions other than `id` hold a slot (ACTIVE and not waiting),
+   * `id` waits for one (queued_at set, with `priority`). Returns whether it waits.
+   */
+  queueIfFull(id: string, cap: number, now: string, priority: number): boolean {
+    return this.db.transaction(() => {
+      const holders = this.prepare<[string], number>(`SELECT count(*) FROM sessions WHERE id != ? AND queued_at IS NULL AND desired = 'running' AND ${ACTIVE}`)
+        .pluck(true)
+        .get(id)!;
+      if (holders < cap) return false;
+      this.prepare("UPDATE sessions SET queued_at = coalesce(queued_at, @now), priority = @priority, state = 'pending' WHERE id = @id").run({ id, now, priority });
+      return true;
+    })();
+  }
+
+  /** Gives free slots to the sessions waiting longest (highest priority first); returns their ids. */
+  admit(cap: number): string[] {
+    return this.db.transaction(() => {
+      const holders = this.prepare<[], number>(`SELECT count(*) FROM sessions WHERE queued_at IS NULL AND desired = 'running' AND ${ACTIVE}`).pluck(true).get()!;
+      const free = cap - holders;
+      if (free <= 0) return [];
+      const ids = this.prepare<[number], string>("SELECT id FROM sessions WHERE queued_at IS NOT NULL AND desired = 'running' ORDER BY priority DESC, queued_at, id LIMIT ?")
+        .pluck(true)
+        .all(free);
+      for (const id of ids) this.prepare('UPDATE sessions SET queued_at = NULL, generation = generation + 1 WHERE id = ?').run(id);
+      return ids;
+    })();
+  }
+
   /** Ids of the sessions that run or are on their way to (ACTIVE). */
   activeIds(): string[] {
     return this.prepare<[], string>(`SELECT id FROM sessions WHERE ${ACTIVE}`).pluck(true).all();
@@ -220,11 +249,11 @@ export class SessionsRepo {
     this.db
       .prepare(
         `INSERT INTO sessions (id, name, project, agent, mode, seq, container_name, spec, spec_hash, restart_policy, desired,
-           generation, recreate, state, checkout_dir, checkout_state, budget_tokens, created_at, updated_at)
+           generation, recreate, state, checkout_dir, checkout_state, budget_tokens, priority, created_at, updated_at)
          VALUES (@id, @name, @project, @agent, @mode, @seq, @containerName, @spec, @specHash, @restartPolicy, @desired,
-           @generation, 0, @state, @checkoutDir, @checkoutState, @budgetTokens, @createdAt, @updatedAt)`,
+           @generation, 0, @state, @checkoutDir, @checkoutState, @budgetTokens, @priority, @createdAt, @updatedAt)`,
       )
-      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined, gracefulDeadline: undefined });
+      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined, gracefulDeadline: undefined, queuedAt: undefined });
   }
 
   /** Changes desired state (an RPC's only write path); bumps the generation the reconciler checks. */
@@ -245,7 +274,14 @@ export class SessionsRepo {
   ): SessionRecord | undefined {
     return this.db.transaction(() => {
       // Any change of desired state ends a graceful stop in progress, unless it is one.
-      const sets = ['desired = @desired', 'generation = generation + 1', 'updated_at = @now', 'graceful_deadline = @gracefulDeadline'];
+      const sets = [
+        'desired = @desired',
+        'generation = generation + 1',
+        'updated_at = @now',
+        'graceful_deadline = @gracefulDeadline',
+        // Only a session that wants to run waits for a slot.
+        "queued_at = CASE WHEN @desired = 'running' THEN queued_at ELSE NULL END",
+      ];
       const args: Record<string, unknown> = { id, desired, now, gracefulDeadline: extra.gracefulDeadline ?? null };
       if (extra.spec) {
         sets.push('spec = @spec', 'spec_hash = @specHash');

@@ -110,7 +110,7 @@ describe('store', () => {
       specHash: 'h', restartPolicy: 'on-failure', desired: 'running', generation: 1, recreate: false, state: 'running',
       containerId: null, restartCount: 0, crashCount: 0, nextRestartAt: null, handledFinish: null, errorCode: null,
       errorMessage: null, exitCode: null, checkoutDir: null, checkoutState: null, checkoutIdentity: null, removeOpts: null,
-      branch: null, base: null, baseSha: null, budgetTokens: null, activity: null, createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, finishedAt: null, updatedAt: 't',
+      branch: null, base: null, baseSha: null, budgetTokens: null, activity: null, gracefulDeadline: null, queuedAt: null, priority: 0, createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, finishedAt: null, updatedAt: 't',
     };
     // Columns as the reconciler and the checkouts write them over a session's life.
     const variants: Record<string, string | number | null>[] = [
@@ -124,10 +124,13 @@ describe('store', () => {
       { checkout_dir: '', branch: 'b', base: 'main' },
       { exit_code: 0, mode: 'read', desired: 'removed', state: 'failed', restart_policy: 'never' },
       { budget_tokens: 5000, activity: JSON.stringify({ state: 'waiting-input', since: 't', reason: 'hook:Notification: "ok?"' }) },
+      { desired: 'stopped', state: 'running', graceful_deadline: '2026-01-02T00:00:00.000Z', queued_at: null },
+      { desired: 'stopped', state: 'stopped', graceful_deadline: '2026-01-02T00:00:00.000Z' },
+      { state: 'pending', queued_at: '2026-01-02T00:00:00.000Z', priority: 3 },
     ];
     variants.forEach((v, i) => {
       const id = `a${i}`;
-      s.sessions.insert({ ...base, id, name: `n${i}`, seq: i, containerName: `berth-web-${i}`, createdAt: `2026-01-01T00:00:0${i}.000Z` });
+      s.sessions.insert({ ...base, id, name: `n${i}`, seq: i, containerName: `berth-web-${i}`, createdAt: `2026-01-01T00:00:${String(i).padStart(2, "0")}.000Z` });
       for (const [col, val] of Object.entries(v)) s.db.prepare(`UPDATE sessions SET ${col} = ? WHERE id = ?`).run(val, id);
     });
     s.usage.add('a1', 'claude-opus-4-8', { requests: 2, inputTokens: 3, outputTokens: 4, cacheReadTokens: 5, cacheCreationTokens: 6, costNanos: 301_500 });

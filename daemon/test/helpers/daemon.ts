@@ -177,6 +177,8 @@ export function spawnDaemon(opts: DaemonOptions & { home: string; ownsHome?: boo
     BERTH_HOME: opts.home,
     PROJECTS_ROOT: join(opts.home, 'projects'),
     AGENT_DEFAULT_IMAGE: process.env.BERTH_TEST_IMAGE ?? 'berth-test-busybox:latest',
+    // Tests start many small sessions at once; the capacity cap has its own test.
+    BERTH_MAX_RUNNING: '0',
     ...opts.env,
   };
   const proc = spawn(process.execPath, [BERTHD_BIN, ...(opts.args ?? [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });

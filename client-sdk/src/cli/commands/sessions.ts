@@ -6,6 +6,7 @@ import { ago, emit, jsonText, line, table, until } from '../output.js';
 import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
 
 function sessionStatus(s: Session): string {
+  if (s.queued) return 'pending (waiting for a slot)';
   if (s.gracefulStop) return `stopping (graceful), stopped ${until(s.gracefulStop.deadline)}`;
   switch (s.state) {
     case 'running':
@@ -45,8 +46,12 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('-e, --env <KEY=VALUE>', 'extra environment (repeatable)', collect, [])
     .option('--restart <policy>', 'never | on-failure | always (default: the agent\'s)')
     .option('--budget-tokens <n>', 'model tokens this session may use through its Claude bridge (default: the agent\'s); "none" for no budget')
-    .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string; budgetTokens?: string }, cmd: Command) => {
+    .option('--priority <n>', 'when it waits for a slot (BERTH_MAX_RUNNING): higher starts first (default 0)')
+    .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string; budgetTokens?: string; priority?: string }, cmd: Command) => {
       const budget = o.budgetTokens !== undefined ? parseBudgetTokens(o.budgetTokens, { allowNone: true }) : undefined;
+      if (o.priority !== undefined && !/^-?\d{1,4}$/.test(o.priority)) {
+        throw new BerthError('INVALID_PARAMS', `--priority takes a whole number from -1000 to 1000, got ${JSON.stringify(o.priority)}`);
+      }
       const s = await connect(cmd).sessions.start({
         project: projectName,
         agent: o.agent,
@@ -55,6 +60,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
         ...(o.env.length ? { env: parsePairs('--env', o.env) } : {}),
         ...(o.restart !== undefined ? { restartPolicy: o.restart as RestartPolicy } : {}),
         ...(budget !== undefined ? { budgetTokens: budget } : {}),
+        ...(o.priority !== undefined ? { priority: Number(o.priority) } : {}),
       });
       emit(out, s, () => `${s.id}  ${s.name}  ${sessionStatus(s)}  (${s.containerName})\n`);
     });
