@@ -5,6 +5,7 @@ import * as daemon from './commands/daemon.js';
 import * as images from './commands/images.js';
 import * as projects from './commands/projects.js';
 import * as sessions from './commands/sessions.js';
+import * as watch from './commands/watch.js';
 import { ExitCode, type CliContext } from './context.js';
 import { Out, reportError } from './output.js';
 
@@ -41,6 +42,7 @@ export async function run(
   agents.register(program, ctx);
   sessions.register(program, ctx);
   images.register(program, ctx);
+  watch.register(program, ctx);
 
   // --json may come before or after the subcommand; decide early so usage errors honour it too.
   out.json = argv.includes('--json');
