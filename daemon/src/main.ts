@@ -12,6 +12,7 @@ import { EventBus } from './events/bus.js';
 import { EngineMonitor } from './health/engine-monitor.js';
 import { systemClock, type Clock } from './shared/clock.js';
 import { Health } from './health/index.js';
+import { StuckMonitor } from './health/stuck.js';
 import type { Logger } from './log.js';
 import { ProjectService } from './projects/service.js';
 import { RpcDispatcher } from './rpc/dispatcher.js';
@@ -19,6 +20,7 @@ import { createHandlers } from './rpc/handlers.js';
 import type { SocketListener } from './rpc/listener.js';
 import { RpcServer } from './rpc/server.js';
 import { Reconciler, type ReconcilerOptions } from './reconcile/controller.js';
+import { crashBackoffMs } from './reconcile/plan.js';
 import { EngineWatcher } from './reconcile/watch.js';
 import { DockerRuntime } from './runtime/docker/engine.js';
 import { LABELS, networkName } from './runtime/labels.js';
@@ -82,6 +84,7 @@ export interface DaemonParts {
   images: ImageService;
   sessions: SessionService;
   admission: Admission;
+  stuck: StuckMonitor;
   /** Claude bridges (null in AGENT_MODE=local: bare processes get none). */
   bridge: BridgeHost | null;
   credential: CredentialSource;
@@ -167,6 +170,23 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     imagesDir: config.imagesDir,
     buildCaCerts: config.buildCaCerts,
   });
+  const stuck = new StuckMonitor({
+    sessions: store.sessions,
+    agents: store.agents,
+    runtime,
+    bus,
+    log: log.child({ component: 'stuck' }),
+    clock,
+    defaultStuckAfterSec: config.agentStuckTimeoutMinutes * 60,
+    checkMs: config.activityCheckSec * 1000,
+    restart: (id) => {
+      const s = store.sessions.get(id);
+      if (!s) return;
+      const now = clock.now();
+      store.sessions.stuckRestart(id, new Date(now.getTime() + crashBackoffMs(s.crashCount + 1)).toISOString(), now.toISOString());
+      reconciler.enqueue(id);
+    },
+  });
   const cap = config.maxRunning === 'auto' ? autoMaxRunning(parseMemory(config.agentMemoryLimit) ?? 4 * 1024 ** 3, config.agentCpuLimit) : config.maxRunning;
   const admission = new Admission({ sessions: store.sessions, reconciler, bus, log: log.child({ component: 'admission' }), clock }, cap);
   const sessions = new SessionService({
@@ -196,7 +216,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     log: notifyLog,
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, bridge, credential, usage, notifier };
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -210,7 +230,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, bridge, credential, usage, notifier } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -264,6 +284,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const reconcilerDone = reconciler.start(loops.signal);
   const watcherDone = watcher.start(loops.signal);
   const admissionDone = admission.start(loops.signal);
+  const stuckDone = stuck.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
 
@@ -282,7 +303,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone]);
         store.close();
         log.info('Stopped berthd');
       })();

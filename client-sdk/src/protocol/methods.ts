@@ -58,6 +58,8 @@ export interface Methods {
       capAdd?: string[];
       secrets?: Record<string, string>;
       budgetTokens?: number | null;
+      stuckAfterSec?: number | null;
+      onStuck?: 'restart' | 'notify' | 'none';
     };
     result: Agent;
   };
@@ -171,6 +173,8 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
     'capAdd',
     'secrets',
     'budgetTokens',
+    'stuckAfterSec',
+    'onStuck',
   ],
   'agents.list': [],
   'agents.get': ['name'],

@@ -69,6 +69,10 @@ export interface Agent {
    * may use through its Claude bridge; null: no budget.
    */
   budgetTokens: number | null;
+  /** A session with no output, file change, hook or CPU for this long is `stuck`; null: AGENT_STUCK_TIMEOUT_MINUTES. */
+  stuckAfterSec: number | null;
+  /** What berth does with a stuck session: restart it (3 in a row at most, then it only notifies), notify, or nothing. */
+  onStuck: OnStuck;
   createdAt: string;
   updatedAt: string;
 }
@@ -122,7 +126,13 @@ export interface SessionActivity {
   since: string;
   /** What said so: the hook (`hook:Notification`) and its message, if any. */
   reason: string | null;
+  /** The last signs of work berth saw (null: none yet). */
+  lastOutputAt?: string | null;
+  lastFileChangeAt?: string | null;
+  lastHookAt?: string | null;
 }
+
+export type OnStuck = 'restart' | 'notify' | 'none';
 
 export type SessionMode = 'write' | 'read';
 export type SessionDesired = 'running' | 'stopped' | 'removed';

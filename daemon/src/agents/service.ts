@@ -31,6 +31,8 @@ export class AgentService {
       capAdd: [...new Set(p.capAdd ?? [])].sort(),
       secrets: p.secrets ?? {},
       budgetTokens: p.budgetTokens ?? null,
+      stuckAfterSec: p.stuckAfterSec ?? null,
+      onStuck: p.onStuck ?? 'restart',
       createdAt: ts,
       updatedAt: ts,
     });

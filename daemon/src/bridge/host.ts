@@ -330,7 +330,7 @@ export class BridgeHost {
     const detail = typeof p.message === 'string' ? p.message : typeof p.tool_name === 'string' ? p.tool_name : '';
     const reason = `hook:${event}${detail ? `: ${detail.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 200)}` : ''}`;
     const now = this.d.clock.now().toISOString();
-    const activity: SessionActivity = { state, since: before?.state === state ? before.since : now, reason };
+    const activity: SessionActivity = { ...before, state, since: before?.state === state ? before.since : now, reason, lastHookAt: now };
     this.d.sessions.setActivity(s.id, activity);
     if (before?.state !== state || (state === 'waiting-input' && before.reason !== reason)) {
       this.d.bus.publish('session.activity', { id: s.id, name: s.name, activity, previous: before?.state ?? null });

@@ -96,6 +96,8 @@ const fileSchema = z
       message: 'one of: claude-login (the host login of berthd\'s user), secret:NAME (from secrets.yaml), none, auto',
     }),
     modelMaxInflight: z.coerce.number({ message: 'a whole number, like 8' }).int().min(1, { message: 'at least 1' }).max(1024),
+    agentStuckTimeoutMinutes: z.coerce.number({ message: 'minutes, like 10' }).min(0.1, { message: 'at least 0.1 minute' }).max(7 * 1440),
+    activityCheckSec: z.coerce.number({ message: 'seconds, like 15' }).min(1, { message: 'at least 1 second' }).max(3600),
     maxRunning: z.union([z.literal('auto'), z.coerce.number().int().min(0).max(100_000)], {
       message: '"auto" (what the host holds at the default limits), a whole number of sessions, or 0 for no cap',
     }),

@@ -32,6 +32,8 @@ export const configKeys = {
   modelCredential: 'BERTH_MODEL_CREDENTIAL',
   modelMaxInflight: 'BERTH_MODEL_MAX_INFLIGHT',
   maxRunning: 'BERTH_MAX_RUNNING',
+  agentStuckTimeoutMinutes: 'AGENT_STUCK_TIMEOUT_MINUTES',
+  activityCheckSec: 'BERTH_ACTIVITY_CHECK_SEC',
   notifyWebhooks: 'BERTH_NOTIFY_WEBHOOKS',
 } as const;
 
@@ -97,6 +99,8 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     modelCredential: 'auto',
     modelMaxInflight: '8',
     maxRunning: 'auto',
+    agentStuckTimeoutMinutes: '10',
+    activityCheckSec: '15',
     notifyWebhooks: null,
   };
   const source: Partial<Record<ConfigKey, string>> = {};

@@ -88,6 +88,8 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
         )
         .optional(),
       budgetTokens: budgetTokens.nullable().optional(),
+      stuckAfterSec: z.number().int().min(5, { message: 'at least 5 seconds' }).max(7 * 86400).nullable().optional(),
+      onStuck: z.enum(['restart', 'notify', 'none'], { message: 'one of: restart, notify, none' }).optional(),
     })
     .strict() as z.ZodType<ParamsOf<'agents.define'>>,
   'agents.list': none,

@@ -137,6 +137,11 @@ export interface ContainerRuntime extends EnginePort {
   summaries(labels: Record<string, string>): Promise<ContainerSummary[]>;
   /** One container by id or name, or null. */
   inspect(idOrName: string): Promise<ContainerObservation | null>;
+  /**
+   * CPU time the container has used so far, in nanoseconds (one sample; the caller compares two).
+   * null when it is gone or the runtime cannot tell.
+   */
+  cpuTimeNs(id: string): Promise<number | null>;
   /** Creates (not starts) the container; returns its id. A name already taken by a container with the same session label is adopted. */
   create(spec: ContainerSpec): Promise<string>;
   start(id: string): Promise<void>;

@@ -54,6 +54,7 @@ export function newSessionRecord(i: {
     gracefulDeadline: null,
     queuedAt: null,
     priority: i.priority,
+    stuckRestarts: 0,
     createdAt: i.ts,
     startedAt: null,
     finishedAt: null,

@@ -15,6 +15,8 @@ interface Row {
   cap_add: string;
   secrets: string;
   budget_tokens: number | null;
+  stuck_after_sec: number | null;
+  on_stuck: string;
   created_at: string;
   updated_at: string;
 }
@@ -33,6 +35,8 @@ const toAgent = (r: Row): Agent => ({
   capAdd: JSON.parse(r.cap_add) as string[],
   secrets: JSON.parse(r.secrets) as Record<string, string>,
   budgetTokens: r.budget_tokens,
+  stuckAfterSec: r.stuck_after_sec,
+  onStuck: r.on_stuck as Agent['onStuck'],
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -47,14 +51,14 @@ export class AgentsRepo {
       list: db.prepare<[], Row>('SELECT * FROM agents ORDER BY name'),
       upsert: db.prepare(
         `INSERT INTO agents (name, image, command, env, role, read_only, limits, restart_policy, network, read_only_rootfs,
-           cap_add, secrets, budget_tokens, created_at, updated_at)
+           cap_add, secrets, budget_tokens, stuck_after_sec, on_stuck, created_at, updated_at)
          VALUES (@name, @image, @command, @env, @role, @readOnly, @limits, @restartPolicy, @network, @readOnlyRootfs,
-           @capAdd, @secrets, @budgetTokens, @createdAt, @updatedAt)
+           @capAdd, @secrets, @budgetTokens, @stuckAfterSec, @onStuck, @createdAt, @updatedAt)
          ON CONFLICT(name) DO UPDATE SET image = excluded.image, command = excluded.command, env = excluded.env,
            role = excluded.role, read_only = excluded.read_only, limits = excluded.limits,
            restart_policy = excluded.restart_policy, network = excluded.network,
            read_only_rootfs = excluded.read_only_rootfs, cap_add = excluded.cap_add, secrets = excluded.secrets,
-           budget_tokens = excluded.budget_tokens,
+           budget_tokens = excluded.budget_tokens, stuck_after_sec = excluded.stuck_after_sec, on_stuck = excluded.on_stuck,
            updated_at = excluded.updated_at`,
       ),
       remove: db.prepare<[string]>('DELETE FROM agents WHERE name = ?'),
@@ -88,6 +92,8 @@ export class AgentsRepo {
         capAdd: JSON.stringify(a.capAdd),
         secrets: JSON.stringify(a.secrets),
         budgetTokens: a.budgetTokens,
+        stuckAfterSec: a.stuckAfterSec,
+        onStuck: a.onStuck,
         createdAt: a.createdAt,
         updatedAt: a.updatedAt,
       });

@@ -176,6 +176,15 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX sessions_queued ON sessions (priority DESC, queued_at, id) WHERE queued_at IS NOT NULL;
     `,
   },
+  {
+    version: 10,
+    description: 'stuck agents: per agent when and what to do, per session the stuck restarts in a row',
+    up: `
+      ALTER TABLE agents ADD COLUMN stuck_after_sec INTEGER;  -- NULL: AGENT_STUCK_TIMEOUT_MINUTES
+      ALTER TABLE agents ADD COLUMN on_stuck TEXT NOT NULL DEFAULT 'restart';
+      ALTER TABLE sessions ADD COLUMN stuck_restarts INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

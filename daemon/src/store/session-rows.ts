@@ -51,6 +51,8 @@ export interface SessionRecord {
   queuedAt: string | null;
   /** Higher first among the sessions waiting for a slot. */
   priority: number;
+  /** Restarts because the agent was stuck, in a row (reset once it works again). */
+  stuckRestarts: number;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -114,6 +116,7 @@ export interface Row {
   graceful_deadline: string | null;
   queued_at: string | null;
   priority: number;
+  stuck_restarts: number;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -155,6 +158,7 @@ export const toRecord = (r: Row): SessionRecord => ({
   gracefulDeadline: r.graceful_deadline,
   queuedAt: r.queued_at,
   priority: r.priority,
+  stuckRestarts: r.stuck_restarts,
   createdAt: r.created_at,
   startedAt: r.started_at,
   finishedAt: r.finished_at,

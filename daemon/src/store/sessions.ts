@@ -206,6 +206,26 @@ export class SessionsRepo {
     })();
   }
 
+  /** Ids of the sessions whose container runs and should. */
+  runningIds(): string[] {
+    return this.prepare<[], string>("SELECT id FROM sessions WHERE state = 'running' AND desired = 'running'").pluck(true).all();
+  }
+
+  /**
+   * A stuck agent is restarted: a new container (recreate) once `nextRestartAt` is reached (the
+   * crash-loop backoff), counted in restartCount and in the stuck restarts in a row.
+   */
+  stuckRestart(id: string, nextRestartAt: string, now: string): void {
+    this.prepare(
+      `UPDATE sessions SET recreate = 1, restart_count = restart_count + 1, stuck_restarts = stuck_restarts + 1, crash_count = crash_count + 1,
+         next_restart_at = @nextRestartAt, activity = NULL, generation = generation + 1, updated_at = @now WHERE id = @id AND desired = 'running'`,
+    ).run({ id, nextRestartAt, now });
+  }
+
+  resetStuckRestarts(id: string): void {
+    this.prepare('UPDATE sessions SET stuck_restarts = 0 WHERE id = ?').run(id);
+  }
+
   /** Ids of the sessions that run or are on their way to (ACTIVE). */
   activeIds(): string[] {
     return this.prepare<[], string>(`SELECT id FROM sessions WHERE ${ACTIVE}`).pluck(true).all();
@@ -253,7 +273,7 @@ export class SessionsRepo {
          VALUES (@id, @name, @project, @agent, @mode, @seq, @containerName, @spec, @specHash, @restartPolicy, @desired,
            @generation, 0, @state, @checkoutDir, @checkoutState, @budgetTokens, @priority, @createdAt, @updatedAt)`,
       )
-      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined, gracefulDeadline: undefined, queuedAt: undefined });
+      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined, gracefulDeadline: undefined, queuedAt: undefined, stuckRestarts: undefined });
   }
 
   /** Changes desired state (an RPC's only write path); bumps the generation the reconciler checks. */

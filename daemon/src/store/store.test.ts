@@ -92,6 +92,8 @@ describe('store', () => {
       capAdd: ['NET_BIND_SERVICE'],
       secrets: { TOKEN: 'gh' },
       budgetTokens: 2_000_000,
+      stuckAfterSec: 90,
+      onStuck: 'notify' as const,
     };
     expect(s.agents.upsert({ ...base, createdAt: 't1', updatedAt: 't1' }).created).toBe(true);
     const again = s.agents.upsert({ ...base, command: ['z'], createdAt: 't2', updatedAt: 't2' });

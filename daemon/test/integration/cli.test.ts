@@ -126,7 +126,7 @@ describe('berth CLI: sessions', () => {
     expect(json).toMatchObject({ name: 'chat', state: 'running', agent: 'talker' });
 
     const ps = await berth('ps');
-    expect(ps.stdout).toMatch(/^ID\s+NAME\s+PROJECT\s+AGENT\s+MODE\s+STATUS\s+RESTARTS\s+TOKENS\s+CREATED\n[0-9a-f]{12}\s+chat\s+web\s+talker\s+write\s+running/);
+    expect(ps.stdout).toMatch(/^ID\s+NAME\s+PROJECT\s+AGENT\s+MODE\s+STATUS\s+ACTIVITY\s+RESTARTS\s+TOKENS\s+CREATED\n[0-9a-f]{12}\s+chat\s+web\s+talker\s+write\s+running/);
 
     await poll(async () => (await berth('logs', 'chat')).stdout.includes('hello from agent'), 10_000, 'logs');
     const logs = await berth('logs', 'chat');

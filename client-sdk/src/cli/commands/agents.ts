@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import type { Agent, AgentLimits, NetworkMode, RestartPolicy } from '../../protocol/index.js';
-import { collect, parsePairs, type CliContext } from '../context.js';
+import { BerthError, type Agent, type AgentLimits, type NetworkMode, type RestartPolicy } from '../../protocol/index.js';
+import { collect, parseDurationSec, parsePairs, type CliContext } from '../context.js';
 import { emit, table } from '../output.js';
 import { exactTokens, parseBudgetTokens } from '../usage.js';
 
@@ -32,8 +32,14 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--cap-add <CAP>', 'Linux capability to add back (repeatable)', collect, [])
     .option('--secret <ENV=name>', 'environment variable from a secret in $BERTH_HOME/secrets.yaml (repeatable)', collect, [])
     .option('--budget-tokens <n>', 'model tokens each session may use through its Claude bridge (input, output and cache together)')
-    .action(async (name: string, command: string[], o: { image?: string; role?: string; readOnly?: boolean; env: string[]; memory?: string; cpus?: string; pids?: string; restart?: string; network?: string; readOnlyRootfs?: boolean; capAdd: string[]; secret: string[]; budgetTokens?: string }, cmd: Command) => {
+    .option('--stuck-after <duration>', 'no output, file change, hook or CPU for this long is stuck (90s, 10m; default AGENT_STUCK_TIMEOUT_MINUTES)')
+    .option('--on-stuck <action>', 'restart (default; 3 in a row at most, then notify) | notify | none')
+    .action(async (name: string, command: string[], o: { image?: string; role?: string; readOnly?: boolean; env: string[]; memory?: string; cpus?: string; pids?: string; restart?: string; network?: string; readOnlyRootfs?: boolean; capAdd: string[]; secret: string[]; budgetTokens?: string; stuckAfter?: string; onStuck?: string }, cmd: Command) => {
       const budget = o.budgetTokens !== undefined ? parseBudgetTokens(o.budgetTokens) : undefined;
+      const stuckAfterSec = o.stuckAfter !== undefined ? parseDurationSec(o.stuckAfter, '--stuck-after') : undefined;
+      if (o.onStuck !== undefined && !['restart', 'notify', 'none'].includes(o.onStuck)) {
+        throw new BerthError('INVALID_PARAMS', `--on-stuck takes restart, notify or none, got ${JSON.stringify(o.onStuck)}`);
+      }
       const limits: AgentLimits = {};
       if (o.memory !== undefined) limits.memory = o.memory;
       if (o.cpus !== undefined) limits.cpus = Number(o.cpus);
@@ -53,6 +59,8 @@ export function register(program: Command, { out, connect }: CliContext): void {
         capAdd: o.capAdd,
         secrets: parsePairs('--secret', o.secret),
         ...(budget !== undefined ? { budgetTokens: budget } : {}),
+        ...(stuckAfterSec !== undefined ? { stuckAfterSec } : {}),
+        ...(o.onStuck !== undefined ? { onStuck: o.onStuck as 'restart' | 'notify' | 'none' } : {}),
       });
       emit(out, a, () => `defined agent ${a.name}: ${a.command.join(' ')}\n`);
     });

@@ -20,8 +20,14 @@ function sessionStatus(s: Session): string {
   }
 }
 
+/** What the agent does and for how long (`working 4s`, `waiting-input 3m`); `-` before any report, or when it is not running. */
+function activityCell(s: Session): string {
+  if (!s.activity || s.state !== 'running') return '-';
+  return `${s.activity.state} ${ago(s.activity.since).replace(' ago', '')}`;
+}
+
 function sessionRows(list: Session[]): string[][] {
-  return list.map((s) => [s.id, s.name, s.project, s.agent, s.mode, sessionStatus(s), String(s.restartCount), tokensCell(s), ago(s.createdAt)]);
+  return list.map((s) => [s.id, s.name, s.project, s.agent, s.mode, sessionStatus(s), activityCell(s), String(s.restartCount), tokensCell(s), ago(s.createdAt)]);
 }
 
 /** Every page of sessions.list, following the cursor. */
@@ -79,7 +85,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
       });
       emit(out, shown, () =>
         shown.length
-          ? table(['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'STATUS', 'RESTARTS', 'TOKENS', 'CREATED'], sessionRows(shown))
+          ? table(['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'STATUS', 'ACTIVITY', 'RESTARTS', 'TOKENS', 'CREATED'], sessionRows(shown))
           : o.all
             ? 'no sessions\n'
             : 'no running sessions (berth ps -a shows all)\n',

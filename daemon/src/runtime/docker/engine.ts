@@ -103,6 +103,20 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
+  async cpuTimeNs(id: string): Promise<number | null> {
+    try {
+      // One sample, no stream left open: one-shot skips the engine's second sample (API 1.41+).
+      const s = (await this.docker.getContainer(id).stats({ stream: false, 'one-shot': true } as never)) as unknown as {
+        cpu_stats?: { cpu_usage?: { total_usage?: number } };
+      };
+      const ns = s.cpu_stats?.cpu_usage?.total_usage;
+      return typeof ns === 'number' ? ns : null;
+    } catch (err) {
+      if (status(err) === 404 || status(err) === 409) return null;
+      wrapTransport(err, this.host);
+    }
+  }
+
   async create(spec: ContainerSpec): Promise<string> {
     const hostConfig: Docker.HostConfig = {
       Init: spec.security.init,

@@ -219,6 +219,11 @@ export class LocalRuntime implements ContainerRuntime {
     })();
   }
 
+  /** Bare processes: not measured (the stuck check goes by output, files and hooks alone). */
+  async cpuTimeNs(): Promise<number | null> {
+    return null;
+  }
+
   async *logs(id: string, opts: { tail?: number; since?: string; follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogLine> {
     const file = join(this.dir(id), 'log.ndjson');
     const parse = (text: string) =>
