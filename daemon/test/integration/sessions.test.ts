@@ -143,7 +143,9 @@ describe('sessions on the real engine', () => {
     expect(mounts['/workspace']).toMatchObject({ Type: 'bind', RW: true, Source: s.checkout!.dir });
     expect(s.checkout!.dir).toBe(join(d.home, 'checkouts', 'web', s.name));
     expect(mounts[join(repo, '.git', 'objects')]).toMatchObject({ Type: 'bind', RW: false });
-    expect(Object.keys(mounts).sort()).toEqual(['/agent', '/shared', '/workspace', join(repo, '.git', 'objects')].sort());
+    expect(Object.keys(mounts).sort()).toEqual(['/agent', '/host', '/shared', '/workspace', join(repo, '.git', 'objects')].sort());
+    // The Claude bridge: its own directory, read-only, holding only its socket.
+    expect(mounts['/host']).toMatchObject({ Type: 'bind', RW: false, Source: join(d.home, 'bridge', 'sessions', s.id) });
     expect(mounts['/shared']).toMatchObject({ Type: 'bind', RW: false, Source: join(d.home, 'shared') });
     expect(mounts['/agent']).toMatchObject({ Type: 'volume', RW: true, Name: `berth-agent-${s.id}` });
     expect(mounts['/var/run/docker.sock']).toBeUndefined();
