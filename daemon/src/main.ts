@@ -255,6 +255,8 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, status }), log.child({ component: 'rpc' }));
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
+  // Before the first request: what was being made when berthd went down, not what starts now.
+  checkouts.captureInterrupted();
   try {
     if (listener) await server.serve(listener);
     else await server.listen(config.socket);

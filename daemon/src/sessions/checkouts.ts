@@ -30,6 +30,7 @@ export interface SessionCheckoutsOptions {
  * restarted) the backstop catches within `pollMs`.
  */
 export class SessionCheckouts {
+  private interrupted: string[] | null = null;
   private readonly watchers = new Map<string, FSWatcher[]>();
   /** The imports (see ImportQueue); watches and the backstop only mark sessions for it. */
   readonly queue: ImportQueue;
@@ -112,9 +113,20 @@ export class SessionCheckouts {
    * is the one berth recorded making) is removed and the checkout made again; when that cannot be
    * done the session fails with CHECKOUT_FAILED and waits for the user. Never starts it elsewhere.
    */
+  /**
+   * The checkouts a restart interrupted: those being made when berthd came up, taken before it
+   * serves requests (a session started in the first moments is being made by its own start, not
+   * interrupted; resuming it too made both fail).
+   */
+  captureInterrupted(): void {
+    this.interrupted ??= this.sessions.checkoutsCreating().map((s) => s.id);
+  }
+
   async resumeCreations(): Promise<void> {
-    for (const s of this.sessions.checkoutsCreating()) {
-      if (s.desired === 'removed' || !s.checkoutDir) continue;
+    this.captureInterrupted();
+    for (const id of this.interrupted ?? []) {
+      const s = this.sessions.get(id);
+      if (!s || s.checkoutState !== 'creating' || s.desired === 'removed' || !s.checkoutDir) continue;
       const project = this.projects.get(s.project);
       try {
         if (!project) throw new BerthError('PROJECT_NOT_FOUND', `project ${s.project} is gone`);
