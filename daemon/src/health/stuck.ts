@@ -9,6 +9,8 @@ import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
 
 /** CPU use (of one core) under which a silent agent counts as doing nothing. */
 export const IDLE_CPU = 0.05;
+/** A stuck agent left running (on-stuck notify or none) is looked at again this often, to see it work again. */
+export const STUCK_RELOOK_MS = 5 * 60_000;
 /** Stuck restarts in a row after which berth only notifies. */
 export const MAX_STUCK_RESTARTS = 3;
 
@@ -64,6 +66,12 @@ export interface StuckDeps {
  */
 export class StuckMonitor {
   private readonly cpu = new Map<string, { ns: number; at: number }>();
+  /**
+   * When a quiet session is worth a close look again: when it could first be called stuck (its
+   * last sign + the timeout), or, once stuck, STUCK_RELOOK_MS later (to see it work again). In memory: a
+   * restarted berthd looks at every quiet session once more.
+   */
+  private readonly nextLook = new Map<string, number>();
 
   constructor(private readonly d: StuckDeps) {}
 
@@ -88,6 +96,7 @@ export class StuckMonitor {
       if (s?.containerId && s.state === 'running') await this.look(s, s.containerId);
     }
     for (const id of [...this.cpu.keys()]) if (!seen.has(id)) this.cpu.delete(id);
+    for (const id of [...this.nextLook.keys()]) if (!seen.has(id)) this.nextLook.delete(id);
   }
 
   private async look(s: SessionRecord, containerId: string): Promise<void> {
@@ -102,9 +111,11 @@ export class StuckMonitor {
     }
     // Busy (or a container younger than the sign it left): nothing to look at.
     if (now - lastSign(signs) < stuckAfterMs / 2) {
+      this.nextLook.delete(s.id);
       if (s.stuckRestarts > 0 && lastSign({ ...signs, startedAt: null }) > t(s.startedAt)) this.d.sessions.resetStuckRestarts(s.id);
       return;
     }
+    if ((this.nextLook.get(s.id) ?? 0) > now) return;
     const since = new Date(lastSign(signs)).toISOString();
     const fresh: Partial<SessionActivity> = {};
     // Output: the newest line since the last sign, from the engine's own log.
@@ -131,9 +142,15 @@ export class StuckMonitor {
       const next: SessionActivity = { ...base, ...fresh, ...(working ? { state: 'working', since: new Date(now).toISOString(), reason: 'output, files or CPU' } : {}) };
       this.d.sessions.setActivity(s.id, next);
       if (working && base.state !== 'starting') this.d.bus.publish('session.activity', { id: s.id, name: s.name, activity: next, previous: base.state });
+      this.nextLook.delete(s.id);
       return;
     }
-    if (!isStuck(a, merged, now, stuckAfterMs, cpuKnown)) return;
+    if (!isStuck(a, merged, now, stuckAfterMs, cpuKnown)) {
+      // Quiet, not stuck (yet, or already): no closer look until it could change.
+      this.nextLook.set(s.id, a?.state === 'stuck' ? now + Math.max(stuckAfterMs, STUCK_RELOOK_MS) : Math.max(lastSign(merged) + stuckAfterMs, now + 1));
+      return;
+    }
+    this.nextLook.set(s.id, now + Math.max(stuckAfterMs, STUCK_RELOOK_MS));
     const quiet = Math.round((now - lastSign(merged)) / 1000);
     const stuck: SessionActivity = { ...base, state: 'stuck', since: new Date(now).toISOString(), reason: `no output, file change, hook or CPU for ${quiet}s` };
     this.d.sessions.setActivity(s.id, stuck);
@@ -153,7 +170,9 @@ export class StuckMonitor {
  * `sinceMs`. `find -quit` stops at the first; a deadline bounds a huge tree.
  */
 function changedSince(dir: string, sinceMs: number): Promise<boolean> {
-  const stamp = `@${(sinceMs / 1000).toFixed(3)}`;
+  // Whole seconds: find misreads a fraction after @ (it took every file for newer). Rounding down
+  // can only count a change of the same second as new, never miss one.
+  const stamp = `@${Math.floor(sinceMs / 1000)}`;
   return new Promise((resolve) => {
     execFile(
       'find',

@@ -91,9 +91,10 @@ export class AgentsRepo {
         readOnlyRootfs: a.readOnlyRootfs ? 1 : 0,
         capAdd: JSON.stringify(a.capAdd),
         secrets: JSON.stringify(a.secrets),
-        budgetTokens: a.budgetTokens,
-        stuckAfterSec: a.stuckAfterSec,
-        onStuck: a.onStuck,
+        // Fields newer than some callers' records: their defaults.
+        budgetTokens: a.budgetTokens ?? null,
+        stuckAfterSec: a.stuckAfterSec ?? null,
+        onStuck: a.onStuck ?? 'restart',
         createdAt: a.createdAt,
         updatedAt: a.updatedAt,
       });

@@ -207,7 +207,9 @@ export function rawRpc(
   headers: Record<string, string> = { 'content-type': 'application/json' },
 ): Promise<{ status: number; body: unknown; text: string }> {
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = request({ socketPath, path: '/rpc', method: 'POST', headers, agent: false }, (res) => {
+      answered = true;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -216,7 +218,12 @@ export function rawRpc(
       });
       res.on('error', reject);
     });
-    req.on('error', reject);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      // A server refusing a body it will not read (413) answers and closes while we still write:
+      // the answer may come in after our write failed.
+      if (err.code === 'EPIPE' || err.code === 'ECONNRESET') setTimeout(() => answered || reject(err), 2000);
+      else reject(err);
+    });
     req.end(body);
   });
 }
