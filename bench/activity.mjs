@@ -5,11 +5,11 @@
 // on a session's bridge socket to its session.activity line on /events.
 // Usage: npm run bench:activity [-- --sessions 50 --idle 60 --check 15 --hooks 200]
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { BerthClient } from '../client-sdk/dist/index.js';
-import { arg, finish, ms, pct, prepareEngine, root, startBerthd } from './lib.mjs';
+import { addProject, arg, finish, ms, pct, prepareEngine, root, startBerthd } from './lib.mjs';
 
 const SESSIONS = arg('sessions', 50);
 const IDLE_S = arg('idle', 60);
@@ -69,12 +69,7 @@ function hook(socketPath, event) {
 
 const b = await startBerthd('bench-activity-', { AGENT_MEMORY_LIMIT: '64m', BERTH_ACTIVITY_CHECK_SEC: '3600' });
 try {
-  const repo = join(b.home, 'projects', 'web');
-  mkdirSync(repo, { recursive: true });
-  execFileSync('git', ['init', '-q', '-b', 'main', repo]);
-  execFileSync('git', ['-C', repo, '-c', 'user.email=b@b', '-c', 'user.name=b', 'commit', '-q', '--allow-empty', '-m', 'init']);
-  execFileSync('chown', ['-R', '1000:1000', repo]);
-  await b.client.projects.add({ name: 'web', path: repo });
+  await addProject(b.client, b.home);
   await b.client.agents.define({ name: 'quiet', command: ['sleep', '86400'], readOnly: true, stuckAfterSec: 10, onStuck: 'none' });
   const ids = [];
   for (let i = 0; i < SESSIONS; i += 10) {

@@ -4,11 +4,10 @@
 // --sessions sessions each calling --per times at once, bridged and direct.
 // Usage: npm run bench:bridge [-- --calls 500 --sessions 50 --per 20]
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { arg, finish, ms, pct, prepareEngine, root, startBerthd } from './lib.mjs';
+import { addProject, arg, finish, ms, pct, prepareEngine, root, startBerthd } from './lib.mjs';
 
 const CALLS = arg('calls', 500);
 const SESSIONS = arg('sessions', 50);
@@ -48,12 +47,7 @@ function call(target, agent, payload) {
 try {
   // A real credential path: the key is read from secrets.yaml and added to every call.
   writeFileSync(join(b.home, 'secrets.yaml'), 'bench: sk-ant-api03-bench-key\n', { mode: 0o600 });
-  const repo = join(b.home, 'projects', 'web');
-  mkdirSync(repo, { recursive: true });
-  execFileSync('git', ['init', '-q', '-b', 'main', repo]);
-  execFileSync('git', ['-C', repo, '-c', 'user.email=b@b', '-c', 'user.name=b', 'commit', '-q', '--allow-empty', '-m', 'init']);
-  execFileSync('chown', ['-R', '1000:1000', repo]);
-  await b.client.projects.add({ name: 'web', path: repo });
+  await addProject(b.client, b.home);
   await b.client.agents.define({ name: 'idle', command: ['sleep', '86400'], readOnly: true, network: 'none' });
   const ids = [];
   for (let i = 0; i < SESSIONS; i += 10) {

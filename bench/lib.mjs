@@ -46,6 +46,17 @@ export async function startBerthd(prefix, env = {}, bin = join(root, 'daemon/bin
   return { home, daemon, client, rssMiB };
 }
 
+/** Project `web` for a bench berthd: an empty repository (one commit) owned by uid 1000 under its projects root. */
+export async function addProject(client, home, name = 'web') {
+  const repo = join(home, 'projects', name);
+  mkdirSync(repo, { recursive: true });
+  execFileSync('git', ['init', '-q', '-b', 'main', repo]);
+  execFileSync('git', ['-C', repo, '-c', 'user.email=b@b', '-c', 'user.name=b', 'commit', '-q', '--allow-empty', '-m', 'init']);
+  execFileSync('chown', ['-R', '1000:1000', repo]);
+  await client.projects.add({ name, path: repo });
+  return repo;
+}
+
 /** `docker run -d` arguments matching a berth session container: limits, hardening, mounts, network. */
 export function dockerRunArgs({ workspace, readonly, shared, volume, network }) {
   return [
