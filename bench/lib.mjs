@@ -65,12 +65,13 @@ export function dockerRunArgs({ workspace, readonly, shared, volume, network }) 
     '--mount', `type=bind,source=${workspace},target=/workspace${readonly ? ',readonly' : ''}`,
     '--mount', `type=bind,source=${shared},target=/shared,readonly`,
     '--mount', `type=volume,source=${volume},target=/agent`,
-    '--network', network, '--label', 'dev.berth.test=true', IMAGE, 'sleep', '3600',
+    '--network', network, '--label', 'dev.berth.test=true', '--label', `dev.berth.bench=${process.pid}`, IMAGE, 'sleep', '3600',
   ];
 }
 
 /** Removes sessions a failed run left, stops berthd, removes what the raw side made and berthd's home. */
 export async function finish({ home, client, daemon }) {
+  const instance = (await client.daemon.status().catch(() => null))?.instanceId ?? null;
   const sessions = [];
   for (let cursor; ; ) {
     const page = await client.sessions.list(cursor ? { cursor } : {}).catch(() => ({ items: [], nextCursor: null }));
@@ -82,8 +83,16 @@ export async function finish({ home, client, daemon }) {
   const exited = new Promise((r) => (daemon.exitCode !== null ? r() : daemon.once('exit', r)));
   daemon.kill('SIGTERM');
   await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-  const left = execFileSync('docker', ['ps', '-aq', '--filter', 'label=dev.berth.test=true'], { encoding: 'utf8' }).trim();
-  if (left) execFileSync('docker', ['rm', '-f', ...left.split('\n')]);
+  // Only what this run made: its berthd's objects (by instance) and its raw containers (by pid);
+  // test runs on the same engine keep theirs.
+  const ids = (...a) => execFileSync('docker', a, { encoding: 'utf8' }).split('\n').filter(Boolean);
+  const filters = [`label=dev.berth.bench=${process.pid}`, ...(instance ? [`label=dev.berth.instance=${instance}`] : [])];
+  for (const f of filters) {
+    const cs = ids('ps', '-aq', '--filter', f);
+    if (cs.length) execFileSync('docker', ['rm', '-f', ...cs], { stdio: 'ignore' });
+    for (const v of ids('volume', 'ls', '-q', '--filter', f)) execFileSync('docker', ['volume', 'rm', '-f', v], { stdio: 'ignore' });
+    for (const n of ids('network', 'ls', '-q', '--filter', f)) execFileSync('docker', ['network', 'rm', n], { stdio: 'ignore' });
+  }
   rmSync(home, { recursive: true, force: true });
 }
 
