@@ -210,7 +210,10 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
   const notifyLog = log.child({ component: 'notify' });
   const notifier = new Notifier({
     bus,
-    lookup: (id) => store.sessions.get(id),
+    lookup: (id) => {
+      const s = store.sessions.get(id);
+      return s && { ...s, onStuck: store.agents.get(s.agent)?.onStuck };
+    },
     desktop: desktopNotifier({ log: notifyLog }),
     webhooks: config.notifyWebhooks.map((hook) => new WebhookQueue(hook, { clock, log: notifyLog })),
     log: notifyLog,

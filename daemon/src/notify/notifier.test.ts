@@ -75,6 +75,14 @@ describe('toNotification', () => {
     for (const state of ['working', 'idle', 'starting', 'exited'] as const) expect(toNotification(activityEvent({ state }), lookup)).toBeNull();
   });
 
+  it('a stuck agent whose onStuck is none is not notified; notify and restart are, and none still tells of waiting-input', () => {
+    const withPolicy = (onStuck: 'restart' | 'notify' | 'none') => () => ({ name: 'fixer', project: 'web', agent: 'claude', onStuck });
+    expect(toNotification(activityEvent({ state: 'stuck', reason: 'quiet' }), withPolicy('none'))).toBeNull();
+    expect(toNotification(activityEvent({ state: 'stuck', reason: 'quiet' }), withPolicy('notify'))?.kind).toBe('stuck');
+    expect(toNotification(activityEvent({ state: 'stuck', reason: 'quiet' }), withPolicy('restart'))?.kind).toBe('stuck');
+    expect(toNotification(activityEvent({ state: 'waiting-input' }), withPolicy('none'))?.kind).toBe('waiting-input');
+  });
+
   it('a session the store no longer has still gets its notification', () => {
     const n = toNotification(activityEvent({ state: 'waiting-input' }, 'gone'), lookup);
     expect(n?.session).toEqual({ id: 'gone', name: 'fixer', project: '', agent: '' });

@@ -5,8 +5,11 @@ import type { Logger } from '../log.js';
 import type { DesktopNotifier } from './desktop.js';
 import type { WebhookQueue } from './webhooks.js';
 
-/** What a notification names of a session that the event itself does not carry. */
-export type SessionLookup = (id: string) => { name: string; project: string; agent: string } | undefined;
+/**
+ * What a notification names of a session that the event itself does not carry, and whether its
+ * agent asked for no notice when stuck (`onStuck: none`).
+ */
+export type SessionLookup = (id: string) => { name: string; project: string; agent: string; onStuck?: 'restart' | 'notify' | 'none' } | undefined;
 
 /** Longest message a notification carries; the rest is cut (an agent's reason can be long). */
 export const MAX_MESSAGE = 500;
@@ -36,6 +39,7 @@ export function toNotification(event: BerthEvent, lookup: SessionLookup): Omit<N
     case 'session.activity': {
       const { id, name, activity } = event.data;
       if (activity.state !== 'waiting-input' && activity.state !== 'stuck') return null;
+      if (activity.state === 'stuck' && lookup(id)?.onStuck === 'none') return null;
       const detail = reasonText(activity.reason);
       const what = activity.state === 'waiting-input' ? 'waiting for input' : 'stuck';
       return make(activity.state, known(id, name), detail ? `${what}: ${detail}` : what);
