@@ -8,7 +8,9 @@ import type { AgentLimits, SessionActivity, UsageTotals } from './types.js';
  *
  * HTTP on the socket:
  *   POST /v1/messages, POST /v1/messages/count_tokens   the Messages API, relayed to the upstream
- *        with berthd's credential (whatever credential the container sends is dropped)
+ *        with berthd's credential (whatever credential the container sends is dropped); also as
+ *        /messages and /messages/count_tokens, for clients whose base URL carries the /v1
+ *        (the Vercel AI SDK: task-master-ai, OpenCode)
  *   POST /rpc                                            JSON-RPC 2.0, BridgeMethods below
  *   GET  /health                                         200 {"ok":true} while berthd serves the bridge
  *   anything else                                        403, logged
@@ -22,7 +24,19 @@ export const BRIDGE_SOCKET_IN_CONTAINER = `${BRIDGE_DIR_IN_CONTAINER}/${BRIDGE_S
 export const BRIDGE_SOCKET_ENV = 'CLAUDE_BRIDGE_SOCKET';
 
 /** The Claude Code hook events the base image reports (settings in images/base). */
-export type HookEvent = 'SessionStart' | 'UserPromptSubmit' | 'PreToolUse' | 'PostToolUse' | 'Notification' | 'Stop' | 'SubagentStop' | 'SessionEnd';
+export type HookEvent =
+  | 'SessionStart'
+  | 'UserPromptSubmit'
+  | 'PreToolUse'
+  | 'PostToolUse'
+  | 'PostToolUseFailure'
+  | 'PermissionRequest'
+  | 'PermissionDenied'
+  | 'Elicitation'
+  | 'Notification'
+  | 'Stop'
+  | 'SubagentStop'
+  | 'SessionEnd';
 
 /** What the agent side may call on its bridge (nothing here reaches another session). */
 export interface BridgeMethods {

@@ -128,7 +128,7 @@ export const errorRegistry = {
   BRIDGE_PATH_FORBIDDEN: {
     http: 403,
     rpc: 1500,
-    hint: 'The bridge relays only POST /v1/messages and /v1/messages/count_tokens (plus its own /rpc and /health); anything else is refused and logged.',
+    hint: 'The bridge relays only POST /v1/messages and /v1/messages/count_tokens (also without the /v1 prefix), plus its own /rpc and /health; anything else is refused and logged.',
   },
   BUDGET_EXCEEDED: {
     http: 403,

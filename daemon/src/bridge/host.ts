@@ -23,7 +23,17 @@ const MAX_MODEL_BODY = 32 * 1024 * 1024;
 const MAX_RPC_BODY = 1024 * 1024;
 /** Written in the bridge directory (the container's /host) when a graceful stop is asked for. */
 export const STOP_FILE = 'stop-requested';
-const MODEL_PATHS = new Set(['/v1/messages', '/v1/messages/count_tokens']);
+/**
+ * Path asked → the Messages API path relayed. Clients whose base URL includes the version (the Vercel
+ * AI SDK's `@ai-sdk/anthropic`, so task-master-ai and OpenCode) post `/messages` to the same
+ * ANTHROPIC_BASE_URL that Claude Code posts `/v1/messages` to.
+ */
+const MODEL_PATHS = new Map([
+  ['/v1/messages', '/v1/messages'],
+  ['/v1/messages/count_tokens', '/v1/messages/count_tokens'],
+  ['/messages', '/v1/messages'],
+  ['/messages/count_tokens', '/v1/messages/count_tokens'],
+]);
 /** Model requests one session may have open at once (each holds its body): more get 429, which Claude Code retries. */
 const MAX_OPEN_PER_SESSION = 16;
 /** Request bodies held in berthd at once, all sessions together. */
@@ -36,6 +46,12 @@ const HOOK_STATE: Record<string, ActivityState> = {
   PreToolUse: 'working',
   PostToolUse: 'working',
   SubagentStop: 'working',
+  PostToolUseFailure: 'working',
+  PermissionDenied: 'working',
+  // The permission dialog is on screen (Notification about it comes seconds later, if at all).
+  PermissionRequest: 'waiting-input',
+  // An MCP server asks the person for input.
+  Elicitation: 'waiting-input',
   Notification: 'waiting-input',
   Stop: 'idle',
   SessionEnd: 'idle',
@@ -163,7 +179,8 @@ export class BridgeHost {
       const s = this.ident(id);
       if (method === 'GET' && path === '/health') return json(res, 200, { ok: true });
       if (method === 'POST' && path === '/rpc') return await this.rpc(this.record(id), req, res);
-      if (method === 'POST' && MODEL_PATHS.has(path)) return await this.model(s, path, url.search, req, res, started);
+      const relayed = method === 'POST' ? MODEL_PATHS.get(path) : undefined;
+      if (relayed) return await this.model(s, relayed, url.search, req, res, started);
       req.resume();
       const shown = JSON.stringify(path.slice(0, 200));
       this.d.log.warn({ sessionId: id, method: method.slice(0, 16), path: shown }, 'Bridge refused a request outside the allow-list');
@@ -327,12 +344,14 @@ export class BridgeHost {
     const before = s.activity;
     if (!state) return before ?? { state: 'starting', since: s.createdAt, reason: null };
     const p = (payload && typeof payload === 'object' ? payload : {}) as Record<string, unknown>;
-    const detail = typeof p.message === 'string' ? p.message : typeof p.tool_name === 'string' ? p.tool_name : '';
+    const tool = typeof p.tool_name === 'string' ? p.tool_name : '';
+    const detail = typeof p.message === 'string' ? p.message : event === 'PermissionRequest' && tool ? `permission to use ${tool}` : tool;
     const reason = `hook:${event}${detail ? `: ${detail.replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 200)}` : ''}`;
     const now = this.d.clock.now().toISOString();
     const activity: SessionActivity = { ...before, state, since: before?.state === state ? before.since : now, reason, lastHookAt: now };
     this.d.sessions.setActivity(s.id, activity);
-    if (before?.state !== state || (state === 'waiting-input' && before.reason !== reason)) {
+    // A change of state only: one wait is one event (and one notification), whichever hooks tell of it.
+    if (before?.state !== state) {
       this.d.bus.publish('session.activity', { id: s.id, name: s.name, activity, previous: before?.state ?? null });
     }
     return activity;

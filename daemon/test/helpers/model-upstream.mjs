@@ -2,10 +2,46 @@
 import { createServer } from 'node:http';
 /**
  * A stand-in for the Anthropic Messages API on loopback: POST /v1/messages (JSON, or SSE with
- * `stream: true`) and /v1/messages/count_tokens, each answer with fixed usage. It records what it
+ * `stream: true`) and /v1/messages/count_tokens, each answer with fixed usage; a request that forces a
+ * tool (structured output) gets a tool_use of it whose input fits its schema. It records what it
  * saw (paths, headers: the credential that reached it) and the most requests it had open at once.
  * Enough for the real Claude Code CLI (`ANTHROPIC_BASE_URL` pointed at it).
  */
+/** The tool a request forces (`tool_choice: {type: 'tool', name}`: structured output, as the Vercel AI SDK asks for it). */
+function forcedTool(body) {
+  const name = body?.tool_choice?.type === 'tool' ? body.tool_choice.name : undefined;
+  return name ? (body.tools ?? []).find((t) => t?.name === name) ?? null : null;
+}
+
+/** Whether the conversation's last turn is the answer to a tool call. */
+function answersTool(body) {
+  const last = (body?.messages ?? []).at(-1);
+  return Array.isArray(last?.content) && last.content.some((c) => c?.type === 'tool_result');
+}
+
+/** A value that fits a JSON schema: every property, strings from `text`. */
+export function fill(schema, text) {
+  if (!schema || typeof schema !== 'object') return null;
+  if (Array.isArray(schema.anyOf ?? schema.oneOf)) return fill((schema.anyOf ?? schema.oneOf)[0], text);
+  if (schema.enum) return schema.enum[0];
+  const type = Array.isArray(schema.type) ? schema.type[0] : schema.type;
+  switch (type) {
+    case 'object':
+      return Object.fromEntries(Object.entries(schema.properties ?? {}).map(([k, v]) => [k, fill(v, text)]));
+    case 'array':
+      return [];
+    case 'string':
+      return text;
+    case 'number':
+    case 'integer':
+      return 1;
+    case 'boolean':
+      return true;
+    default:
+      return null;
+  }
+}
+
 export class ModelUpstream {
   server;
   opts;
@@ -18,7 +54,7 @@ export class ModelUpstream {
     this.server = server;
     this.opts = opts;
   }
-  /** @param {{answer?: string, usage?: object, delayMs?: number, host?: string, record?: boolean}} o */
+  /** @param {{answer?: string, usage?: object, delayMs?: number, host?: string, record?: boolean, streamPauseMs?: number, toolUse?: {name: string, input: object}}} o */
   static async start(o = {}) {
     const opts = {
       answer: o.answer ?? 'Hello from the stand-in.',
@@ -27,6 +63,8 @@ export class ModelUpstream {
       record: o.record ?? true,
       /** Held after message_start in a stream (an answer the agent can hang up on midway). */
       streamPauseMs: o.streamPauseMs ?? 0,
+      /** {name, input}: ask for this tool (the agent's turn then waits for its permission). */
+      toolUse: o.toolUse ?? null,
     };
     let self;
     const server = createServer((req, res) => void self.handle(req, res));
@@ -34,6 +72,12 @@ export class ModelUpstream {
     self = new ModelUpstream(server, opts);
     await new Promise((r) => server.listen(0, o.host ?? '127.0.0.1', r));
     return self;
+  }
+  /** `toolUse`: a request offering that tool, not already answering a tool call, gets a call of it. */
+  askTool(body) {
+    const want = this.opts.toolUse;
+    if (!want || answersTool(body) || !(body.tools ?? []).some((t) => t?.name === want.name)) return null;
+    return { name: want.name, input: want.input };
   }
   get port() {
     return this.server.address().port;
@@ -51,7 +95,8 @@ export class ModelUpstream {
       /* not JSON: answered below */
     }
     const path = (req.url ?? '/').split('?')[0];
-    if (this.opts.record) this.seen.push({ path, headers: req.headers, model: body.model ?? null, stream: body.stream === true });
+    const rec = { path, headers: req.headers, model: body.model ?? null, stream: body.stream === true, at: Date.now(), tool: null };
+    if (this.opts.record) this.seen.push(rec);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
@@ -65,11 +110,13 @@ export class ModelUpstream {
       }
       const id = `msg_${Math.random().toString(36).slice(2)}`;
       const u = this.opts.usage;
+      const tool = forcedTool(body) ?? this.askTool(body);
+      rec.tool = tool?.name ?? null;
       if (!body.stream) {
         res.writeHead(200, { 'content-type': 'application/json', 'request-id': id });
+        const content = tool ? [{ type: 'tool_use', id: `toolu_${id.slice(4)}`, name: tool.name, input: tool.input ?? fill(tool.input_schema, this.opts.answer) }] : [{ type: 'text', text: this.opts.answer }];
         return void res.end(JSON.stringify({
-          id, type: 'message', role: 'assistant', model, stop_reason: 'end_turn', stop_sequence: null,
-          content: [{ type: 'text', text: this.opts.answer }], usage: u,
+          id, type: 'message', role: 'assistant', model, stop_reason: tool ? 'tool_use' : 'end_turn', stop_sequence: null, content, usage: u,
         }));
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'request-id': id });
@@ -80,13 +127,18 @@ export class ModelUpstream {
       });
       if (this.opts.streamPauseMs) await new Promise((r) => setTimeout(r, this.opts.streamPauseMs));
       if (res.destroyed) return;
-      send('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
-      send('ping', { type: 'ping' });
-      const words = this.opts.answer.split(/(?<= )/);
-      for (const w of words)
-        send('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } });
+      if (tool) {
+        send('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: `toolu_${id.slice(4)}`, name: tool.name, input: {} } });
+        send('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: JSON.stringify(tool.input ?? fill(tool.input_schema, this.opts.answer)) } });
+      } else {
+        send('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } });
+        send('ping', { type: 'ping' });
+        const words = this.opts.answer.split(/(?<= )/);
+        for (const w of words)
+          send('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: w } });
+      }
       send('content_block_stop', { type: 'content_block_stop', index: 0 });
-      send('message_delta', { type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: u.output_tokens } });
+      send('message_delta', { type: 'message_delta', delta: { stop_reason: tool ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: u.output_tokens } });
       send('message_stop', { type: 'message_stop' });
       res.end();
     }
