@@ -127,6 +127,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
           bus,
           log: log.child({ component: 'bridge' }),
           clock,
+          onTurnEnded: (id) => sessions.finishGracefulStop(id),
         });
 
   const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // A Claude Code command hook (registered for every event in /etc/claude-code/managed-settings.json):
 // `node /opt/berth/hook.mjs <Event>` reads the hook's JSON from stdin and reports it to berthd as
-// `bridge.hook` on the Claude bridge (client-sdk/src/protocol/bridge.ts). It prints nothing and always
-// exits 0 within a few seconds: Claude Code adds a SessionStart/UserPromptSubmit hook's stdout to the
-// model's context, and a hook that fails or hangs would stall or break the agent. Only a few fields
-// leave the container; never the prompt, the transcript or a tool's input or output.
+// `bridge.hook` on the Claude bridge (client-sdk/src/protocol/bridge.ts). It always exits 0 within a few
+// seconds (a hook that fails or hangs would stall or break the agent) and prints nothing, but for one
+// thing: when a graceful stop was asked for, the context that tells Claude Code to finish and end its
+// turn. Only a few fields leave the container; never the prompt, the transcript or a tool's input or output.
 import { request } from 'node:http';
 
 const MAX_INPUT = 1024 * 1024;
@@ -59,13 +59,43 @@ function pick(text) {
   return out;
 }
 
+/** Events whose hook may hand Claude Code context for its next step (hookSpecificOutput.additionalContext). */
+const TELLS = new Set(['SessionStart', 'UserPromptSubmit', 'PostToolUse', 'PostToolUseFailure']);
+
+/**
+ * A graceful stop was asked for (`berth stop --graceful`): Claude Code is told on its next step.
+ * Its turn's end (the Stop hook) then stops the session; nothing more is needed from the agent.
+ */
+function tell(answer) {
+  let deadline;
+  try {
+    deadline = JSON.parse(answer)?.result?.stopRequested?.deadline;
+  } catch {
+    return '';
+  }
+  if (typeof deadline !== 'string' || !TELLS.has(event)) return '';
+  const context =
+    `berth: a graceful stop of this session was asked for (deadline ${deadline.slice(0, 40)}). ` +
+    'Finish the unit of work you are on, leave the workspace consistent (commit what is done), and end your turn; ' +
+    'do not start anything new. The session stops when your turn ends.';
+  return JSON.stringify({ hookSpecificOutput: { hookEventName: event, additionalContext: context } });
+}
+
 const payload = pick(await readInput());
 const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'bridge.hook', params: { event, payload } });
 const req = request(
   { socketPath, path: '/rpc', method: 'POST', timeout: TIMEOUT_MS, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
   (res) => {
-    res.resume();
-    res.on('end', done);
+    let answer = '';
+    res.setEncoding('utf8');
+    res.on('data', (c) => {
+      if (answer.length < 64 * 1024) answer += c;
+    });
+    res.on('end', () => {
+      const out = tell(answer);
+      if (out) process.stdout.write(out, done);
+      else done();
+    });
     res.on('error', done);
   },
 );

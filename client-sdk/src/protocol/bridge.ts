@@ -60,5 +60,13 @@ export interface BridgeMethods {
    * /opt/berth/hook.mjs). berth keeps only the event name, the notification message and the
    * tool name; never prompts, transcripts or tool input.
    */
-  'bridge.hook': { params: { event: HookEvent | string; payload?: Record<string, unknown> }; result: { activity: SessionActivity } };
+  'bridge.hook': {
+    params: { event: HookEvent | string; payload?: Record<string, unknown> };
+    /**
+     * `stopRequested` as in bridge.hello: the base image's hook then tells Claude Code (as context on
+     * its next step) to finish its unit of work and end its turn. A turn that ends (Stop,
+     * SessionEnd) while a graceful stop is asked for stops the session then, not at the deadline.
+     */
+    result: { activity: SessionActivity; stopRequested: { deadline: string } | null };
+  };
 }

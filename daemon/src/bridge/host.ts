@@ -66,6 +66,8 @@ export interface BridgeDeps {
   bus: EventBus;
   log: Logger;
   clock: Clock;
+  /** A Claude Code turn ended in a session asked to stop gracefully: it is stopped now. */
+  onTurnEnded?: (id: string) => void;
 }
 
 class BodyTooLarge extends Error {}
@@ -320,7 +322,11 @@ export class BridgeHost {
       if (typeof params.event !== 'string' || !params.event || params.event.length > 64) {
         return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32602, message: 'Invalid params: event must be a hook event name' } });
       }
-      result = { activity: this.hook(s, params.event, params.payload) };
+      const activity = this.hook(s, params.event, params.payload);
+      const asked = s.desired === 'stopped' && s.gracefulDeadline ? { deadline: s.gracefulDeadline } : null;
+      // The unit of work a graceful stop waits for is the agent's turn: it ended, so stop now.
+      if (asked && (params.event === 'Stop' || params.event === 'SessionEnd')) this.d.onTurnEnded?.(s.id);
+      result = { activity, stopRequested: asked };
     } else return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32601, message: `Method not found: ${JSON.stringify(call.method.slice(0, 64))}` } });
     return json(res, 200, { jsonrpc: '2.0', id, result });
   }

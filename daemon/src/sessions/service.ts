@@ -243,6 +243,19 @@ export class SessionService {
     return this.d.sessions.view(next);
   }
 
+  /**
+   * The agent finished its unit of work while a graceful stop was asked for (Claude Code's turn
+   * ended): the deadline becomes now, so the reconciler stops it at once.
+   */
+  finishGracefulStop(id: string): void {
+    const s = this.d.sessions.get(id);
+    const now = this.now().toISOString();
+    if (!s || s.desired !== 'stopped' || !s.gracefulDeadline || s.gracefulDeadline <= now) return;
+    this.d.sessions.setDesired(s.id, 'stopped', now, { gracefulDeadline: now });
+    this.d.reconciler.enqueue(s.id);
+    this.d.log.info({ sessionId: s.id }, 'Agent finished its turn during a graceful stop: stopping it now');
+  }
+
   /** A fresh container from the current agent profile (same overrides, same /agent volume). */
   async restart(idOrName: string): Promise<Session> {
     const s = this.resolve(idOrName);

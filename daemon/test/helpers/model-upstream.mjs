@@ -13,10 +13,9 @@ function forcedTool(body) {
   return name ? (body.tools ?? []).find((t) => t?.name === name) ?? null : null;
 }
 
-/** Whether the conversation's last turn is the answer to a tool call. */
+/** Whether the conversation already has a tool call in it (the stand-in asks once a conversation). */
 function answersTool(body) {
-  const last = (body?.messages ?? []).at(-1);
-  return Array.isArray(last?.content) && last.content.some((c) => c?.type === 'tool_result');
+  return (body?.messages ?? []).some((m) => Array.isArray(m?.content) && m.content.some((c) => c?.type === 'tool_result' || c?.type === 'tool_use'));
 }
 
 /** A value that fits a JSON schema: every property, strings from `text`. */
@@ -65,6 +64,8 @@ export class ModelUpstream {
       streamPauseMs: o.streamPauseMs ?? 0,
       /** {name, input}: ask for this tool (the agent's turn then waits for its permission). */
       toolUse: o.toolUse ?? null,
+      /** Keep each request's body in `seen` (what the agent sent the model). */
+      keepBodies: o.keepBodies ?? false,
     };
     let self;
     const server = createServer((req, res) => void self.handle(req, res));
@@ -95,7 +96,7 @@ export class ModelUpstream {
       /* not JSON: answered below */
     }
     const path = (req.url ?? '/').split('?')[0];
-    const rec = { path, headers: req.headers, model: body.model ?? null, stream: body.stream === true, at: Date.now(), tool: null };
+    const rec = { path, headers: req.headers, model: body.model ?? null, stream: body.stream === true, at: Date.now(), tool: null, body: this.opts.keepBodies ? Buffer.concat(chunks).toString('utf8') : null };
     if (this.opts.record) this.seen.push(rec);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);

@@ -24,7 +24,7 @@ describe('the real Claude Code CLI in a berth session', () => {
   beforeAll(async () => {
     await ensureClaudeImage();
     up = await ModelUpstream.start({ answer: ANSWER });
-    ({ d } = await startWithProject({ env: { BERTH_MODEL_UPSTREAM: up.url, BERTH_MODEL_CREDENTIAL: 'secret:anthropic' } }));
+    ({ d } = await startWithProject({ env: { BERTH_MODEL_UPSTREAM: up.url, BERTH_MODEL_CREDENTIAL: 'secret:anthropic', BERTH_ACTIVITY_CHECK_SEC: '1' } }));
     await writeFile(join(d.home, 'secrets.yaml'), `anthropic: ${KEY}\n`, { mode: 0o600 });
     void (async () => {
       for await (const e of d.client.events({ signal: ac.signal })) events.push(e);
@@ -79,5 +79,87 @@ describe('the real Claude Code CLI in a berth session', () => {
     // Nothing of the key in the container's description or its output.
     expect(await docker('inspect', done.containerId!)).not.toContain(KEY);
     expect(logs).not.toContain(KEY);
+  }, 300_000);
+
+  it('Claude Code asking for permission (a real prompt, in tmux) is waiting-input at once and never called stuck', async () => {
+    // The model asks to run a command; Claude Code, in its default permission mode, asks a person.
+    up.opts.toolUse = { name: 'Bash', input: { command: 'touch /workspace/asked', description: 'Make a file' } };
+    const trust = JSON.stringify({ hasCompletedOnboarding: true, projects: { '/workspace': { hasTrustDialogAccepted: true } } });
+    await d.client.agents.define({
+      name: 'asker',
+      image: CLAUDE_IMAGE,
+      command: [
+        'sh',
+        '-c',
+        `echo '${trust}' > "$HOME/.claude.json"; tmux new-session -d -s claude -x 160 -y 50 'claude --permission-mode default "make a file"'; ` +
+          'echo asking; while tmux has-session -t claude 2>/dev/null; do sleep 1; done',
+      ],
+      network: 'none',
+      stuckAfterSec: 6,
+      restartPolicy: 'always',
+    });
+    const s = await d.client.sessions.start({ project: 'web', agent: 'asker' });
+    const e = await poll(
+      async () => events.find((x) => x.type === 'session.activity' && x.data.id === s.id && x.data.activity.state === 'waiting-input'),
+      120_000,
+      'waiting-input',
+    );
+    expect(e.type === 'session.activity' && e.data.activity.reason).toBe('hook:PermissionRequest: permission to use Bash');
+    // For the record (no timing assertion): from the model's last answer to the event.
+    const asked = up.messages().filter((m) => m.tool === 'Bash').at(-1)!;
+    console.log(`permission prompt: waiting-input on /events ${Date.parse(e.ts) - asked.at} ms after the model asked for the tool`);
+    // It is the permission prompt on Claude Code's screen.
+    const screen = await d.client.sessions.exec({ id: s.id, cmd: ['tmux', 'capture-pane', '-p', '-t', 'claude'] });
+    expect(screen.stdout).toContain('Do you want to proceed?');
+    await poll(async () => events.some((x) => x.type === 'notification' && x.data.kind === 'waiting-input' && x.data.session.id === s.id), 10_000, 'its notification');
+    expect(events.find((x) => x.type === 'notification' && x.data.session.id === s.id)).toMatchObject({ data: { message: 'waiting for input: permission to use Bash' } });
+    // Three times its stuck timeout with nothing but the prompt on screen: not stuck, not restarted.
+    await new Promise((r) => setTimeout(r, 18_000));
+    const x = await d.client.sessions.get({ id: s.id });
+    expect(x.activity?.state).toBe('waiting-input');
+    expect(x.containerId).toBe(s.containerId);
+    expect(x.restartCount).toBe(0);
+    expect(events.some((y) => y.type === 'session.activity' && y.data.id === s.id && y.data.activity.state === 'stuck')).toBe(false);
+    // One wait, one notification (Claude Code's own Notification hook about the same dialog comes later).
+    expect(events.filter((y) => y.type === 'notification' && y.data.session.id === s.id)).toHaveLength(1);
+    await d.client.sessions.remove({ id: s.id, force: true });
+  }, 300_000);
+
+  it('a graceful stop reaches Claude Code mid-turn: told on its next step, stopped when its turn ends, not at the deadline', async () => {
+    // A turn with one tool call that takes a while; the tool is allowed, so nobody is asked.
+    up.opts.toolUse = { name: 'Bash', input: { command: 'sleep 5', description: 'Wait a little' } };
+    up.opts.keepBodies = true;
+    const trust = JSON.stringify({ hasCompletedOnboarding: true, projects: { '/workspace': { hasTrustDialogAccepted: true } } });
+    await d.client.agents.define({
+      name: 'finisher',
+      image: CLAUDE_IMAGE,
+      command: [
+        'sh',
+        '-c',
+        `echo '${trust}' > "$HOME/.claude.json"; tmux new-session -d -s claude -x 160 -y 50 'claude "do the work" --permission-mode default --allowedTools "Bash(sleep 5)"'; ` +
+          'while tmux has-session -t claude 2>/dev/null; do sleep 1; done',
+      ],
+      network: 'none',
+      restartPolicy: 'always',
+    });
+    const s = await d.client.sessions.start({ project: 'web', agent: 'finisher' });
+    await poll(async () => (await d.client.sessions.get({ id: s.id })).activity?.reason === 'hook:PreToolUse: Bash', 120_000, 'the tool call');
+    const asked = await d.client.sessions.stop({ id: s.id, graceful: true, withinSec: 600 });
+    expect(asked.gracefulStop).not.toBeNull();
+    const stopped = await poll(async () => {
+      const x = await d.client.sessions.get({ id: s.id });
+      return x.state === 'stopped' ? x : null;
+    }, 180_000, 'the stop at the end of its turn');
+    // Its turn ended (the Stop hook), not the 10 minutes it was given.
+    expect(Date.parse(stopped.finishedAt!)).toBeLessThan(Date.parse(asked.gracefulStop!.deadline) - 300_000);
+    expect(stopped.activity?.reason).toMatch(/^hook:(Stop|SessionEnd)/);
+    // The model heard of it with the tool's result, in the request that ended the turn.
+    const told = up.messages().filter((m) => m.body?.includes('a graceful stop of this session was asked for'));
+    expect(told.length).toBeGreaterThan(0);
+    // Policy `always`: still stopped.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect((await d.client.sessions.get({ id: s.id })).state).toBe('stopped');
+    up.opts.toolUse = null;
+    up.opts.keepBodies = false;
   }, 300_000);
 });
