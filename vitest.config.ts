@@ -1,4 +1,13 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
+
+/**
+ * Test files at once. Most of the suite waits on the engine, on git and on timers, not on the CPU:
+ * vitest's default (cores - 1) ran one file at a time on a 2-core machine. Every test is written to
+ * pass on a busy machine (deadlines are for hangs), so a few files share the cores.
+ * BERTH_TEST_WORKERS overrides.
+ */
+const workers = Number(process.env.BERTH_TEST_WORKERS) || Math.min(4, Math.max(2, availableParallelism() * 2));
 
 export default defineConfig({
   test: {
@@ -7,6 +16,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    maxWorkers: workers,
     reporters: ['default', './scripts/summary-reporter.ts'],
   },
 });
