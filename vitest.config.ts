@@ -13,8 +13,9 @@ export default defineConfig({
   test: {
     include: ['daemon/src/**/*.test.ts', 'client-sdk/src/**/*.test.ts', 'daemon/test/**/*.test.ts', 'test/**/*.test.ts'],
     globalSetup: ['daemon/test/helpers/global-setup.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
+    // Deadlines are for hangs, not for speed: four files share two cores and the engine.
+    testTimeout: 240_000,
+    hookTimeout: 600_000,
     pool: 'forks',
     maxWorkers: workers,
     reporters: ['default', './scripts/summary-reporter.ts'],

@@ -2,7 +2,7 @@ import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { lstat, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { schedule, type ScheduledTask } from 'node-cron';
-import { BerthError, type MergeResult, type Project, type RemoveResult, type SessionDiff, type SessionStatus } from '@berth/client-sdk/protocol';
+import { BerthError, type MergeResult, type Project, type RemoveResult, type SessionDiff, type SessionMerge, type SessionStatus } from '@berth/client-sdk/protocol';
 import type { CheckoutManager, CheckoutRef } from '../checkouts/manager.js';
 import { readRef } from '../checkouts/shadow.js';
 import { ImportQueue } from './import-queue.js';
@@ -63,8 +63,8 @@ export class SessionCheckouts {
   }
 
   /** The work tree a session's git work lives in. */
-  async ref(s: SessionRecord): Promise<CheckoutRef & { name: string }> {
-    if (s.checkoutDir) return { key: s.id, workTree: s.checkoutDir, branch: s.branch, base: s.base, baseSha: s.baseSha, name: s.name };
+  async ref(s: SessionRecord): Promise<CheckoutRef & { name: string; merged?: SessionMerge | null }> {
+    if (s.checkoutDir) return { key: s.id, workTree: s.checkoutDir, branch: s.branch, base: s.base, baseSha: s.baseSha, name: s.name, merged: s.merged };
     const p = this.project(s);
     const base = p.branch ?? (await this.manager.currentBranch(p.path));
     return { key: s.id, workTree: p.path, branch: null, base, baseSha: null, name: s.name };
@@ -88,7 +88,9 @@ export class SessionCheckouts {
   async merge(s: SessionRecord, strategy: 'ff' | 'merge' | 'squash', message?: string): Promise<MergeResult> {
     if (!s.checkoutDir) throw new BerthError('NO_CHECKOUT', `session ${s.name} works in the main checkout and has no branch of its own`);
     await this.queue.importNow(s);
-    return this.manager.imports.merge(await this.ref(s), this.project(s).path, strategy, message);
+    const r = await this.manager.imports.merge(await this.ref(s), this.project(s).path, strategy, message);
+    this.sessions.setMerged(s.id, { strategy: r.strategy, base: r.base, commit: r.commit, branchTip: r.branchTip, at: new Date().toISOString() });
+    return r;
   }
 
   async dirty(s: SessionRecord): Promise<string[]> {
@@ -295,6 +297,8 @@ export class SessionCheckouts {
     if (this.poller) clearTimeout(this.poller);
     this.poller = null;
     for (const id of [...this.watchers.keys()]) this.unwatch(id);
+    for (const t of this.soon.values()) clearTimeout(t);
+    this.soon.clear();
   }
 }
 

@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BerthClient } from '@berth/client-sdk';
+import { BerthClient, type Session } from '@berth/client-sdk';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const BERTHD_BIN = join(REPO_ROOT, 'daemon/bin/berthd.js');
@@ -255,8 +255,15 @@ export async function makeRepo(dir: string, opts: { owner?: number } = {}): Prom
   return dir;
 }
 
+/**
+ * A poll's deadline is for a hang, not for speed: each is stretched by BERTH_TEST_SLACK (default 3),
+ * so a suite sharing two cores with other work waits longer instead of failing. Only a condition that
+ * never comes costs the extra time.
+ */
+const SLACK = Number(process.env.BERTH_TEST_SLACK) || 3;
+
 export async function poll<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + timeoutMs * SLACK;
   let last: unknown;
   while (Date.now() < deadline) {
     try {
@@ -282,6 +289,16 @@ export async function startWithProject(opts: DaemonOptions = {}, project = 'web'
     // status is best effort here
   }
   return { d, repo };
+}
+
+/** Waits for a session's agent to finish (exited or failed); returns the session and its output. */
+export async function finished(client: BerthClient, id: string, timeoutMs: number, what = 'the agent to finish'): Promise<{ session: Session; logs: string }> {
+  const session = await poll(async () => {
+    const x = await client.sessions.get({ id });
+    return x.state === 'exited' || x.state === 'failed' ? x : null;
+  }, timeoutMs, what);
+  const logs = (await client.sessions.logs({ id })).map((l) => l.line).join('\n');
+  return { session, logs };
 }
 
 /** `sh -c SCRIPT` as an agent command, for scripted test agents in the busybox image. */

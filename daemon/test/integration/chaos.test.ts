@@ -109,7 +109,10 @@ describe('chaos: kill -9 of berthd in the middle of concurrent operations', () =
         const containers = (await docker('ps', '-aq', '--no-trunc', '--filter', `label=dev.berth.instance=${d.instanceId ?? (await d.client.daemon.status()).instanceId}`)).split('\n').filter(Boolean);
         const perSession = new Map<string, number>();
         for (const id of containers) {
-          const info = JSON.parse(await docker('inspect', id))[0] as { Config: { Labels: Record<string, string> }; Mounts: { Source: string; Destination: string }[] };
+          // berthd goes on reconciling while we look: a container listed a moment ago may be gone.
+          const raw = await docker('inspect', id).catch(() => null);
+          if (raw === null) continue;
+          const info = JSON.parse(raw)[0] as { Config: { Labels: Record<string, string> }; Mounts: { Source: string; Destination: string }[] };
           const sid = info.Config.Labels['dev.berth.session']!;
           perSession.set(sid, (perSession.get(sid) ?? 0) + 1);
           const s = settled.find((x) => x.id === sid);

@@ -22,6 +22,7 @@ describe('crash-loop backoff (real engine, injected clock)', () => {
   let clock: FakeClock;
   let reconciler: Reconciler;
   let sessions: SessionService;
+  let checkouts: { stop(): void };
   const loops = new AbortController();
 
   beforeAll(async () => {
@@ -33,7 +34,7 @@ describe('crash-loop backoff (real engine, injected clock)', () => {
     // The daemon's own composition root, with the fake clock; only the reconciler's loop runs (no
     // event watcher, no resync), so the test decides when the reconciler looks.
     const d = buildDaemon(config, { log: pino({ level: 'silent' }), clock, runtime: new DockerRuntime({ dockerHost: null }), reconciler: { workers: 2, resyncMs: 1e9 } });
-    ({ store, reconciler, sessions } = d);
+    ({ store, reconciler, sessions, checkouts } = d);
     void reconciler.start(loops.signal);
     const ts = clock.now().toISOString();
     store.projects.insert({ name: 'web', path: repo, network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', defaultImage: null, createdAt: ts, updatedAt: ts });
@@ -57,13 +58,18 @@ describe('crash-loop backoff (real engine, injected clock)', () => {
 
   afterAll(async () => {
     loops.abort();
+    checkouts.stop();
     store.close();
     await removeInstanceObjects(home);
     await rm(home, { recursive: true, force: true });
   });
 
   it('restarts after 10 s, 20 s, 40 s of (fake) time, the same container each time', async () => {
-    const s = await sessions.start({ project: 'web', agent: 'crasher' });
+    // The start waits on the reconciler, whose retries (a first look before the checkout is ready, on
+    // a loaded machine) run on the fake clock: let fake time pass until it runs. The container only
+    // crashes after that, and no crash is seen before we enqueue it (no event watcher here).
+    const ticking = setInterval(() => clock.advance(1000), 100);
+    const s = await sessions.start({ project: 'web', agent: 'crasher' }).finally(() => clearInterval(ticking));
     const containerId = s.containerId!;
     const delays: number[] = [];
 
