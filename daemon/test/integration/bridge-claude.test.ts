@@ -3,11 +3,25 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BerthEvent } from '@berth/client-sdk/protocol';
 import { CLAUDE_IMAGE, ensureClaudeImage } from '../helpers/claude-image.js';
-import { poll, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
+import { finished, poll, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
 import { docker } from '../helpers/docker.js';
 import { ModelUpstream } from '../helpers/model-upstream.mjs';
 
 const KEY = 'sk-ant-api03-host-key-for-the-real-cli';
+
+/**
+ * Claude Code as a person runs it: interactive, on a terminal (tmux session `claude`), in the
+ * workspace with its onboarding and trust dialog already answered; the agent lasts as long as it.
+ */
+const interactiveClaude = (args: string) => {
+  const trust = JSON.stringify({ hasCompletedOnboarding: true, projects: { '/workspace': { hasTrustDialogAccepted: true } } });
+  return [
+    'sh',
+    '-c',
+    `echo '${trust}' > "$HOME/.claude.json"; tmux new-session -d -s claude -x 160 -y 50 'claude ${args}'; ` +
+      'while tmux has-session -t claude 2>/dev/null; do sleep 1; done',
+  ];
+};
 const ANSWER = 'The tests pass now.';
 
 /**
@@ -46,11 +60,7 @@ describe('the real Claude Code CLI in a berth session', () => {
       restartPolicy: 'never',
     });
     const s = await d.client.sessions.start({ project: 'web', agent: 'coder' });
-    const done = await poll(async () => {
-      const x = await d.client.sessions.get({ id: s.id });
-      return x.state === 'exited' || x.state === 'failed' ? x : null;
-    }, 180_000, 'claude -p to finish');
-    const logs = (await d.client.sessions.logs({ id: s.id })).map((l) => l.line).join('\n');
+    const { session: done, logs } = await finished(d.client, s.id, 180_000, 'claude -p to finish');
     expect(done.exitCode, logs).toBe(0);
     const line = logs.split('\n').find((l) => l.startsWith('{') && l.includes('"type":"result"'));
     expect(line, logs).toBeTruthy();
@@ -84,16 +94,10 @@ describe('the real Claude Code CLI in a berth session', () => {
   it('Claude Code asking for permission (a real prompt, in tmux) is waiting-input at once and never called stuck', async () => {
     // The model asks to run a command; Claude Code, in its default permission mode, asks a person.
     up.opts.toolUse = { name: 'Bash', input: { command: 'touch /workspace/asked', description: 'Make a file' } };
-    const trust = JSON.stringify({ hasCompletedOnboarding: true, projects: { '/workspace': { hasTrustDialogAccepted: true } } });
     await d.client.agents.define({
       name: 'asker',
       image: CLAUDE_IMAGE,
-      command: [
-        'sh',
-        '-c',
-        `echo '${trust}' > "$HOME/.claude.json"; tmux new-session -d -s claude -x 160 -y 50 'claude --permission-mode default "make a file"'; ` +
-          'echo asking; while tmux has-session -t claude 2>/dev/null; do sleep 1; done',
-      ],
+      command: interactiveClaude('"make a file" --permission-mode default'),
       network: 'none',
       stuckAfterSec: 6,
       restartPolicy: 'always',
@@ -129,16 +133,10 @@ describe('the real Claude Code CLI in a berth session', () => {
     // A turn with one tool call that takes a while; the tool is allowed, so nobody is asked.
     up.opts.toolUse = { name: 'Bash', input: { command: 'sleep 5', description: 'Wait a little' } };
     up.opts.keepBodies = true;
-    const trust = JSON.stringify({ hasCompletedOnboarding: true, projects: { '/workspace': { hasTrustDialogAccepted: true } } });
     await d.client.agents.define({
       name: 'finisher',
       image: CLAUDE_IMAGE,
-      command: [
-        'sh',
-        '-c',
-        `echo '${trust}' > "$HOME/.claude.json"; tmux new-session -d -s claude -x 160 -y 50 'claude "do the work" --permission-mode default --allowedTools "Bash(sleep 5)"'; ` +
-          'while tmux has-session -t claude 2>/dev/null; do sleep 1; done',
-      ],
+      command: interactiveClaude('"do the work" --permission-mode default --allowedTools "Bash(sleep 5)"'),
       network: 'none',
       restartPolicy: 'always',
     });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { DefaultImagesResult, ImageBuildProgress } from '@berth/client-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { docker } from '../helpers/docker.js';
-import { REPO_ROOT, poll, sh, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
+import { REPO_ROOT, finished, poll, sh, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
 import { ModelUpstream } from '../helpers/model-upstream.mjs';
 
 const OFFLINE_BASE = 'berth-offline-base:bookworm';
@@ -116,11 +116,7 @@ describe('shipped images on the offline base', () => {
       restartPolicy: 'never',
     });
     const s = await d.client.sessions.start({ project: 'web', agent: 'planner', mode: 'read' });
-    const done = await poll(async () => {
-      const x = await d.client.sessions.get({ id: s.id });
-      return x.state === 'exited' || x.state === 'failed' ? x : null;
-    }, 240_000, 'task-master to finish');
-    const logs = (await d.client.sessions.logs({ id: s.id })).map((l) => l.line).join('\n');
+    const { session: done, logs } = await finished(d.client, s.id, 240_000, 'task-master to finish');
     expect(done.exitCode, logs).toBe(0);
     expect(logs).toContain('TASKS ["Add a login page"]');
     // It posted /messages under ANTHROPIC_BASE_URL; the bridge relayed it as /v1/messages with the host's key.
