@@ -177,6 +177,18 @@ export interface Session {
   gracefulStop: { deadline: string } | null;
   /** Waiting for a slot (BERTH_MAX_RUNNING): `pending` until a running session ends; starts by itself. */
   queued: boolean;
+  /** The last merge of its branch by `berth merge` (removal treats a squash of an unmoved tip as merged). */
+  merged: SessionMerge | null;
+}
+
+export interface SessionMerge {
+  strategy: 'ff' | 'merge' | 'squash';
+  base: string;
+  /** The base branch's tip the merge made. */
+  commit: string;
+  /** The session branch's tip that was merged. */
+  branchTip: string;
+  at: string;
 }
 
 export interface SessionList {
@@ -216,6 +228,8 @@ export interface MergeResult {
   branch: string;
   /** The base branch's new tip. */
   commit: string;
+  /** The session branch's tip that was merged. */
+  branchTip: string;
 }
 
 export interface RemoveResult {

@@ -3,10 +3,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, type MergeResult } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
-import { git, gitPipe } from './git.js';
+import { git, gitPipe, type GitCall } from './git.js';
 import type { Inspector } from './inspect.js';
 import { untrackedInTheWay } from './merge-guard.js';
-import { currentBranch, gitMessage, pgit, projectCall, revParse } from './project-git.js';
+import { currentBranch, gitMessage, ownerIdentity, pgit, projectCall, revParse } from './project-git.js';
 import { SHA, hashKey, readRef, type CheckoutRef, type Shadows } from './shadow.js';
 
 export interface ImportItem {
@@ -108,7 +108,8 @@ export class Imports {
   async merge(c: CheckoutRef, projectRepo: string, strategy: 'ff' | 'merge' | 'squash', message?: string): Promise<MergeResult> {
     if (!c.branch || !c.base) throw new BerthError('NO_CHECKOUT', 'this session has no branch of its own to merge');
     const { branch, base } = c;
-    await this.sync(c, projectRepo);
+    const branchTip = await this.sync(c, projectRepo);
+    if (!branchTip) throw new BerthError('NO_CHECKOUT', `the session branch ${c.branch} has no commits to merge`);
     return this.withRepo(projectRepo, async () => {
       const current = await currentBranch(projectRepo);
       if (current !== c.base) {
@@ -122,8 +123,8 @@ export class Imports {
       }
       const who = await this.identity(projectRepo);
       const ref = `refs/heads/${c.branch}`;
-      const msg = message ?? `Merge session branch ${c.branch}`;
       const call = await projectCall(projectRepo, { config: who });
+      const msg = message ?? (strategy === 'squash' ? await squashMessage(call, branch, ref) : `Merge session branch ${branch}`);
       // A merged tree never replaces or deletes what the user keeps untracked (.env, build output,
       // anything in .git/info/exclude): checked here for every strategy, because the ort merge does
       // not honour --no-overwrite-ignore (kept for the fast-forward path, which does).
@@ -167,7 +168,7 @@ export class Imports {
       }
       const commit = (await git(['rev-parse', 'HEAD'], call)).trim();
       this.log.info({ branch: c.branch, base: c.base, strategy, commit }, 'Merged session branch');
-      return { strategy, base, branch, commit };
+      return { strategy, base, branch, commit, branchTip };
     });
   }
 
@@ -177,8 +178,18 @@ export class Imports {
     return d.map((x) => x.path);
   }
 
+  /** Merge commits are the project owner's, as git would sign them; berth's own name only when they set none. */
   private async identity(repo: string): Promise<string[]> {
-    const email = await pgit(repo, ['config', '--get', 'user.email']).catch(() => '');
-    return email.trim() ? [] : ['user.name=berth', 'user.email=berth@localhost'];
+    const who = await ownerIdentity(repo);
+    return [`user.name=${who.name ?? 'berth'}`, `user.email=${who.email ?? 'berth@localhost'}`];
   }
+}
+
+/** A squash's message: the session's commit subjects, oldest first (capped), under a title naming the branch. */
+async function squashMessage(call: GitCall, branch: string, ref: string): Promise<string> {
+  const subjects = (await git(['log', '--reverse', '--no-merges', '--format=%s', '-n', '200', `HEAD..${ref}`], call).catch(() => ''))
+    .split('\n')
+    .map((l) => l.replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, 200))
+    .filter(Boolean);
+  return [`Squashed session branch ${branch}`, '', ...subjects.map((x) => `* ${x}`)].join('\n').trim();
 }

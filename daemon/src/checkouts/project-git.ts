@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { git, type GitCall } from './git.js';
@@ -59,6 +61,39 @@ export async function isAncestor(repo: string, a: string, b: string): Promise<bo
     () => true,
     () => false,
   );
+}
+
+/** The home directory of `uid` from /etc/passwd (berthd's own as a fallback for itself), or null. */
+export async function homeOf(uid: number, passwd = '/etc/passwd'): Promise<string | null> {
+  const text = await readFile(passwd, 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f.length >= 7 && Number(f[2]) === uid && f[5]!.startsWith('/')) return f[5]!;
+  }
+  return uid === process.getuid?.() ? userInfo().homedir : null;
+}
+
+const clean = (v: string) => v.replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, 200) || null;
+
+/**
+ * The identity git would give the project owner's commits: user.name and user.email as git resolves
+ * them, from the repository's config, then the owner's ~/.gitconfig and ~/.config/git/config, then
+ * /etc/gitconfig. Each file is read for those two keys only (`git config --file`, no includes, run as
+ * the owner like any git in the project): berth's git reads no global configuration otherwise.
+ */
+export async function ownerIdentity(repo: string, home?: string | null): Promise<{ name: string | null; email: string | null }> {
+  const owner = (await stat(repo)).uid;
+  const dir = home === undefined ? await homeOf(owner) : home;
+  const sources: (string[] | null)[] = [[], dir ? ['--file', join(dir, '.gitconfig')] : null, dir ? ['--file', join(dir, '.config/git/config')] : null, ['--file', '/etc/gitconfig']];
+  const get = async (key: string) => {
+    for (const src of sources) {
+      if (!src) continue;
+      const v = await pgit(repo, ['config', ...(src.length ? src : ['--local']), '--get', key]).catch(() => '');
+      if (clean(v)) return clean(v);
+    }
+    return null;
+  };
+  return { name: await get('user.name'), email: await get('user.email') };
 }
 
 export function gitMessage(err: unknown): string {

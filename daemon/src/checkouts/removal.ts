@@ -69,7 +69,7 @@ export class Removals {
    * an interruption: every step is idempotent, and the directory goes last.
    */
   async remove(
-    c: CheckoutRef & { name: string },
+    c: CheckoutRef & { name: string; merged?: { strategy: string; commit: string; branchTip: string } | null },
     projectRepo: string,
     opts: { force: boolean; deleteBranch: boolean; identity?: DirIdentity | null },
   ): Promise<{ kept: { branch?: string; wip?: string; archive?: string }; notes: string[]; removed: boolean }> {
@@ -121,6 +121,13 @@ export class Removals {
           if (unmerged === 0) {
             await pgit(projectRepo, ['update-ref', '-d', `refs/heads/${c.branch}`, tip]);
             notes.push(`branch ${c.branch} was fully merged into ${c.base} and is deleted`);
+          } else if (c.merged?.strategy === 'squash' && c.merged.branchTip === tip) {
+            // Squashed by `berth merge` and not moved since: merged, though git cannot tell. Its own
+            // commits stay reachable (no operation destroys a commit).
+            await pgit(projectRepo, ['update-ref', `refs/berth/archive/${c.name}`, tip]);
+            await pgit(projectRepo, ['update-ref', '-d', `refs/heads/${c.branch}`, tip]);
+            kept.archive = `refs/berth/archive/${c.name}`;
+            notes.push(`branch ${c.branch} was squash-merged into ${c.base} as ${c.merged.commit.slice(0, 12)} and is deleted; its commits are kept as ${kept.archive}`);
           } else if (opts.deleteBranch) {
             await pgit(projectRepo, ['update-ref', `refs/berth/archive/${c.name}`, tip]);
             await pgit(projectRepo, ['update-ref', '-d', `refs/heads/${c.branch}`, tip]);

@@ -55,6 +55,7 @@ export function newSessionRecord(i: {
     queuedAt: null,
     priority: i.priority,
     stuckRestarts: 0,
+    merged: null,
     createdAt: i.ts,
     startedAt: null,
     finishedAt: null,

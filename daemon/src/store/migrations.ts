@@ -185,6 +185,13 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE sessions ADD COLUMN stuck_restarts INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 11,
+    description: 'what berth merged of a session: commit, strategy, the branch tip it merged (JSON)',
+    up: `
+      ALTER TABLE sessions ADD COLUMN merged TEXT;
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

@@ -1,4 +1,4 @@
-import type { RestartPolicy, Session, SessionActivity, SessionDesired, SessionMode, SessionState, UsageTotals } from '@berth/client-sdk/protocol';
+import type { RestartPolicy, Session, SessionActivity, SessionDesired, SessionMerge, SessionMode, SessionState, UsageTotals } from '@berth/client-sdk/protocol';
 import type { SessionSpec } from '../shared/session-spec.js';
 
 /** How a session is kept: the record, its table row, and the mappings between them and the public view. */
@@ -53,6 +53,8 @@ export interface SessionRecord {
   priority: number;
   /** Restarts because the agent was stuck, in a row (reset once it works again). */
   stuckRestarts: number;
+  /** The last merge of its branch by berth. */
+  merged: SessionMerge | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -117,6 +119,7 @@ export interface Row {
   queued_at: string | null;
   priority: number;
   stuck_restarts: number;
+  merged: string | null;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -159,6 +162,7 @@ export const toRecord = (r: Row): SessionRecord => ({
   queuedAt: r.queued_at,
   priority: r.priority,
   stuckRestarts: r.stuck_restarts,
+  merged: r.merged ? (JSON.parse(r.merged) as SessionMerge) : null,
   createdAt: r.created_at,
   startedAt: r.started_at,
   finishedAt: r.finished_at,
@@ -193,6 +197,7 @@ export function toSession(r: SessionRecord, usage: UsageTotals | null): Session 
     budgetTokens: r.budgetTokens,
     gracefulStop: r.gracefulDeadline && r.desired === 'stopped' && (r.state === 'running' || r.state === 'stopping') ? { deadline: r.gracefulDeadline } : null,
     queued: r.queuedAt !== null,
+    merged: r.merged,
   };
 }
 
@@ -223,7 +228,8 @@ export const LISTED_JSON = `json_object(
   'activity', json(activity), 'budgetTokens', budget_tokens,
   'gracefulStop', CASE WHEN graceful_deadline IS NOT NULL AND desired = 'stopped' AND state IN ('running', 'stopping')
     THEN json_object('deadline', graceful_deadline) END,
-  'queued', json(CASE WHEN queued_at IS NULL THEN 'false' ELSE 'true' END))`;
+  'queued', json(CASE WHEN queued_at IS NULL THEN 'false' ELSE 'true' END),
+  'merged', json(merged))`;
 
 /** A row of a page: where it sits in creation order (for the cursor), and its public view as JSON text. */
 export type ListedRow = [createdAt: string, id: string, json: string];

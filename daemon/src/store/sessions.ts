@@ -1,4 +1,4 @@
-import type { RestartPolicy, Session, SessionActivity, SessionDesired, SessionState, UsageTotals } from '@berth/client-sdk/protocol';
+import type { RestartPolicy, Session, SessionActivity, SessionDesired, SessionMerge, SessionState, UsageTotals } from '@berth/client-sdk/protocol';
 import type { SessionSpec } from '../shared/session-spec.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
@@ -43,6 +43,11 @@ export class SessionsRepo {
       .pluck(true)
       .get(id);
     return text ? (JSON.parse(text) as UsageTotals) : null;
+  }
+
+  /** Records a merge of the session's branch by berth. */
+  setMerged(id: string, merged: SessionMerge): void {
+    this.prepare('UPDATE sessions SET merged = ? WHERE id = ?').run(JSON.stringify(merged), id);
   }
 
   /** Records what the agent reported; returns the state it had before. */
@@ -273,7 +278,7 @@ export class SessionsRepo {
          VALUES (@id, @name, @project, @agent, @mode, @seq, @containerName, @spec, @specHash, @restartPolicy, @desired,
            @generation, 0, @state, @checkoutDir, @checkoutState, @budgetTokens, @priority, @createdAt, @updatedAt)`,
       )
-      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined, gracefulDeadline: undefined, queuedAt: undefined, stuckRestarts: undefined });
+      .run({ ...s, spec: JSON.stringify(s.spec), checkoutIdentity: undefined, removeOpts: undefined, activity: undefined, gracefulDeadline: undefined, queuedAt: undefined, stuckRestarts: undefined, merged: undefined });
   }
 
   /** Changes desired state (an RPC's only write path); bumps the generation the reconciler checks. */

@@ -112,7 +112,7 @@ describe('store', () => {
       specHash: 'h', restartPolicy: 'on-failure', desired: 'running', generation: 1, recreate: false, state: 'running',
       containerId: null, restartCount: 0, crashCount: 0, nextRestartAt: null, handledFinish: null, errorCode: null,
       errorMessage: null, exitCode: null, checkoutDir: null, checkoutState: null, checkoutIdentity: null, removeOpts: null,
-      branch: null, base: null, baseSha: null, budgetTokens: null, activity: null, gracefulDeadline: null, queuedAt: null, priority: 0, createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, finishedAt: null, updatedAt: 't',
+      branch: null, base: null, baseSha: null, budgetTokens: null, activity: null, gracefulDeadline: null, queuedAt: null, priority: 0, stuckRestarts: 0, merged: null, createdAt: '2026-01-01T00:00:00.000Z', startedAt: null, finishedAt: null, updatedAt: 't',
     };
     // Columns as the reconciler and the checkouts write them over a session's life.
     const variants: Record<string, string | number | null>[] = [
@@ -129,6 +129,7 @@ describe('store', () => {
       { desired: 'stopped', state: 'running', graceful_deadline: '2026-01-02T00:00:00.000Z', queued_at: null },
       { desired: 'stopped', state: 'stopped', graceful_deadline: '2026-01-02T00:00:00.000Z' },
       { state: 'pending', queued_at: '2026-01-02T00:00:00.000Z', priority: 3 },
+      { merged: JSON.stringify({ strategy: 'squash', base: 'main', commit: 'c'.repeat(40), branchTip: 'b'.repeat(40), at: 't' }) },
     ];
     variants.forEach((v, i) => {
       const id = `a${i}`;

@@ -144,7 +144,28 @@ describe('checkouts: a branch and checkout per write session', () => {
     expect(hostGit(repo, 'log', '--format=%s', '-1', 'main')).toBe('Squashed sq');
     expect(hostGit(repo, 'rev-list', '--count', `${before}..main`)).toBe('1');
     expect(s2.commit).toBe(hostGit(repo, 'rev-parse', 'main'));
-    for (const s of [one, two, sq]) await d.client.sessions.remove({ id: s.id, force: true });
+    // berth remembers the squash: removal takes the unmoved branch as merged, and keeps its commits.
+    const tip = hostGit(repo, 'rev-parse', 'berth/sq');
+    expect((await d.client.sessions.get({ id: sq.id })).merged).toMatchObject({ strategy: 'squash', base: 'main', commit: s2.commit, branchTip: tip });
+    const gone = await d.client.sessions.remove({ id: sq.id });
+    expect(gone.notes.join('\n')).toMatch(/squash-merged into main/);
+    expect(gone.kept).toEqual({ archive: 'refs/berth/archive/sq' });
+    expect(() => hostGit(repo, 'rev-parse', '--verify', '-q', 'refs/heads/berth/sq')).toThrow();
+    expect(hostGit(repo, 'rev-parse', 'refs/berth/archive/sq')).toBe(tip);
+    // A squash whose branch moved on after the merge is not taken as merged.
+    const sq2 = await d.client.sessions.start({ project: 'web', agent: 'coder', name: 'sq2' });
+    await inBox(d, sq2, 'echo c > c.txt && git add c.txt && git commit -qm c');
+    hostGit(repo, 'config', 'user.name', 'Ada Lovelace');
+    hostGit(repo, 'config', 'user.email', 'ada@example.com');
+    await d.client.sessions.merge({ id: sq2.id, strategy: 'squash' });
+    // Without -m: the session's commit subjects; signed as the project's owner, as git would.
+    expect(hostGit(repo, 'log', '-1', '--format=%B', 'main').trim()).toBe('Squashed session branch berth/sq2\n\n* c');
+    expect(hostGit(repo, 'log', '-1', '--format=%an <%ae>|%cn <%ce>', 'main')).toBe('Ada Lovelace <ada@example.com>|Ada Lovelace <ada@example.com>');
+    await inBox(d, sq2, 'echo d > d.txt && git add d.txt && git commit -qm d');
+    await poll(async () => hostGit(repo, 'log', '--format=%s', '-1', 'berth/sq2') === 'd', 20_000, 'the new commit on the host');
+    const kept = await d.client.sessions.remove({ id: sq2.id });
+    expect(kept.kept).toEqual({ branch: 'berth/sq2' });
+    for (const s of [one, two]) await d.client.sessions.remove({ id: s.id, force: true });
   });
 
   it('20 write sessions started at once on one repo: 20 checkouts, 20 branches, 0 failures', async () => {
