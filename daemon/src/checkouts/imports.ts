@@ -105,7 +105,7 @@ export class Imports {
   }
 
   /** Merges the session branch into the base branch of the main checkout, or changes nothing. */
-  async merge(c: CheckoutRef, projectRepo: string, strategy: 'ff' | 'merge' | 'squash', message?: string): Promise<MergeResult> {
+  async merge(c: CheckoutRef, projectRepo: string, strategy: 'ff' | 'merge' | 'squash', message?: string): Promise<Omit<MergeResult, 'leftOut'>> {
     if (!c.branch || !c.base) throw new BerthError('NO_CHECKOUT', 'this session has no branch of its own to merge');
     const { branch, base } = c;
     const branchTip = await this.sync(c, projectRepo);

@@ -90,7 +90,9 @@ export class SessionCheckouts {
     await this.queue.importNow(s);
     const r = await this.manager.imports.merge(await this.ref(s), this.project(s).path, strategy, message);
     this.sessions.setMerged(s.id, { strategy: r.strategy, base: r.base, commit: r.commit, branchTip: r.branchTip, at: new Date().toISOString() });
-    return r;
+    // What `berth diff` shows but a merge of commits cannot take: said, not silently dropped.
+    const leftOut = await this.dirty(s).catch(() => []);
+    return { ...r, leftOut };
   }
 
   async dirty(s: SessionRecord): Promise<string[]> {

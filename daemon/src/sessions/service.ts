@@ -287,7 +287,12 @@ export class SessionService {
     if (s.checkoutDir && !opts.force) {
       const dirty = await this.d.checkouts.dirty(s);
       if (dirty.length) {
+        // How to commit them depends on whether the agent's container still runs.
+        const running = s.state === 'running';
         throw new BerthError('DIRTY_CHECKOUT', `session ${s.name} has uncommitted changes: ${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ' …' : ''}`, {
+          hint: running
+            ? `Commit them in the session (\`berth exec ${s.name} -- git commit -am …\`), or remove with --force: berth keeps them on refs/berth/wip/${s.name}.`
+            : `The session is ${s.state}: \`berth start ${s.name}\` runs it again so you can commit in it (\`berth exec\`), or commit in its checkout ${s.checkoutDir} on the host, or remove with --force: berth keeps them on refs/berth/wip/${s.name}.`,
           details: { id: s.id, paths: dirty },
         });
       }

@@ -154,17 +154,22 @@ describe('checkouts: a branch and checkout per write session', () => {
     expect(hostGit(repo, 'rev-parse', 'refs/berth/archive/sq')).toBe(tip);
     // A squash whose branch moved on after the merge is not taken as merged.
     const sq2 = await d.client.sessions.start({ project: 'web', agent: 'coder', name: 'sq2' });
-    await inBox(d, sq2, 'echo c > c.txt && git add c.txt && git commit -qm c');
+    await inBox(d, sq2, 'echo c > c.txt && git add c.txt && git commit -qm c && echo wip > e.txt');
     hostGit(repo, 'config', 'user.name', 'Ada Lovelace');
     hostGit(repo, 'config', 'user.email', 'ada@example.com');
-    await d.client.sessions.merge({ id: sq2.id, strategy: 'squash' });
+    // What berth diff shows but was never committed is not merged, and the merge says so.
+    const m2 = await d.client.sessions.merge({ id: sq2.id, strategy: 'squash' });
+    expect(m2.leftOut).toEqual(['e.txt']);
+    expect(existsSync(join(repo, 'e.txt'))).toBe(false);
     // Without -m: the session's commit subjects; signed as the project's owner, as git would.
     expect(hostGit(repo, 'log', '-1', '--format=%B', 'main').trim()).toBe('Squashed session branch berth/sq2\n\n* c');
     expect(hostGit(repo, 'log', '-1', '--format=%an <%ae>|%cn <%ce>', 'main')).toBe('Ada Lovelace <ada@example.com>|Ada Lovelace <ada@example.com>');
     await inBox(d, sq2, 'echo d > d.txt && git add d.txt && git commit -qm d');
     await poll(async () => hostGit(repo, 'log', '--format=%s', '-1', 'berth/sq2') === 'd', 20_000, 'the new commit on the host');
-    const kept = await d.client.sessions.remove({ id: sq2.id });
-    expect(kept.kept).toEqual({ branch: 'berth/sq2' });
+    await d.client.sessions.stop({ id: sq2.id });
+    expect(await codeOf(d.client.sessions.remove({ id: sq2.id }))).toBe('DIRTY_CHECKOUT');
+    const kept = await d.client.sessions.remove({ id: sq2.id, force: true });
+    expect(kept.kept).toEqual({ branch: 'berth/sq2', wip: 'refs/berth/wip/sq2' });
     for (const s of [one, two]) await d.client.sessions.remove({ id: s.id, force: true });
   });
 

@@ -212,7 +212,12 @@ export function register(program: Command, { out, connect }: CliContext): void {
         strategy: o.ff ? 'ff' : o.squash ? 'squash' : 'merge',
         ...(o.message ? { message: o.message } : {}),
       });
-      emit(out, r, () => `merged ${r.branch} into ${r.base} (${r.strategy}): ${r.commit.slice(0, 12)}\n`);
+      emit(out, r, () => {
+        const left = r.leftOut.length
+          ? line`left out (not committed in the session): ${r.leftOut.slice(0, 10).join(', ')}${r.leftOut.length > 10 ? ` and ${r.leftOut.length - 10} more` : ''}` + '\n'
+          : '';
+        return `merged ${r.branch} into ${r.base} (${r.strategy}): ${r.commit.slice(0, 12)}\n${left}`;
+      });
     });
 
   program
