@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { BerthClient, defaultSocketPath } from '../client.js';
 import * as agents from './commands/agents.js';
@@ -8,6 +9,9 @@ import * as sessions from './commands/sessions.js';
 import * as watch from './commands/watch.js';
 import { ExitCode, type CliContext } from './context.js';
 import { Out, reportError } from './output.js';
+
+/** This CLI's version: the SDK package's (dist/cli/index.js → ../../package.json). */
+const VERSION = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
 interface Globals {
   json?: boolean;
@@ -32,6 +36,7 @@ export async function run(
     .description('berth: run AI coding agents side by side, each in its own container and checkout')
     .option('--json', 'machine-readable JSON on stdout, nothing else')
     .option('--socket <path>', 'berthd socket (default: $BERTH_SOCKET or ~/.berth/berth.sock)')
+    .version(VERSION, '-V, --version', 'the version of this berth CLI (berth status shows berthd\'s)')
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => out.print(s), writeErr: (s) => out.printErr(s) });

@@ -57,6 +57,11 @@ export function line(strings: TemplateStringsArray, ...values: unknown[]): strin
   return strings.reduce((acc, s, i) => acc + (i === 0 ? '' : escapeControls(String(values[i - 1]))) + s, '');
 }
 
+/** `-q` output: one id or name a line, each escaped (an empty list prints nothing). */
+export function ids(values: string[]): string {
+  return values.map((v) => `${escapeControls(v)}\n`).join('');
+}
+
 /** Characters JSON.stringify leaves raw that a terminal would act on (it escapes C0 itself). */
 const JSON_RAW_CONTROLS = /[\u007f-\u009f\p{Bidi_Control}\u2028\u2029\u200b\u2060\ufeff]/gu;
 

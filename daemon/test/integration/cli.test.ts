@@ -101,6 +101,26 @@ describe('berth CLI', () => {
     expect((r as { code: number }).code).toBe(1);
     expect((r as { stderr: string }).stderr).toMatch(/error\[DAEMON_UNREACHABLE\].*berth\.sock.*\n  hint: Start berthd/);
   });
+
+  it('--version, -q (ids or names only) on ps, images, project ls and agent ls, image ls, and the policies in show', async () => {
+    expect((await berth('--version')).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+    expect((await berth('project', 'add', 'quiet', join(d.home, 'projects', 'web'))).code).toBe(0);
+    expect((await berth('agent', 'add', 'q1', '--restart', 'never', '--', 'sh', '-c', 'sleep 1000')).code).toBe(0);
+    expect((await berth('project', 'ls', '-q')).stdout).toBe('quiet\n');
+    expect((await berth('agent', 'ls', '-q')).stdout).toBe('q1\n');
+    expect((await berth('ps', '-q', '-a')).stdout).toBe('');
+    const images = await berth('images', '-q');
+    expect(images.code).toBe(0);
+    expect((await berth('image', 'ls', '-q')).stdout).toBe(images.stdout);
+    // --json wins over -q: the whole objects.
+    expect(JSON.parse((await berth('--json', 'agent', 'ls', '-q')).stdout)).toMatchObject([{ name: 'q1' }]);
+    expect((await berth('agent', 'show', 'q1')).stdout).toMatch(/^restart\s+never$/m);
+    const shown = (await berth('project', 'show', 'quiet')).stdout;
+    expect(shown).toMatch(/^worktrees\s+always$/m);
+    expect(shown).toMatch(/^branch\s+/m);
+    await berth('agent', 'rm', 'q1');
+    await berth('project', 'rm', 'quiet');
+  });
 });
 
 describe('berth CLI: sessions', () => {
@@ -147,4 +167,5 @@ describe('berth CLI: sessions', () => {
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/error\[SESSION_NOT_FOUND\]/);
   });
+
 });

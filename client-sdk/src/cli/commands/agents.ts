@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BerthError, type Agent, type AgentLimits, type NetworkMode, type RestartPolicy } from '../../protocol/index.js';
 import { collect, parseDurationSec, parsePairs, type CliContext } from '../context.js';
-import { emit, table } from '../output.js';
+import { ids, emit, table } from '../output.js';
 import { exactTokens, parseBudgetTokens } from '../usage.js';
 
 function agentRows(agents: Agent[]): string[][] {
@@ -68,8 +68,10 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .command('ls')
     .alias('list')
     .description('list agents')
-    .action(async (_o, cmd: Command) => {
+    .option('-q, --quiet', 'only the names, one a line')
+    .action(async (o: { quiet?: boolean }, cmd: Command) => {
       const list = await connect(cmd).agents.list();
+      if (o.quiet && !out.json) return out.print(ids(list.map((a) => a.name)));
       emit(out, list, () => (list.length ? table(['NAME', 'IMAGE', 'MODE', 'ROLE', 'COMMAND'], agentRows(list)) : 'no agents\n'));
     });
   agent
@@ -83,6 +85,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
           `image    ${a.image ?? '(default)'}`,
           `command  ${a.command.join(' ')}`,
           `mode     ${a.readOnly ? 'read-only' : 'write'}`,
+          `restart  ${a.restartPolicy}`,
           `role     ${a.role ?? ''}`,
           `env      ${Object.keys(a.env).join(', ')}`,
           `limits   ${JSON.stringify(a.limits)}`,

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BerthError, type ImageBuildProgress } from '../../protocol/index.js';
 import { collect, ExitCode, parsePairs, type CliContext } from '../context.js';
-import { ago, emit, line, table, type Out } from '../output.js';
+import { ids, ago, emit, line, table, type Out } from '../output.js';
 
 /**
  * Build output: a progress bar per image on a TTY, `[image n/m] line` otherwise, NDJSON with --json.
@@ -48,11 +48,9 @@ function showBuildFailure(out: Out, err: unknown): void {
 }
 
 export function register(program: Command, { out, connect }: CliContext): void {
-  program
-    .command('images')
-    .description('agent images on the engine (claude-agent-* and berth-built), and who uses them')
-    .action(async (_o, cmd: Command) => {
+  const listImages = async (o: { quiet?: boolean }, cmd: Command) => {
       const list = await connect(cmd).images.list();
+      if (o.quiet && !out.json) return out.print(ids(list.map((i) => i.name)));
       emit(out, list, () =>
         list.length
           ? table(
@@ -69,9 +67,20 @@ export function register(program: Command, { out, connect }: CliContext): void {
             )
           : 'no agent images (berth image build-defaults builds the shipped ones)\n',
       );
-    });
+  };
+  program
+    .command('images')
+    .description('agent images on the engine (claude-agent-* and berth-built), and who uses them')
+    .option('-q, --quiet', 'only the names, one a line')
+    .action(listImages);
 
-  const image = program.command('image').description('build and remove agent images');
+  const image = program.command('image').description('build, list and remove agent images');
+  image
+    .command('ls')
+    .alias('list')
+    .description('the same as berth images')
+    .option('-q, --quiet', 'only the names, one a line')
+    .action(listImages);
   image
     .command('build <name>')
     .description(

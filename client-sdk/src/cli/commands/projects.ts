@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BerthError, type NetworkMode, type WorktreePolicy } from '../../protocol/index.js';
 import type { CliContext } from '../context.js';
-import { ago, emit, table } from '../output.js';
+import { ago, emit, ids, line, table } from '../output.js';
 
 export function register(program: Command, { out, connect }: CliContext): void {
   const project = program.command('project').description('manage projects (git repositories under PROJECTS_ROOT)');
@@ -28,8 +28,10 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .command('ls')
     .alias('list')
     .description('list projects')
-    .action(async (_o, cmd: Command) => {
+    .option('-q, --quiet', 'only the names, one a line')
+    .action(async (o: { quiet?: boolean }, cmd: Command) => {
       const list = await connect(cmd).projects.list();
+      if (o.quiet && !out.json) return out.print(ids(list.map((p) => p.name)));
       emit(out, list, () =>
         list.length ? table(['NAME', 'PATH', 'ADDED'], list.map((p) => [p.name, p.path, ago(p.createdAt)])) : 'no projects\n',
       );
@@ -39,7 +41,16 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .description('show one project')
     .action(async (name: string, _o, cmd: Command) => {
       const p = await connect(cmd).projects.get({ name });
-      emit(out, p, () => `name   ${p.name}\npath   ${p.path}\nadded  ${p.createdAt}\n`);
+      emit(out, p, () =>
+        [
+          `name       ${p.name}`,
+          `path       ${p.path}`,
+          ...(p.gitUrl ? [`git url    ${p.gitUrl}`] : []),
+          `branch     ${p.branch ?? '(the main checkout\'s current branch)'}`,
+          `worktrees  ${p.worktrees}`,
+          `added      ${p.createdAt}`,
+        ].map((l) => line`${l}`).join('\n') + '\n',
+      );
     });
   project
     .command('update <name>')

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { BerthClient } from '../../client.js';
 import { BerthError, type ParamsOf, type RestartPolicy, type Session, type SessionState } from '../../protocol/index.js';
 import { collect, ExitCode, parseDurationSec, parsePairs, type CliContext } from '../context.js';
-import { ago, emit, jsonText, line, table, until } from '../output.js';
+import { ids, ago, emit, jsonText, line, table, until } from '../output.js';
 import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
 
 function sessionStatus(s: Session): string {
@@ -77,12 +77,14 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('-a, --all', 'include stopped, exited and failed sessions')
     .option('-p, --project <project>', 'only this project')
     .option('--state <state>', 'only sessions in this state')
-    .action(async (o: { all?: boolean; project?: string; state?: string }, cmd: Command) => {
+    .option('-q, --quiet', 'only the ids, one a line')
+    .action(async (o: { all?: boolean; project?: string; state?: string; quiet?: boolean }, cmd: Command) => {
       const shown = await listAll(connect(cmd), {
         ...(o.project ? { project: o.project } : {}),
         ...(o.state ? { state: o.state as SessionState } : {}),
         ...(o.all || o.state ? {} : { active: true }),
       });
+      if (o.quiet && !out.json) return out.print(ids(shown.map((s) => s.id)));
       emit(out, shown, () =>
         shown.length
           ? table(['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'STATUS', 'ACTIVITY', 'RESTARTS', 'TOKENS', 'CREATED'], sessionRows(shown))
