@@ -9,6 +9,11 @@ export interface CliContext {
   connect: (cmd: Command) => BerthClient;
 }
 
+/** A CLI usage error: INVALID_PARAMS in the terms of flags, with a hint for the command line. */
+export function usageError(message: string): BerthError {
+  return new BerthError('INVALID_PARAMS', message, { hint: '`berth COMMAND --help` lists its options and what they take.' });
+}
+
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -17,7 +22,7 @@ export function parsePairs(flag: string, pairs: string[]): Record<string, string
   const out: Record<string, string> = {};
   for (const p of pairs) {
     const i = p.indexOf('=');
-    if (i <= 0) throw new BerthError('INVALID_PARAMS', `${flag} takes KEY=VALUE, got ${JSON.stringify(p)}`);
+    if (i <= 0) throw usageError(`${flag} takes KEY=VALUE, got ${JSON.stringify(p)}`);
     out[p.slice(0, i)] = p.slice(i + 1);
   }
   return out;
@@ -30,12 +35,30 @@ export class ExitCode extends Error {
   }
 }
 
+/** A whole number in [min, max] given to `flag`; anything else is INVALID_PARAMS in the flag's terms. */
+export function wholeNumber(text: string, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const n = /^-?\d{1,15}$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `from ${min} to ${max}`;
+    throw usageError(`${flag} takes a whole number ${range}, got ${JSON.stringify(text)}`);
+  }
+  return n;
+}
+
+/** One of `values` given to `flag`; anything else is INVALID_PARAMS naming them. */
+export function oneOf<T extends string>(text: string, flag: string, values: readonly T[]): T {
+  if (!(values as readonly string[]).includes(text)) {
+    throw usageError(`${flag} must be one of ${values.join('|')}, got ${JSON.stringify(text)}`);
+  }
+  return text as T;
+}
+
 /** `90s`, `10m`, `2h`, `1d` or plain seconds → whole seconds; anything else is INVALID_PARAMS naming the flag. */
 export function parseDurationSec(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$/.exec(text.trim());
   const n = m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'] : NaN;
   if (!Number.isFinite(n) || n < 1) {
-    throw new BerthError('INVALID_PARAMS', `${flag} takes a duration like 90s, 10m or 2h, got ${JSON.stringify(text)}`);
+    throw usageError(`${flag} takes a duration like 90s, 10m or 2h, got ${JSON.stringify(text)}`);
   }
   return Math.round(n);
 }

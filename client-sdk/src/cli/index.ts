@@ -39,7 +39,13 @@ export async function run(
     .version(VERSION, '-V, --version', 'the version of this berth CLI (berth status shows berthd\'s)')
     .showSuggestionAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => out.print(s), writeErr: (s) => out.printErr(s) });
+    .configureOutput({
+      writeOut: (s) => out.print(s),
+      writeErr: (s) => out.printErr(s),
+      // A usage error (unknown option, missing argument) under --json is JSON too, as berth's own are.
+      outputError: (s, write) =>
+        out.json ? out.printJson({ error: { code: 'INVALID_PARAMS', message: s.replace(/^error:\s*/, '').trim() } }, { stderr: true }) : write(s),
+    });
 
   const ctx: CliContext = { out, connect };
   daemon.register(program, ctx);

@@ -1,3 +1,4 @@
+import { usageError } from './context.js';
 import { BerthError, type BridgeRequestRecord, type Session, type SessionUsage, type UsageTotals } from '../protocol/index.js';
 import { line, table } from './output.js';
 
@@ -69,7 +70,7 @@ export function parseBudgetTokens(value: string, opts: { allowNone?: boolean } =
   if (opts.allowNone && value === 'none') return null;
   const n = /^[1-9][0-9]*$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n)) {
-    throw new BerthError('INVALID_PARAMS', `--budget-tokens takes a positive whole number of tokens${opts.allowNone ? ' or "none"' : ''}, got ${JSON.stringify(value)}`);
+    throw usageError(`--budget-tokens takes a positive whole number of tokens${opts.allowNone ? ' or "none"' : ''}, got ${JSON.stringify(value)}`);
   }
   return n;
 }

@@ -4,7 +4,8 @@
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export type NetworkMode = 'bridge' | 'internal' | 'none';
-export type RestartPolicy = 'never' | 'on-failure' | 'always';
+export const RESTART_POLICIES = ['never', 'on-failure', 'always'] as const;
+export type RestartPolicy = (typeof RESTART_POLICIES)[number];
 
 export type WorktreePolicy = 'always' | 'when-shared';
 

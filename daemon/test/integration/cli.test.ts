@@ -102,6 +102,28 @@ describe('berth CLI', () => {
     expect((r as { stderr: string }).stderr).toMatch(/error\[DAEMON_UNREACHABLE\].*berth\.sock.*\n  hint: Start berthd/);
   });
 
+  it('usage errors speak in flags, never RPC fields, also under --json, before reaching berthd', async () => {
+    const cases: [string[], string][] = [
+      [['logs', 'x', '-n', 'abc'], '--tail'],
+      [['stop', 'x', '-t', 'abc'], '--time'],
+      [['exec', 'x', '--timeout', '0', '--', 'true'], '--timeout'],
+      [['agent', 'add', 'a', '--restart', 'sometimes', '--', 'sh'], '--restart'],
+      [['agent', 'add', 'a', '--pids', 'many', '--', 'sh'], '--pids'],
+      [['start', 'web', '--agent', 'a', '--priority', '5000'], '--priority'],
+    ];
+    for (const [args, flag] of cases) {
+      const r = await berth(...args);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^error\\[INVALID_PARAMS\\]: ${flag} `));
+      expect(r.stderr).not.toMatch(/RPC|HTTP|restartPolicy|timeoutSec|tail:/);
+      const j = await berth('--json', ...args);
+      expect(JSON.parse(j.stderr), args.join(' ')).toMatchObject({ error: { code: 'INVALID_PARAMS' } });
+    }
+    const unknown = await berth('--json', 'ps', '--bogus');
+    expect(unknown.code).not.toBe(0);
+    expect(JSON.parse(unknown.stderr)).toMatchObject({ error: { code: 'INVALID_PARAMS', message: "unknown option '--bogus'" } });
+  });
+
   it('--version, -q (ids or names only) on ps, images, project ls and agent ls, image ls, and the policies in show', async () => {
     expect((await berth('--version')).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
     expect((await berth('project', 'add', 'quiet', join(d.home, 'projects', 'web'))).code).toBe(0);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { BerthError, type Agent, type AgentLimits, type NetworkMode, type RestartPolicy } from '../../protocol/index.js';
-import { collect, parseDurationSec, parsePairs, type CliContext } from '../context.js';
+import { BerthError, RESTART_POLICIES, type Agent, type AgentLimits, type NetworkMode } from '../../protocol/index.js';
+import { collect, oneOf, parseDurationSec, parsePairs, wholeNumber, type CliContext } from '../context.js';
 import { ids, emit, table } from '../output.js';
 import { exactTokens, parseBudgetTokens } from '../usage.js';
 
@@ -37,13 +37,12 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .action(async (name: string, command: string[], o: { image?: string; role?: string; readOnly?: boolean; env: string[]; memory?: string; cpus?: string; pids?: string; restart?: string; network?: string; readOnlyRootfs?: boolean; capAdd: string[]; secret: string[]; budgetTokens?: string; stuckAfter?: string; onStuck?: string }, cmd: Command) => {
       const budget = o.budgetTokens !== undefined ? parseBudgetTokens(o.budgetTokens) : undefined;
       const stuckAfterSec = o.stuckAfter !== undefined ? parseDurationSec(o.stuckAfter, '--stuck-after') : undefined;
-      if (o.onStuck !== undefined && !['restart', 'notify', 'none'].includes(o.onStuck)) {
-        throw new BerthError('INVALID_PARAMS', `--on-stuck takes restart, notify or none, got ${JSON.stringify(o.onStuck)}`);
-      }
+      const onStuck = o.onStuck !== undefined ? oneOf(o.onStuck, '--on-stuck', ['restart', 'notify', 'none'] as const) : undefined;
+      const restart = o.restart !== undefined ? oneOf(o.restart, '--restart', RESTART_POLICIES) : undefined;
       const limits: AgentLimits = {};
       if (o.memory !== undefined) limits.memory = o.memory;
       if (o.cpus !== undefined) limits.cpus = Number(o.cpus);
-      if (o.pids !== undefined) limits.pids = Number(o.pids);
+      if (o.pids !== undefined) limits.pids = wholeNumber(o.pids, '--pids', 1);
       const c = connect(cmd);
       const a = await c.agents.define({
         name,
@@ -53,14 +52,14 @@ export function register(program: Command, { out, connect }: CliContext): void {
         readOnly: o.readOnly === true,
         env: parsePairs('--env', o.env),
         limits,
-        ...(o.restart !== undefined ? { restartPolicy: o.restart as RestartPolicy } : {}),
+        ...(restart !== undefined ? { restartPolicy: restart } : {}),
         ...(o.network !== undefined ? { network: o.network as NetworkMode } : {}),
         readOnlyRootfs: o.readOnlyRootfs === true,
         capAdd: o.capAdd,
         secrets: parsePairs('--secret', o.secret),
         ...(budget !== undefined ? { budgetTokens: budget } : {}),
         ...(stuckAfterSec !== undefined ? { stuckAfterSec } : {}),
-        ...(o.onStuck !== undefined ? { onStuck: o.onStuck as 'restart' | 'notify' | 'none' } : {}),
+        ...(onStuck !== undefined ? { onStuck } : {}),
       });
       emit(out, a, () => `defined agent ${a.name}: ${a.command.join(' ')}\n`);
     });

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BerthError, type ImageBuildProgress } from '../../protocol/index.js';
-import { collect, ExitCode, parsePairs, type CliContext } from '../context.js';
+import { collect, ExitCode, parsePairs, type CliContext, usageError } from '../context.js';
 import { ids, ago, emit, line, table, type Out } from '../output.js';
 
 /**
@@ -124,7 +124,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .action(async (o: { stack: string[]; variants: string; tag?: string; buildArg: string[]; cache: boolean }, cmd: Command) => {
       const variants = o.variants.split(',').map((v) => v.trim());
       for (const v of variants) {
-        if (v !== 'prod' && v !== 'dev') throw new BerthError('INVALID_PARAMS', `--variants takes prod, dev or prod,dev; got ${JSON.stringify(o.variants)}`);
+        if (v !== 'prod' && v !== 'dev') throw usageError(`--variants takes prod, dev or prod,dev; got ${JSON.stringify(o.variants)}`);
       }
       const progress = await buildProgress(out);
       let r;

@@ -1,3 +1,4 @@
+import { usageError } from '../context.js';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BerthError, type NetworkMode, type WorktreePolicy } from '../../protocol/index.js';
@@ -14,7 +15,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--branch <branch>', 'base branch for write sessions (default: what the main checkout has checked out)')
     .option('--worktrees <policy>', 'always (default) | when-shared')
     .action(async (name: string, path: string | undefined, o: { git?: string; sshKey?: string; branch?: string; worktrees?: string }, cmd: Command) => {
-      if ((path === undefined) === (o.git === undefined)) throw new BerthError('INVALID_PARAMS', 'give either PATH or --git URL');
+      if ((path === undefined) === (o.git === undefined)) throw usageError('give either PATH or --git URL');
       const p = await connect(cmd).projects.add({
         name,
         ...(path !== undefined ? { path: resolve(path) } : { gitUrl: o.git! }),

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { BerthClient } from '../../client.js';
-import { BerthError, type ParamsOf, type RestartPolicy, type Session, type SessionState } from '../../protocol/index.js';
-import { collect, ExitCode, parseDurationSec, parsePairs, type CliContext } from '../context.js';
+import { BerthError, RESTART_POLICIES, type ParamsOf, type Session, type SessionState } from '../../protocol/index.js';
+import { collect, ExitCode, oneOf, parseDurationSec, parsePairs, wholeNumber, type CliContext, usageError } from '../context.js';
 import { ids, ago, emit, jsonText, line, table, until } from '../output.js';
 import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
 
@@ -55,18 +55,17 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--priority <n>', 'when it waits for a slot (BERTH_MAX_RUNNING): higher starts first (default 0)')
     .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string; budgetTokens?: string; priority?: string }, cmd: Command) => {
       const budget = o.budgetTokens !== undefined ? parseBudgetTokens(o.budgetTokens, { allowNone: true }) : undefined;
-      if (o.priority !== undefined && !/^-?\d{1,4}$/.test(o.priority)) {
-        throw new BerthError('INVALID_PARAMS', `--priority takes a whole number from -1000 to 1000, got ${JSON.stringify(o.priority)}`);
-      }
+      const priority = o.priority !== undefined ? wholeNumber(o.priority, '--priority', -1000, 1000) : undefined;
+      const restart = o.restart !== undefined ? oneOf(o.restart, '--restart', RESTART_POLICIES) : undefined;
       const s = await connect(cmd).sessions.start({
         project: projectName,
         agent: o.agent,
         ...(o.readOnly ? { mode: 'read' as const } : {}),
         ...(o.name !== undefined ? { name: o.name } : {}),
         ...(o.env.length ? { env: parsePairs('--env', o.env) } : {}),
-        ...(o.restart !== undefined ? { restartPolicy: o.restart as RestartPolicy } : {}),
+        ...(restart !== undefined ? { restartPolicy: restart } : {}),
         ...(budget !== undefined ? { budgetTokens: budget } : {}),
-        ...(o.priority !== undefined ? { priority: Number(o.priority) } : {}),
+        ...(priority !== undefined ? { priority } : {}),
       });
       emit(out, s, () => `${s.id}  ${s.name}  ${sessionStatus(s)}  (${s.containerName})\n`);
     });
@@ -101,10 +100,10 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--requests', 'the session\'s bridged requests, one line each (needs ID)')
     .option('-n, --limit <n>', 'with --requests: only the last N')
     .action(async (id: string | undefined, o: { project?: string; requests?: boolean; limit?: string }, cmd: Command) => {
-      if (o.requests && id === undefined) throw new BerthError('INVALID_PARAMS', '--requests needs a session: berth usage ID --requests');
-      if (o.project !== undefined && id !== undefined) throw new BerthError('INVALID_PARAMS', '--project filters the table: give it without ID');
-      if (o.limit !== undefined && !o.requests) throw new BerthError('INVALID_PARAMS', '--limit goes with --requests');
-      if (o.limit !== undefined && !/^[1-9][0-9]*$/.test(o.limit)) throw new BerthError('INVALID_PARAMS', `--limit takes a positive whole number, got ${JSON.stringify(o.limit)}`);
+      if (o.requests && id === undefined) throw usageError('--requests needs a session: berth usage ID --requests');
+      if (o.project !== undefined && id !== undefined) throw usageError('--project filters the table: give it without ID');
+      if (o.limit !== undefined && !o.requests) throw usageError('--limit goes with --requests');
+      if (o.limit !== undefined && !/^[1-9][0-9]*$/.test(o.limit)) throw usageError(`--limit takes a positive whole number, got ${JSON.stringify(o.limit)}`);
       const c = connect(cmd);
       if (id !== undefined && o.requests) {
         const list = await c.sessions.requests({ id, ...(o.limit !== undefined ? { limit: Number(o.limit) } : {}) });
@@ -146,7 +145,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
         for await (const l of c.logs(id, {
           follow: o.follow === true,
           signal: ctl.signal,
-          ...(o.tail !== undefined ? { tail: Number(o.tail) } : {}),
+          ...(o.tail !== undefined ? { tail: wholeNumber(o.tail, '--tail') } : {}),
           ...(o.since ? { since: o.since } : {}),
         })) {
           // The agent writes the whole stream, so its lines are printed as lines (escaped by print).
@@ -170,7 +169,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
       const c = connect(cmd);
       const s = o.graceful
         ? await c.sessions.stop({ id, graceful: true, withinSec: parseDurationSec(o.within, '--within') })
-        : await c.sessions.stop({ id, timeoutSec: Number(o.time) });
+        : await c.sessions.stop({ id, timeoutSec: wholeNumber(o.time, '--time') });
       emit(out, s, () => `${s.name} ${sessionStatus(s)}\n`);
     });
 
@@ -208,7 +207,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--squash', 'one commit with all the changes')
     .option('-m, --message <msg>', 'commit message')
     .action(async (id: string, o: { ff?: boolean; squash?: boolean; message?: string }, cmd: Command) => {
-      if (o.ff && o.squash) throw new BerthError('INVALID_PARAMS', 'choose one of --ff and --squash');
+      if (o.ff && o.squash) throw usageError('choose one of --ff and --squash');
       const r = await connect(cmd).sessions.merge({
         id,
         strategy: o.ff ? 'ff' : o.squash ? 'squash' : 'merge',
@@ -227,7 +226,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .description('run a command in a running session, e.g. berth exec ID -- git status')
     .option('--timeout <sec>', 'give up after this many seconds', '60')
     .action(async (id: string, argv: string[], o: { timeout: string }, cmd: Command) => {
-      const r = await connect(cmd).sessions.exec({ id, cmd: argv, timeoutSec: Number(o.timeout) });
+      const r = await connect(cmd).sessions.exec({ id, cmd: argv, timeoutSec: wholeNumber(o.timeout, '--timeout', 1) });
       if (out.json) out.printJson(r);
       else {
         out.print(r.stdout);
