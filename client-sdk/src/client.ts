@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Agent as HttpAgent, request, type IncomingMessage, type RequestOptions } from 'node:http';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -300,7 +300,30 @@ export class BerthClient {
 
   private transportError(err: Error & { code?: string }): Error {
     if (err instanceof BerthError) return err;
-    if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EACCES') {
+    const st = (() => {
+      try {
+        return statSync(this.socketPath);
+      } catch {
+        return null;
+      }
+    })();
+    if (err.code === 'EACCES' || err.code === 'EPERM') {
+      // berthd runs as another user (the system unit): its socket is for its group.
+      const whose = st ? ` (owner uid ${st.uid}, group gid ${st.gid}, mode ${(st.mode & 0o777).toString(8)})` : '';
+      return new BerthError('DAEMON_UNREACHABLE', `no permission to use berthd's socket ${this.socketPath}${whose}`, {
+        hint: 'berthd runs as another user: join the group its socket belongs to (`sudo usermod -aG berth $USER`, then log in again), or use a berthd of your own (`npm start`, BERTH_SOCKET or --socket).',
+        details: { socket: this.socketPath, errno: err.code },
+        cause: err,
+      });
+    }
+    if (st && !st.isSocket() && (err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK')) {
+      return new BerthError('DAEMON_UNREACHABLE', `${this.socketPath} is not a socket (it is a ${st.isDirectory() ? 'directory' : 'file'})`, {
+        hint: 'Point --socket or BERTH_SOCKET at berthd\'s socket (berthd prints it when it starts; ~/.berth/berth.sock by default).',
+        details: { socket: this.socketPath, errno: err.code },
+        cause: err,
+      });
+    }
+    if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET') {
       return new BerthError('DAEMON_UNREACHABLE', `cannot reach berthd at ${this.socketPath}: ${err.code}`, {
         details: { socket: this.socketPath, errno: err.code },
         cause: err,

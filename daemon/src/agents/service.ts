@@ -54,7 +54,12 @@ export class AgentService {
   remove(name: string): { removed: string } {
     this.get(name);
     const n = this.sessions.countByAgent(name);
-    if (n > 0) throw new BerthError('AGENT_IN_USE', `agent ${name} runs in ${n} session(s)`, { details: { name, sessions: n } });
+    if (n > 0) {
+      const names = this.sessions.namesBy('agent', name);
+      throw new BerthError('AGENT_IN_USE', `agent ${name} runs in ${n} session(s): ${names.join(', ')}${n > names.length ? ', …' : ''}`, {
+        details: { name, sessions: n, names },
+      });
+    }
     this.repo.remove(name);
     this.bus.publish('agent.removed', { name });
     return { removed: name };

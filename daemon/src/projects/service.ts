@@ -183,7 +183,10 @@ export class ProjectService {
     this.get(name);
     const n = this.sessions.countByProject(name);
     if (n > 0) {
-      throw new BerthError('PROJECT_HAS_SESSIONS', `project ${name} has ${n} session(s)`, { details: { name, sessions: n } });
+      const names = this.sessions.namesBy('project', name);
+      throw new BerthError('PROJECT_HAS_SESSIONS', `project ${name} has ${n} session(s): ${names.join(', ')}${n > names.length ? ', …' : ''}`, {
+        details: { name, sessions: n, names },
+      });
     }
     this.repo.remove(name);
     this.bus.publish('project.removed', { name });

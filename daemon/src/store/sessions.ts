@@ -140,6 +140,11 @@ export class SessionsRepo {
     return this.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE agent = ?').get(agent)!.n;
   }
 
+  /** The names of the first `limit` sessions of a project or an agent (oldest first), for errors that name them. */
+  namesBy(column: 'project' | 'agent', value: string, limit = 10): string[] {
+    return this.prepare<[string, number], string>(`SELECT name FROM sessions WHERE ${column} = ? ORDER BY created_at, id LIMIT ?`).pluck(true).all(value, limit);
+  }
+
   /**
    * A page of the public view in creation order (keyset pagination), each row as the JSON text
    * SQLite writes (LISTED_JSON): the spec stays in the row, only its image and command are read, so

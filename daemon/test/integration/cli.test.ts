@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN, makeRepo, poll, startDaemon, tempDir, type DaemonProcess } from '../helpers/daemon.js';
+import { BERTH_BIN, TEST_UID, makeRepo, poll, startDaemon, tempDir, type DaemonProcess } from '../helpers/daemon.js';
 
 const exec = promisify(execFile);
 
@@ -100,6 +100,27 @@ describe('berth CLI', () => {
     await rm(home, { recursive: true, force: true });
     expect((r as { code: number }).code).toBe(1);
     expect((r as { stderr: string }).stderr).toMatch(/error\[DAEMON_UNREACHABLE\].*berth\.sock.*\n  hint: Start berthd/);
+  });
+
+  it('a socket it may not use, and a path that is no socket, each get their own error and hint', async () => {
+    const { mkdir, writeFile, rm } = await import('node:fs/promises');
+    const other = await tempDir();
+    await mkdir(join(other, 'dir'));
+    await writeFile(join(other, 'file'), '');
+    for (const path of [join(other, 'file'), join(other, 'dir')]) {
+      const r = await berth('--json', '--socket', path, 'ps');
+      expect(JSON.parse(r.stderr)).toMatchObject({ error: { code: 'DAEMON_UNREACHABLE', details: { socket: path } } });
+      expect(JSON.parse(r.stderr).error.message).toMatch(/is not a socket/);
+    }
+    await rm(other, { recursive: true, force: true });
+    // Another user's berthd (its home is 0700, its socket 0600): not "start berthd", but whose it is.
+    const r = await exec(process.execPath, [BERTH_BIN, '--json', '--socket', d.socket, 'ps'], { uid: TEST_UID, gid: TEST_UID, env: { PATH: process.env.PATH, HOME: '/tmp' } }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect((r as { code: number }).code).toBe(1);
+    const e = JSON.parse((r as { stderr: string }).stderr).error;
+    expect(e).toMatchObject({ code: 'DAEMON_UNREACHABLE', details: { errno: 'EACCES' } });
+    expect(e.hint).toMatch(/group/);
   });
 
   it('usage errors speak in flags, never RPC fields, also under --json, before reaching berthd', async () => {

@@ -201,5 +201,16 @@ describe('sessions on the real engine', () => {
     expect(await codeOf(c.sessions.get({ id: 'ffffffffffff' }))).toBe('SESSION_NOT_FOUND');
     expect(await codeOf(c.projects.remove({ name: 'web' }))).toBe('PROJECT_HAS_SESSIONS');
     expect(await codeOf(c.agents.remove({ name: 'done' }))).toBe('AGENT_IN_USE');
+    // Both name the sessions in the way (up to 10, in details too).
+    const all = (await c.sessions.list({ limit: 500 })).items;
+    for (const [err, mine] of [
+      [await c.projects.remove({ name: 'web' }).catch((e: unknown) => e), all.filter((s) => s.project === 'web')],
+      [await c.agents.remove({ name: 'done' }).catch((e: unknown) => e), all.filter((s) => s.agent === 'done')],
+    ] as const) {
+      const names = (err as BerthError).details?.names as string[];
+      expect(names).toHaveLength(Math.min(10, mine.length));
+      for (const n of names) expect(mine.map((s) => s.name)).toContain(n);
+      for (const n of names) expect((err as BerthError).message).toContain(n);
+    }
   });
 });
