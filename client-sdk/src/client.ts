@@ -310,8 +310,11 @@ export class BerthClient {
     if (err.code === 'EACCES' || err.code === 'EPERM') {
       // berthd runs as another user (the system unit): its socket is for its group.
       const whose = st ? ` (owner uid ${st.uid}, group gid ${st.gid}, mode ${(st.mode & 0o777).toString(8)})` : '';
+      const forGroup = st !== null && (st.mode & 0o060) === 0o060;
       return new BerthError('DAEMON_UNREACHABLE', `no permission to use berthd's socket ${this.socketPath}${whose}`, {
-        hint: 'berthd runs as another user: join the group its socket belongs to (`sudo usermod -aG berth $USER`, then log in again), or use a berthd of your own (`npm start`, BERTH_SOCKET or --socket).',
+        hint: forGroup
+          ? `berthd runs as another user and lets its group in: join group ${st.gid} (\`getent group ${st.gid}\` names it; \`sudo usermod -aG NAME $USER\`, then log in again), or run a berthd of your own (\`npm start\`; BERTH_SOCKET or --socket).`
+          : 'berthd runs as another user and its socket (or the directory it is in) is for that user only: run berth as that user, or run a berthd of your own (`npm start`; BERTH_SOCKET or --socket).',
         details: { socket: this.socketPath, errno: err.code },
         cause: err,
       });

@@ -120,7 +120,7 @@ describe('berth CLI', () => {
     expect((r as { code: number }).code).toBe(1);
     const e = JSON.parse((r as { stderr: string }).stderr).error;
     expect(e).toMatchObject({ code: 'DAEMON_UNREACHABLE', details: { errno: 'EACCES' } });
-    expect(e.hint).toMatch(/group/);
+    expect(e.hint).toMatch(/another user/);
   });
 
   it('usage errors speak in flags, never RPC fields, also under --json, before reaching berthd', async () => {
