@@ -25,6 +25,10 @@ export interface ServerDeps {
   heartbeatMs?: number;
 }
 
+/** What of a refused (413) body is still read and dropped so its sender gets the answer, and for how long. */
+const DRAIN_BYTES = 64 * 1024 * 1024;
+const DRAIN_MS = 30_000;
+
 function rpcError(code: 'REQUEST_TOO_LARGE' | 'INVALID_REQUEST' | 'INTERNAL_ERROR', message: string) {
   const e = new BerthError(code, message);
   return { jsonrpc: '2.0', id: null, error: { code: e.rpcCode, message: e.message, data: e.toData() } };
@@ -58,10 +62,25 @@ export class RpcServer {
 
     app.setErrorHandler((err: Error & { code?: string; statusCode?: number }, req, reply) => {
       if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-        void reply
-          .code(413)
-          .header('connection', 'close')
-          .send(rpcError('REQUEST_TOO_LARGE', `request body exceeds ${MAX_REQUEST_BYTES} bytes`));
+        // The client is likely still writing: closing now would reset the connection under it and
+        // lose this answer (EPIPE). The rest of the body is read and dropped instead (Node does that
+        // for an answered request), up to a cap in bytes and time, past which the socket goes.
+        const raw = req.raw;
+        let dropped = 0;
+        const cut = () => raw.socket?.destroy();
+        const timer = setTimeout(cut, DRAIN_MS).unref();
+        raw.on('data', (c: Buffer) => {
+          dropped += c.length;
+          if (dropped > DRAIN_BYTES) cut();
+        });
+        raw.once('close', () => clearTimeout(timer));
+        raw.once('end', () => clearTimeout(timer));
+        // Even when the client asked to close (Connection: close): Node would close right after the
+        // answer, while the body still comes, and the client would see a reset instead of the 413.
+        // (fastify sets that header on any body it failed to read.)
+        reply.removeHeader('connection');
+        reply.raw.shouldKeepAlive = true;
+        void reply.code(413).send(rpcError('REQUEST_TOO_LARGE', `request body exceeds ${MAX_REQUEST_BYTES} bytes`));
         return;
       }
       if (req.url.startsWith('/rpc') && (err.statusCode ?? 500) < 500) {

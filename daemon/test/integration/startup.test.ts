@@ -81,6 +81,9 @@ describe('startup: a restarting berthd is answered, not refused', () => {
     const home = await tempDir();
     try {
       const d = spawnDaemon({ home });
+      // From the moment berthd has begun (its pid file, written before it binds the socket): a CLI
+      // that raced ahead of even that, on a loaded machine, could not know a daemon was coming.
+      while (!existsSync(join(home, 'berth.sock.pid'))) await new Promise((r) => setTimeout(r, 5));
       const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
         const p = spawn(process.execPath, [BERTH_BIN, 'status', '--json'], { env: { PATH: process.env.PATH, HOME: home, BERTH_HOME: home } });
         let text = '';
