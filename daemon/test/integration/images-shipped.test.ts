@@ -53,14 +53,19 @@ describe('shipped images on the offline base', () => {
     ({ d } = await startWithProject({ env: { AGENT_DEFAULT_IMAGE: PROD, BERTH_MODEL_UPSTREAM: up.url, BERTH_MODEL_CREDENTIAL: 'secret:anthropic' } }));
     await writeFile(join(d.home, 'secrets.yaml'), `anthropic: ${KEY}\n`, { mode: 0o600 });
     const buildArgs = { BASE_IMAGE: OFFLINE_BASE };
+    // The images stay between runs, as the Claude test image does: removing them dropped their layer
+    // cache, and every run downloaded Claude Code and installed task-master-ai again (~7 min of the
+    // suite). What this run replaces is removed once it is built (stacks before the base they extend).
+    const names = ['browser', 'python', 'node'].map((s) => `claude-agent-${s}:${TAG}`).concat([DEV, PROD]);
+    const before = await Promise.all(names.map((n) => docker('image', 'inspect', '-f', '{{.Id}}', n).catch(() => '')));
     prod = await d.client.buildDefaultImages({ stacks: ['node', 'python', 'browser'], tag: TAG, buildArgs }, (p) => progress.push(p));
     dev = await d.client.images.buildDefaults({ stacks: ['base'], variants: ['dev'], tag: TAG, buildArgs });
+    const after = await Promise.all(names.map((n) => docker('image', 'inspect', '-f', '{{.Id}}', n).catch(() => '')));
+    for (const [i, id] of before.entries()) if (id && id !== after[i]) await docker('rmi', id).catch(() => {});
   }, 1_200_000);
   afterAll(async () => {
     await d?.[Symbol.asyncDispose]();
     await up?.close();
-    const names = [...(prod?.images ?? []), ...(dev?.images ?? [])].map((i) => i.name);
-    await docker('rmi', ...names).catch(() => {});
   });
 
   it('builds base first, then the stacks on it, each labelled with its stack and variant', async () => {
