@@ -231,7 +231,7 @@ export interface MergeResult {
   commit: string;
   /** The session branch's tip that was merged. */
   branchTip: string;
-  /** Uncommitted and untracked files in the session's checkout: not in the merge (commit them to include them). */
+  /** Uncommitted and untracked files in the session's checkout (the first 1000): not in the merge (commit them to include them). */
   leftOut: string[];
 }
 

@@ -84,12 +84,12 @@ const clean = (v: string) => v.replace(/[\u0000-\u001f\u007f]/g, ' ').trim().sli
 export async function ownerIdentity(repo: string, home?: string | null): Promise<{ name: string | null; email: string | null }> {
   const owner = (await stat(repo)).uid;
   const dir = home === undefined ? await homeOf(owner) : home;
-  const sources: (string[] | null)[] = [[], dir ? ['--file', join(dir, '.gitconfig')] : null, dir ? ['--file', join(dir, '.config/git/config')] : null, ['--file', '/etc/gitconfig']];
+  const files = [...(dir ? [join(dir, '.gitconfig'), join(dir, '.config/git/config')] : []), '/etc/gitconfig'];
+  const sources = [['--local'], ...files.map((f) => ['--file', f])];
   const get = async (key: string) => {
     for (const src of sources) {
-      if (!src) continue;
-      const v = await pgit(repo, ['config', ...(src.length ? src : ['--local']), '--get', key]).catch(() => '');
-      if (clean(v)) return clean(v);
+      const v = clean(await pgit(repo, ['config', ...src, '--get', key]).catch(() => ''));
+      if (v) return v;
     }
     return null;
   };

@@ -11,6 +11,9 @@ import type { Logger } from '../log.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
 
+/** Paths a merge's `leftOut` names at most. */
+const MAX_LEFT_OUT = 1000;
+
 export interface SessionCheckoutsOptions {
   /** How often every checkout's branch tip is compared with what the project has (the backstop). */
   pollMs?: number;
@@ -91,7 +94,8 @@ export class SessionCheckouts {
     const r = await this.manager.imports.merge(await this.ref(s), this.project(s).path, strategy, message);
     this.sessions.setMerged(s.id, { strategy: r.strategy, base: r.base, commit: r.commit, branchTip: r.branchTip, at: new Date().toISOString() });
     // What `berth diff` shows but a merge of commits cannot take: said, not silently dropped.
-    const leftOut = await this.dirty(s).catch(() => []);
+    // Capped: an agent may leave a million untracked files, and this answer carries their names.
+    const leftOut = (await this.dirty(s).catch(() => [])).slice(0, MAX_LEFT_OUT);
     return { ...r, leftOut };
   }
 

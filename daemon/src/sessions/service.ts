@@ -292,7 +292,8 @@ export class SessionService {
         throw new BerthError('DIRTY_CHECKOUT', `session ${s.name} has uncommitted changes: ${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ' …' : ''}`, {
           hint: running
             ? `Commit them in the session (\`berth exec ${s.name} -- git commit -am …\`), or remove with --force: berth keeps them on refs/berth/wip/${s.name}.`
-            : `The session is ${s.state}: \`berth start ${s.name}\` runs it again so you can commit in it (\`berth exec\`), or commit in its checkout ${s.checkoutDir} on the host, or remove with --force: berth keeps them on refs/berth/wip/${s.name}.`,
+            : // Not "commit in the checkout on the host": its .git is the agent's (hooks, config), and git there would run them.
+              `The session is ${s.state}: \`berth restart ${s.name}\` runs it again so you can commit in it (\`berth exec\`), or remove with --force: berth keeps them on refs/berth/wip/${s.name}.`,
           details: { id: s.id, paths: dirty },
         });
       }
