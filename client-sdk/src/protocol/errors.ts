@@ -85,6 +85,7 @@ export const errorRegistry = {
   NOT_ON_BASE_BRANCH: { rpc: 1413, hint: 'Check out the base branch in the project\'s main checkout (`git switch BASE`), then merge again.' },
   MERGE_NOT_FAST_FORWARD: { rpc: 1414, hint: 'The base moved on: merge with --merge or --squash instead of --ff.' },
   IMPORT_FAILED: { rpc: 1417, hint: 'git refused the session\'s commits (malformed or missing objects, see the message); nothing in the project changed. Fix the branch inside the session (recommit the work with plain git) and retry.' },
+  SESSION_RUNNING: { rpc: 1419, hint: 'Stop it first (`berth stop ID`), or stop and remove it in one step: `berth rm --stop ID`.' },
   GIT_FAILED: { rpc: 1418, hint: 'git could not read the session\'s checkout (a file it cannot read, such as a FIFO, or a git that ran past its deadline or memory limit; the message says which). Nothing was changed; remove the offending file inside the session and retry.' },
   DIFF_FAILED: { rpc: 1416, hint: 'git could not read the checkout (see the message); `berth status ID` still lists the changed paths.' },
   GIT_CLONE_FAILED: { rpc: 1415, hint: 'Check the URL, the deploy key (sshKeyPath) and that the host is reachable; the message has git\'s reason.' },

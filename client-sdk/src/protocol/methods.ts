@@ -104,10 +104,19 @@ export interface Methods {
    */
   'sessions.stop': { params: { id: string; timeoutSec?: number; graceful?: boolean; withinSec?: number }; result: Session };
   'sessions.restart': { params: { id: string }; result: Session };
-  'sessions.remove': { params: { id: string; force?: boolean; deleteBranch?: boolean }; result: RemoveResult };
+  /**
+   * `stop: false` refuses a session whose container runs (SESSION_RUNNING), as `docker rm` does;
+   * left out, a running session is stopped and removed (what SDK callers of protocol 1 got). The
+   * CLI sends `stop: false` unless `berth rm --stop`.
+   */
+  'sessions.remove': { params: { id: string; force?: boolean; deleteBranch?: boolean; stop?: boolean }; result: RemoveResult };
   'sessions.status': { params: { id: string }; result: SessionStatus };
   'sessions.diff': { params: { id: string; stat?: boolean }; result: SessionDiff };
-  'sessions.merge': { params: { id: string; strategy?: 'ff' | 'merge' | 'squash'; message?: string }; result: MergeResult };
+  /**
+   * `includeUncommitted` first commits the session's uncommitted and untracked files in its
+   * checkout, inside its running container (`git add -A; git commit`), so they go in too.
+   */
+  'sessions.merge': { params: { id: string; strategy?: 'ff' | 'merge' | 'squash'; message?: string; includeUncommitted?: boolean }; result: MergeResult };
   'sessions.logs': { params: { id: string; tail?: number; since?: string }; result: LogLine[] };
   'sessions.exec': { params: { id: string; cmd: string[]; timeoutSec?: number }; result: ExecResult };
   /** Model usage through the session's Claude bridge; works for removed sessions (by full id). */
@@ -184,10 +193,10 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'sessions.get': ['id'],
   'sessions.stop': ['id', 'timeoutSec', 'graceful', 'withinSec'],
   'sessions.restart': ['id'],
-  'sessions.remove': ['id', 'force', 'deleteBranch'],
+  'sessions.remove': ['id', 'force', 'deleteBranch', 'stop'],
   'sessions.status': ['id'],
   'sessions.diff': ['id', 'stat'],
-  'sessions.merge': ['id', 'strategy', 'message'],
+  'sessions.merge': ['id', 'strategy', 'message', 'includeUncommitted'],
   'sessions.logs': ['id', 'tail', 'since'],
   'images.list': [],
   'images.remove': ['name'],

@@ -233,6 +233,8 @@ export interface MergeResult {
   branchTip: string;
   /** Uncommitted and untracked files in the session's checkout (the first 1000): not in the merge (commit them to include them). */
   leftOut: string[];
+  /** With includeUncommitted: the commit berth made in the session of what was uncommitted (null when nothing was). */
+  committedUncommitted?: string | null;
 }
 
 export interface RemoveResult {

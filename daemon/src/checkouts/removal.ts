@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { lstat, readFile, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, readFile, readdir, rm, rmdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { BerthError, type Project } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
 import { GitError, git } from './git.js';
@@ -145,6 +145,9 @@ export class Removals {
       return { kept, notes, removed: false };
     }
     await this.shadows.drop(c.key);
+    // The project's checkouts directory goes with its last checkout (rmdir: only when empty), under
+    // the project's lock, which a new checkout holds from making that directory to filling it.
+    await this.withRepo(projectRepo, () => rmdir(dirname(c.workTree)).catch(() => {}));
     this.log.info({ dir: c.workTree, kept }, 'Removed session checkout');
     return { kept, notes, removed: true };
   }

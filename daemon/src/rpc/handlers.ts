@@ -36,7 +36,7 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'sessions.remove': (p) => d.sessions.remove(p.id, p),
     'sessions.status': (p) => d.sessions.status(p.id),
     'sessions.diff': (p) => d.sessions.diff(p.id, p.stat),
-    'sessions.merge': (p) => d.sessions.merge(p.id, p.strategy, p.message),
+    'sessions.merge': (p) => d.sessions.merge(p.id, p.strategy, p.message, p.includeUncommitted === true),
     'images.list': () => d.images.list(),
     'images.remove': (p) => d.images.remove(p.name),
     'images.build': (p) => d.images.build(p),

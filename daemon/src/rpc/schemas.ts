@@ -128,11 +128,11 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
     })
     .strict(),
   'sessions.restart': z.object({ id: sessionRef }).strict(),
-  'sessions.remove': z.object({ id: sessionRef, force: z.boolean().optional(), deleteBranch: z.boolean().optional() }).strict(),
+  'sessions.remove': z.object({ id: sessionRef, force: z.boolean().optional(), deleteBranch: z.boolean().optional(), stop: z.boolean().optional() }).strict(),
   'sessions.status': z.object({ id: sessionRef }).strict(),
   'sessions.diff': z.object({ id: sessionRef, stat: z.boolean().optional() }).strict(),
   'sessions.merge': z
-    .object({ id: sessionRef, strategy: z.enum(['ff', 'merge', 'squash']).optional(), message: z.string().min(1).max(10_000).optional() })
+    .object({ id: sessionRef, strategy: z.enum(['ff', 'merge', 'squash']).optional(), message: z.string().min(1).max(10_000).optional(), includeUncommitted: z.boolean().optional() })
     .strict(),
   'images.list': none,
   'images.remove': z.object({ name: z.string().regex(IMAGE_REF, { message: 'an image reference' }) }).strict(),

@@ -14,7 +14,13 @@ export const LABELS = {
   network: 'dev.berth.network',
 } as const;
 
-export const containerName = (project: string, seq: number) => `berth-${project}-${seq}`;
+/**
+ * A session's container is named after the session (`berth-look` for `--name look`; the default
+ * session name `web-3` gives `berth-web-3`). `taken` is true when an older row holds that name (rows
+ * from before this rule were named `berth-<project>-<seq>`): then the project's sequence number
+ * is added, which no other session of this berthd has.
+ */
+export const containerName = (session: string, seq: number, taken = false) => (taken ? `berth-${session}-${seq}` : `berth-${session}`);
 /**
  * The per-project network of one berthd. Bridge and internal networks have prefixes that differ
  * before anything variable starts, so no project name (NAME_PATTERN) can make one kind's name equal

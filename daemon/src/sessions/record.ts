@@ -12,6 +12,8 @@ export function newSessionRecord(i: {
   agent: string;
   mode: SessionMode;
   seq: number;
+  /** Another row already holds the container name made from the session's name. */
+  containerNameTaken?: boolean;
   spec: SessionSpec;
   restartPolicy: RestartPolicy;
   checkoutDir: string | null;
@@ -26,7 +28,7 @@ export function newSessionRecord(i: {
     agent: i.agent,
     mode: i.mode,
     seq: i.seq,
-    containerName: containerName(i.project, i.seq),
+    containerName: containerName(i.name, i.seq, i.containerNameTaken),
     spec: i.spec,
     specHash: specHash(i.spec),
     restartPolicy: i.restartPolicy,

@@ -28,11 +28,14 @@ import type { ContainerRuntime } from '../runtime/port.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
 import { ImageResolver } from './image.js';
+import { containerName } from '../runtime/labels.js';
 import { newSessionRecord } from './record.js';
 import { resolveSpec, specHash, type SessionSpec, type SpecInput } from './spec.js';
 import { listSessions } from './list.js';
 import type { JsonText } from '../shared/json-text.js';
 import { waitForSession } from './wait.js';
+import { SessionWork } from './work.js';
+import type { SessionScheduler } from './scheduler.js';
 
 const SETTLED: ReadonlySet<SessionState> = new Set(['running', 'failed', 'exited', 'stopped']);
 const DEFAULT_LOG_TAIL = 1000;
@@ -68,16 +71,7 @@ interface StartRequest {
 }
 
 
-/**
- * What the session service needs of the reconciler: it only changes desired state and asks for a
- * pass. (The reconciler implements this; the service never imports it.)
- */
-export interface SessionScheduler {
-  /** Queue a reconcile of the session (deduplicated; returns at once). */
-  enqueue(id: string): void;
-  /** The grace period the next stop of the session gives its agent before SIGKILL. */
-  setStopTimeout(id: string, timeoutSec: number): void;
-}
+export type { SessionScheduler } from './scheduler.js';
 
 /**
  * Session RPCs. They validate, write desired state, enqueue the session for the reconciler and wait
@@ -86,10 +80,12 @@ export interface SessionScheduler {
 export class SessionService {
   private readonly now: () => Date;
   private readonly images: ImageResolver;
+  private readonly work: SessionWork;
 
   constructor(private readonly d: SessionServiceDeps) {
     this.now = d.now ?? (() => new Date());
     this.images = new ImageResolver(d);
+    this.work = new SessionWork({ ...d, now: this.now, resolve: (id) => this.resolve(id) });
   }
 
   /**
@@ -180,7 +176,7 @@ export class SessionService {
           const own = mode === 'write' && !(project.worktrees === 'when-shared' && sharingMain === 0);
           const checkoutDir = own ? this.d.checkouts.manager.checkoutDir(project.name, name) : null;
           const spec = this.spec({ agent, project, mode, owner: req.owner, overrides: req.overrides, image: req.image, checkoutDir });
-          return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, budgetTokens: p.budgetTokens !== undefined ? p.budgetTokens : agent.budgetTokens, priority: p.priority ?? 0, ts });
+          return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, containerNameTaken: this.d.sessions.hasContainerName(containerName(name, seq)), spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, budgetTokens: p.budgetTokens !== undefined ? p.budgetTokens : agent.budgetTokens, priority: p.priority ?? 0, ts });
         });
         return { record };
       } catch (err) {
@@ -278,51 +274,20 @@ export class SessionService {
     return this.settle(s.id);
   }
 
-  /**
-   * Removes the container and volume, then the checkout, never losing work: a checkout with
-   * uncommitted changes is refused unless `force` (which saves them on refs/berth/wip/<name>).
-   */
-  async remove(idOrName: string, opts: { force?: boolean; deleteBranch?: boolean } = {}): Promise<RemoveResult> {
-    const s = this.resolve(idOrName);
-    if (s.checkoutDir && !opts.force) {
-      const dirty = await this.d.checkouts.dirty(s);
-      if (dirty.length) {
-        // How to commit them depends on whether the agent's container still runs.
-        const running = s.state === 'running';
-        throw new BerthError('DIRTY_CHECKOUT', `session ${s.name} has uncommitted changes: ${dirty.slice(0, 5).join(', ')}${dirty.length > 5 ? ' …' : ''}`, {
-          hint: running
-            ? `Commit them in the session (\`berth exec ${s.name} -- git commit -am …\`), or remove with --force: berth keeps them on refs/berth/wip/${s.name}.`
-            : // Not "commit in the checkout on the host": its .git is the agent's (hooks, config), and git there would run them.
-              `The session is ${s.state}: \`berth restart ${s.name}\` runs it again so you can commit in it (\`berth exec\`), or remove with --force: berth keeps them on refs/berth/wip/${s.name}.`,
-          details: { id: s.id, paths: dirty },
-        });
-      }
-    }
-    // The checkout goes in the reconciler's last step (once the container is gone), with these
-    // options kept on the row: a removal interrupted by a crash is finished by the next pass.
-    const opts2 = { force: opts.force === true, deleteBranch: opts.deleteBranch === true };
-    this.d.sessions.setDesired(s.id, 'removed', this.now().toISOString(), { removeOpts: opts2 });
-    this.d.reconciler.enqueue(s.id);
-    await waitForSession(this.d.sessions, this.d.bus, s.id, () => false, 120_000);
-    if (this.d.sessions.get(s.id)) {
-      throw new BerthError('ENGINE_UNAVAILABLE', `session ${s.name} is marked for removal; berthd finishes it when the engine answers`, {
-        details: { id: s.id },
-      });
-    }
-    const { kept, notes } = this.d.checkouts.takeRemoval(s.id) ?? { kept: {}, notes: [] };
-    return { removed: s.id, name: s.name, kept, notes };
+  remove(idOrName: string, opts: { force?: boolean; deleteBranch?: boolean; stop?: boolean } = {}): Promise<RemoveResult> {
+    return this.work.remove(this.resolve(idOrName), opts);
   }
 
-  async status(idOrName: string): Promise<SessionStatus> {
+  status(idOrName: string): Promise<SessionStatus> {
     return this.d.checkouts.status(this.resolve(idOrName));
   }
 
-  async diff(idOrName: string, stat = false): Promise<SessionDiff> {
+  diff(idOrName: string, stat = false): Promise<SessionDiff> {
     return this.d.checkouts.diff(this.resolve(idOrName), stat);
   }
 
-  async merge(idOrName: string, strategy: 'ff' | 'merge' | 'squash' = 'merge', message?: string): Promise<MergeResult> {
-    return this.d.checkouts.merge(this.resolve(idOrName), strategy, message);
+  merge(idOrName: string, strategy: 'ff' | 'merge' | 'squash' = 'merge', message?: string, includeUncommitted = false): Promise<MergeResult> {
+    return this.work.merge(this.resolve(idOrName), strategy, message, includeUncommitted);
   }
 
   async logs(idOrName: string, tail?: number, since?: string): Promise<LogLine[]> {

@@ -72,6 +72,10 @@ export class SessionsRepo {
       .map(toRecord);
   }
 
+  hasContainerName(name: string): boolean {
+    return this.prepare<[string], { n: number }>('SELECT count(*) AS n FROM sessions WHERE container_name = ?').get(name)!.n > 0;
+  }
+
   /** A new container name for the session (the one it had is taken on the engine). */
   renameContainer(id: string, name: string): void {
     this.prepare('UPDATE sessions SET container_name = @name WHERE id = @id').run({ id, name });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { BerthError, type Session } from '@berth/client-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitFiles, hostGit } from '../helpers/git.js';
-import { TEST_UID, poll, sh, startDaemon, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
+import { TEST_UID, makeRepo, poll, sh, startDaemon, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
 
 const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof BerthError ? e.code : String(e)));
 const inBox = (d: DaemonProcess, s: Session, script: string) => d.client.sessions.exec({ id: s.id, cmd: sh(script) });
@@ -171,6 +171,39 @@ describe('checkouts: a branch and checkout per write session', () => {
     const kept = await d.client.sessions.remove({ id: sq2.id, force: true });
     expect(kept.kept).toEqual({ branch: 'berth/sq2', wip: 'refs/berth/wip/sq2' });
     for (const s of [one, two]) await d.client.sessions.remove({ id: s.id, force: true });
+  });
+
+  it('merge --include-uncommitted commits the session\'s loose files inside it first; rm of a running session needs stop; the container is named after the session; the project\'s checkouts directory goes with its last checkout', async () => {
+    const repo2 = await makeRepo(join(d.home, 'projects', 'loose'));
+    await d.client.projects.add({ name: 'loose', path: repo2 });
+    const s = await d.client.sessions.start({ project: 'loose', agent: 'coder', name: 'look' });
+    expect(s.containerName).toMatch(/^berth-look(-i[0-9a-f]{6}(-[0-9a-f]{4})?)?$/);
+    await inBox(d, s, 'echo one > one.txt && git add one.txt && git commit -qm one && echo loose > loose.txt && echo more >> one.txt');
+    const m = await d.client.sessions.merge({ id: s.id, strategy: 'squash', message: 'with loose files', includeUncommitted: true });
+    expect(m.leftOut).toEqual([]);
+    expect(m.committedUncommitted).toMatch(/^[0-9a-f]{40}$/);
+    expect(m.branchTip).toBe(m.committedUncommitted);
+    expect(hostGit(repo2, 'show', 'main:loose.txt')).toBe('loose');
+    expect(hostGit(repo2, 'show', 'main:one.txt')).toBe('one\nmore');
+    // Inside the session the work is now committed (the agent's own checkout, its own branch).
+    expect((await inBox(d, s, 'git status --porcelain; git log -1 --format=%s')).stdout).toMatch(/^berth: uncommitted work of session look/);
+    // Nothing uncommitted: nothing is made.
+    const again = await d.client.sessions.merge({ id: s.id, strategy: 'merge', includeUncommitted: true });
+    expect(again.committedUncommitted).toBeNull();
+
+    expect(await codeOf(d.client.sessions.remove({ id: s.id, stop: false }))).toBe('SESSION_RUNNING');
+    expect((await d.client.sessions.get({ id: s.id })).state).toBe('running');
+    // Stopped: committing needs the container, and says how to get it back.
+    await inBox(d, s, 'echo late > late.txt');
+    await d.client.sessions.stop({ id: s.id, timeoutSec: 1 });
+    const notRunning = (await d.client.sessions.merge({ id: s.id, includeUncommitted: true }).catch((e: unknown) => e)) as BerthError;
+    expect(notRunning.code).toBe('SESSION_NOT_RUNNING');
+    expect(notRunning.hint).toContain('berth restart look');
+    const gone = await d.client.sessions.remove({ id: s.id, stop: false, force: true });
+    expect(gone.kept.wip).toBe('refs/berth/wip/look');
+    expect(existsSync(join(d.home, 'checkouts', 'loose'))).toBe(false);
+    expect(existsSync(join(d.home, 'checkouts'))).toBe(true);
+    await d.client.projects.remove({ name: 'loose' });
   });
 
   it('20 write sessions started at once on one repo: 20 checkouts, 20 branches, 0 failures', async () => {

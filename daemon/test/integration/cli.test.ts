@@ -205,7 +205,13 @@ describe('berth CLI: sessions', () => {
     expect((await berth('ps')).stdout).toMatch(/no running sessions/);
     expect((await berth('ps', '-a')).stdout).toMatch(/chat\s+web\s+talker\s+write\s+stopped/);
     expect((await berth('restart', 'chat')).stdout).toMatch(/^chat running/);
-    expect((await berth('rm', json.id.slice(0, 6))).stdout).toBe(`removed session chat (${json.id})\n  branch berth/chat was fully merged into main and is deleted\n`);
+    // A running session is refused, as docker rm refuses a running container; --stop stops it first.
+    const refused = await berth('rm', 'chat');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/error\[SESSION_RUNNING\]/);
+    expect(refused.stderr).toContain('berth rm --stop');
+    expect(JSON.parse((await berth('--json', 'inspect', 'chat')).stdout).state).toBe('running');
+    expect((await berth('rm', '--stop', json.id.slice(0, 6))).stdout).toBe(`removed session chat (${json.id})\n  branch berth/chat was fully merged into main and is deleted\n`);
     const gone = await berth('inspect', 'chat');
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/error\[SESSION_NOT_FOUND\]/);

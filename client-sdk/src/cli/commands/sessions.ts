@@ -184,10 +184,11 @@ export function register(program: Command, { out, connect }: CliContext): void {
   program
     .command('rm <id>')
     .description('remove a session: container, /agent volume and checkout; work is kept (see the output)')
+    .option('-s, --stop', 'stop the session first if it runs (without it, a running session is refused)')
     .option('-f, --force', 'remove even with uncommitted changes (they are saved on refs/berth/wip/NAME)')
     .option('--delete-branch', 'delete the session branch even if unmerged (its commits stay on refs/berth/archive/NAME)')
-    .action(async (id: string, o: { force?: boolean; deleteBranch?: boolean }, cmd: Command) => {
-      const r = await connect(cmd).sessions.remove({ id, ...(o.force ? { force: true } : {}), ...(o.deleteBranch ? { deleteBranch: true } : {}) });
+    .action(async (id: string, o: { stop?: boolean; force?: boolean; deleteBranch?: boolean }, cmd: Command) => {
+      const r = await connect(cmd).sessions.remove({ id, stop: o.stop === true, ...(o.force ? { force: true } : {}), ...(o.deleteBranch ? { deleteBranch: true } : {}) });
       emit(out, r, () => [`removed session ${r.name} (${r.removed})`, ...r.notes.map((n) => line`  ${n}`)].join('\n') + '\n');
     });
 
@@ -206,18 +207,21 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--ff', 'fast-forward only')
     .option('--squash', 'one commit with all the changes')
     .option('-m, --message <msg>', 'commit message')
-    .action(async (id: string, o: { ff?: boolean; squash?: boolean; message?: string }, cmd: Command) => {
+    .option('--include-uncommitted', 'first commit the session\'s uncommitted and untracked files in its checkout (inside its container), so they go in too')
+    .action(async (id: string, o: { ff?: boolean; squash?: boolean; message?: string; includeUncommitted?: boolean }, cmd: Command) => {
       if (o.ff && o.squash) throw usageError('choose one of --ff and --squash');
       const r = await connect(cmd).sessions.merge({
         id,
         strategy: o.ff ? 'ff' : o.squash ? 'squash' : 'merge',
         ...(o.message ? { message: o.message } : {}),
+        ...(o.includeUncommitted ? { includeUncommitted: true } : {}),
       });
       emit(out, r, () => {
+        const made = r.committedUncommitted ? line`committed the uncommitted work in the session first: ${r.committedUncommitted.slice(0, 12)}` + '\n' : '';
         const left = r.leftOut.length
-          ? line`left out (not committed in the session): ${r.leftOut.slice(0, 10).join(', ')}${r.leftOut.length > 10 ? ` and ${r.leftOut.length - 10} more` : ''}` + '\n'
+          ? line`left out (not committed in the session; --include-uncommitted takes them): ${r.leftOut.slice(0, 10).join(', ')}${r.leftOut.length > 10 ? ` and ${r.leftOut.length - 10} more` : ''}` + '\n'
           : '';
-        return `merged ${r.branch} into ${r.base} (${r.strategy}): ${r.commit.slice(0, 12)}\n${left}`;
+        return `${made}merged ${r.branch} into ${r.base} (${r.strategy}): ${r.commit.slice(0, 12)}\n${left}`;
       });
     });
 
