@@ -62,3 +62,27 @@ export function parseDurationSec(text: string, flag: string): number {
   }
   return Math.round(n);
 }
+
+/**
+ * A point in time as docker's --since/--until take it: a duration back from `now` (`10m`, `1h30m`,
+ * `2d`), Unix seconds (`1700000000`, fractions allowed), or a date/time (`2026-12-02`,
+ * `2026-12-02T10:00:00Z`; without a zone, local time). Returns an ISO string.
+ */
+export function parseTimeArg(text: string, flag: string, now = Date.now()): string {
+  const t = text.trim();
+  const rel = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$/.test(t) ? t.match(/\d+(?:\.\d+)?(?:ms|s|m|h|d)/g)! : null;
+  if (rel) {
+    const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 } as const;
+    const sec = rel.reduce((acc, part) => {
+      const [, n, u] = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(part)!;
+      return acc + Number(n) * unit[u as keyof typeof unit];
+    }, 0);
+    return new Date(now - sec * 1000).toISOString();
+  }
+  if (/^\d+(\.\d+)?$/.test(t)) return new Date(Number(t) * 1000).toISOString();
+  const ms = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(t) ? Date.parse(t.replace(' ', 'T')) : NaN;
+  if (!Number.isFinite(ms)) {
+    throw usageError(`${flag} takes a time like 10m (ago), 2h30m, 2026-12-02T10:00:00Z or Unix seconds, got ${JSON.stringify(text)}`);
+  }
+  return new Date(ms).toISOString();
+}

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { BerthClient, defaultSocketPath } from '../client.js';
 import * as agents from './commands/agents.js';
+import * as completion from './commands/completion.js';
 import * as daemon from './commands/daemon.js';
 import * as images from './commands/images.js';
 import * as projects from './commands/projects.js';
@@ -54,6 +55,8 @@ export async function run(
   sessions.register(program, ctx);
   images.register(program, ctx);
   watch.register(program, ctx);
+  // Last: it reads the whole command tree.
+  completion.register(program, ctx);
 
   // --json may come before or after the subcommand; decide early so usage errors honour it too.
   out.json = argv.includes('--json');

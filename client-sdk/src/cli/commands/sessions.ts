@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { BerthClient } from '../../client.js';
 import { BerthError, RESTART_POLICIES, type ParamsOf, type Session, type SessionState } from '../../protocol/index.js';
-import { collect, ExitCode, oneOf, parseDurationSec, parsePairs, wholeNumber, type CliContext, usageError } from '../context.js';
+import { collect, ExitCode, oneOf, parseDurationSec, parsePairs, parseTimeArg, wholeNumber, type CliContext, usageError } from '../context.js';
 import { ids, ago, emit, jsonText, line, table, until } from '../output.js';
 import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
 
@@ -134,20 +134,30 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .description('output of a session')
     .option('-f, --follow', 'keep printing new output')
     .option('-n, --tail <n>', 'only the last N lines')
-    .option('--since <time>', 'only lines after this ISO time')
+    .option('--since <time>', 'only lines from this time on: 10m (ago), 1h30m, 2026-12-02T10:00:00Z or Unix seconds')
+    .option('--until <time>', 'only lines up to this time (same forms); with -f, stop following then')
     .option('-t, --timestamps', 'prefix each line with its time')
-    .action(async (id: string, o: { follow?: boolean; tail?: string; since?: string; timestamps?: boolean }, cmd: Command) => {
+    .action(async (id: string, o: { follow?: boolean; tail?: string; since?: string; until?: string; timestamps?: boolean }, cmd: Command) => {
+      const tail = o.tail !== undefined ? wholeNumber(o.tail, '--tail') : undefined;
+      const since = o.since !== undefined ? parseTimeArg(o.since, '--since') : undefined;
+      const until = o.until !== undefined ? parseTimeArg(o.until, '--until') : undefined;
       const c = connect(cmd);
       const ctl = new AbortController();
       const onSig = () => ctl.abort();
       process.once('SIGINT', onSig);
+      const untilMs = until !== undefined ? Date.parse(until) : Infinity;
+      const stopAt = o.follow && until !== undefined ? setTimeout(onSig, Math.max(0, untilMs - Date.now())) : undefined;
       try {
         for await (const l of c.logs(id, {
           follow: o.follow === true,
           signal: ctl.signal,
-          ...(o.tail !== undefined ? { tail: wholeNumber(o.tail, '--tail') } : {}),
-          ...(o.since ? { since: o.since } : {}),
+          ...(tail !== undefined ? { tail } : {}),
+          ...(since !== undefined ? { since } : {}),
         })) {
+          if (Date.parse(l.ts) > untilMs) {
+            if (o.follow) break;
+            continue;
+          }
           // The agent writes the whole stream, so its lines are printed as lines (escaped by print).
           const text = `${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`;
           if (out.json) out.printJson(l);
@@ -155,6 +165,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
           else out.print(text);
         }
       } finally {
+        clearTimeout(stopAt);
         process.off('SIGINT', onSig);
       }
     });
