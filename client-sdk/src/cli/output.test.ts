@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BerthError } from '../protocol/index.js';
 import { run } from './index.js';
-import { escapeControls, jsonText, line, Out, reportError, table } from './output.js';
+import { cut, escapeControls, jsonText, line, Out, reportError, shellQuote, table } from './output.js';
 
 const ESC = '\x1b';
 const BEL = '\x07';
@@ -176,5 +176,19 @@ describe('berth CLI output (terminal injection)', () => {
         return [/process\.(stdout|stderr)/, /\bconsole\./, /cli-progress/, /\.write\(/].filter((re) => re.test(src)).map((re) => `${f}: ${re}`);
       });
     expect(offenders).toEqual([]);
+  });
+});
+
+describe('shellQuote and cut', () => {
+  it('quotes only what a shell would split or expand, and gives the argv back', () => {
+    expect(shellQuote(['claude', '-p', 'fix it'])).toBe("claude -p 'fix it'");
+    expect(shellQuote(['sh', '-c', "echo it's $HOME; ls *"])).toBe(`sh -c 'echo it'\\''s $HOME; ls *'`);
+    expect(shellQuote(['a=b', '--x=1,2', './f.txt', ''])).toBe("a=b --x=1,2 ./f.txt ''");
+  });
+  it('cuts to the column with an ellipsis, by characters, unless told not to', () => {
+    expect(cut('abcdef', 4)).toBe('abc…');
+    expect(cut('abcd', 4)).toBe('abcd');
+    expect(cut('ééééé', 3)).toBe('éé…');
+    expect(cut('abcdef', 4, true)).toBe('abcdef');
   });
 });

@@ -134,6 +134,19 @@ export class Out {
   }
 }
 
+/**
+ * An argv as a POSIX shell would take it back: words of safe characters as they are, others in
+ * single quotes (`sh -c 'set -e; make'`). For showing a command, never for running one.
+ */
+export function shellQuote(argv: readonly string[]): string {
+  return argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+/** A table cell cut to `max` characters, the cut marked with `…` (docker's --no-trunc turns this off). */
+export function cut(text: string, max: number, noTrunc = false): string {
+  return noTrunc || [...text].length <= max ? text : `${[...text].slice(0, max - 1).join('')}…`;
+}
+
 /** Plain aligned columns for humans; each cell is escaped to one line before it is measured. */
 export function table(headers: string[], rows: string[][]): string {
   const cells = rows.map((r) => r.map((c) => escapeControls(c ?? '')));

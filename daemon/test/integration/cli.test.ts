@@ -68,7 +68,20 @@ describe('berth CLI', () => {
       image: 'claude-agent-node',
       readOnly: false,
     });
-    expect((await berth('agent', 'ls')).stdout).toMatch(/fixer\s+claude-agent-node\s+write\s+claude -p fix it/);
+    // Commands as a shell would take them back, cut to the column unless --no-trunc.
+    expect(add.stdout).toBe("defined agent fixer: claude -p 'fix it'\n");
+    expect((await berth('agent', 'ls')).stdout).toMatch(/fixer\s+claude-agent-node\s+write\s+claude -p 'fix it'\n/);
+    const script = "set -e; for i in 1 2 3; do echo \"it's $i\"; done; sleep 3600";
+    expect((await berth('agent', 'add', 'looper', '--', 'sh', '-c', script)).code).toBe(0);
+    const quoted = `sh -c 'set -e; for i in 1 2 3; do echo "it'\\''s $i"; done; sleep 3600'`;
+    const ls = (await berth('agent', 'ls')).stdout;
+    expect(ls).toContain(`looper  (default)          write        ${quoted.slice(0, 47)}…\n`);
+    expect((await berth('agent', 'ls', '--no-trunc')).stdout).toContain(`${quoted}\n`);
+    expect((await berth('agent', 'show', 'looper')).stdout).toContain(`command  ${quoted}\n`);
+    // What the shell gives back is the argv berth stored.
+    const { stdout: back } = await exec('sh', ['-c', `printf '%s\\n' ${quoted}`]);
+    expect(back).toBe(`sh\n-c\n${script}\n`);
+    expect((await berth('agent', 'rm', 'looper')).code).toBe(0);
     expect((await berth('agent', 'rm', 'fixer')).code).toBe(0);
   });
 

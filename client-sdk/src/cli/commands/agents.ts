@@ -1,16 +1,19 @@
 import type { Command } from 'commander';
 import { BerthError, RESTART_POLICIES, type Agent, type AgentLimits, type NetworkMode } from '../../protocol/index.js';
 import { collect, oneOf, parseDurationSec, parsePairs, wholeNumber, type CliContext } from '../context.js';
-import { ids, emit, table } from '../output.js';
+import { cut, ids, emit, shellQuote, table } from '../output.js';
 import { exactTokens, parseBudgetTokens } from '../usage.js';
 
-function agentRows(agents: Agent[]): string[][] {
+/** Width of the COMMAND column (the whole command with --no-trunc, or in `agent show`). */
+const COMMAND_WIDTH = 48;
+
+function agentRows(agents: Agent[], noTrunc: boolean): string[][] {
   return agents.map((a) => [
     a.name,
-    a.image ?? '(default)',
+    cut(a.image ?? '(default)', 40, noTrunc),
     a.readOnly ? 'read' : 'write',
     a.role ?? '',
-    a.command.join(' '),
+    cut(shellQuote(a.command), COMMAND_WIDTH, noTrunc),
   ]);
 }
 
@@ -61,17 +64,18 @@ export function register(program: Command, { out, connect }: CliContext): void {
         ...(stuckAfterSec !== undefined ? { stuckAfterSec } : {}),
         ...(onStuck !== undefined ? { onStuck } : {}),
       });
-      emit(out, a, () => `defined agent ${a.name}: ${a.command.join(' ')}\n`);
+      emit(out, a, () => `defined agent ${a.name}: ${shellQuote(a.command)}\n`);
     });
   agent
     .command('ls')
     .alias('list')
     .description('list agents')
     .option('-q, --quiet', 'only the names, one a line')
-    .action(async (o: { quiet?: boolean }, cmd: Command) => {
+    .option('--no-trunc', 'do not cut long commands and images to the column')
+    .action(async (o: { quiet?: boolean; trunc: boolean }, cmd: Command) => {
       const list = await connect(cmd).agents.list();
       if (o.quiet && !out.json) return out.print(ids(list.map((a) => a.name)));
-      emit(out, list, () => (list.length ? table(['NAME', 'IMAGE', 'MODE', 'ROLE', 'COMMAND'], agentRows(list)) : 'no agents\n'));
+      emit(out, list, () => (list.length ? table(['NAME', 'IMAGE', 'MODE', 'ROLE', 'COMMAND'], agentRows(list, !o.trunc)) : 'no agents\n'));
     });
   agent
     .command('show <name>')
@@ -82,7 +86,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
         [
           `name     ${a.name}`,
           `image    ${a.image ?? '(default)'}`,
-          `command  ${a.command.join(' ')}`,
+          `command  ${shellQuote(a.command)}`,
           `mode     ${a.readOnly ? 'read-only' : 'write'}`,
           `restart  ${a.restartPolicy}`,
           `role     ${a.role ?? ''}`,

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BerthError, type ImageBuildProgress } from '../../protocol/index.js';
 import { collect, ExitCode, parsePairs, type CliContext, usageError } from '../context.js';
-import { ids, ago, emit, line, table, type Out } from '../output.js';
+import { cut, ids, ago, emit, line, table, type Out } from '../output.js';
 
 /**
  * Build output: a progress bar per image on a TTY, `[image n/m] line` otherwise, NDJSON with --json.
@@ -48,7 +48,8 @@ function showBuildFailure(out: Out, err: unknown): void {
 }
 
 export function register(program: Command, { out, connect }: CliContext): void {
-  const listImages = async (o: { quiet?: boolean }, cmd: Command) => {
+  const listImages = async (o: { quiet?: boolean; trunc: boolean }, cmd: Command) => {
+      const noTrunc = !o.trunc;
       const list = await connect(cmd).images.list();
       if (o.quiet && !out.json) return out.print(ids(list.map((i) => i.name)));
       emit(out, list, () =>
@@ -57,12 +58,12 @@ export function register(program: Command, { out, connect }: CliContext): void {
               ['IMAGE', 'ID', 'STACK', 'VARIANT', 'SIZE', 'CREATED', 'USED BY'],
               list.map((i) => [
                 i.name,
-                i.id.replace(/^sha256:/, '').slice(0, 12),
+                noTrunc ? i.id : i.id.replace(/^sha256:/, '').slice(0, 12),
                 i.stack ?? '',
                 i.variant ?? '',
                 `${(i.sizeBytes / 1024 / 1024).toFixed(0)} MB`,
                 ago(i.createdAt),
-                [...i.usedBy.projects.map((p) => `project ${p}`), ...i.usedBy.agents.map((a) => `agent ${a}`), ...i.usedBy.sessions.map((s) => `session ${s}`)].join(', '),
+                cut([...i.usedBy.projects.map((p) => `project ${p}`), ...i.usedBy.agents.map((a) => `agent ${a}`), ...i.usedBy.sessions.map((s) => `session ${s}`)].join(', '), 60, noTrunc),
               ]),
             )
           : 'no agent images (berth image build-defaults builds the shipped ones)\n',
@@ -72,6 +73,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .command('images')
     .description('agent images on the engine (claude-agent-* and berth-built), and who uses them')
     .option('-q, --quiet', 'only the names, one a line')
+    .option('--no-trunc', 'full image ids, and who uses each in full')
     .action(listImages);
 
   const image = program.command('image').description('build, list and remove agent images');
@@ -80,6 +82,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .alias('list')
     .description('the same as berth images')
     .option('-q, --quiet', 'only the names, one a line')
+    .option('--no-trunc', 'full image ids, and who uses each in full')
     .action(listImages);
   image
     .command('build <name>')
