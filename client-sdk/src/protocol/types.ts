@@ -255,6 +255,8 @@ export interface ImageSummary {
   variant: string | null;
   sizeBytes: number;
   createdAt: string;
+  /** Referred to (by an agent, a project, the default, a session) but not on the engine: id '', size 0. */
+  missing?: boolean;
   usedBy: { agents: string[]; projects: string[]; sessions: string[] };
 }
 

@@ -11,7 +11,7 @@ import {
 } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
-import type { ContainerRuntime } from '../runtime/port.js';
+import type { ContainerRuntime, ImageRecord } from '../runtime/port.js';
 import type { AgentsRepo } from '../store/agents.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionsRepo } from '../store/sessions.js';
@@ -69,29 +69,49 @@ export class ImageService {
     return `berth image build-defaults --stack ${stack.name}${variant === 'dev' ? ' --variants dev' : ''}${prodTag !== 'latest' ? ` --tag ${prodTag}` : ''}`;
   }
 
+  /**
+   * berth's images (claude-agent-*, and what berth built), and every other image an agent, a project,
+   * the daemon's default or a session refers to: from the engine when it has it, else marked
+   * `missing` (a session of that agent would fail with IMAGE_NOT_FOUND).
+   */
   async list(): Promise<ImageSummary[]> {
     const images = await this.runtime.images({ namePrefix: IMAGE_PREFIX, label: IMAGE_LABELS.image });
     const agents = this.repos.agents.list();
     const projects = this.repos.projects.list();
+    const summary = (name: string, img: ImageRecord | null): ImageSummary => {
+      const uses = (ref: string | null) => ref !== null && withTag(ref) === withTag(name);
+      return {
+        name,
+        tag: img && !img.tags.length ? null : tagOf(withTag(name)),
+        id: img?.id ?? '',
+        stack: img?.labels[IMAGE_LABELS.stack] ?? null,
+        variant: img?.labels[IMAGE_LABELS.variant] ?? null,
+        sizeBytes: img?.sizeBytes ?? 0,
+        createdAt: img?.createdAt ?? '',
+        ...(img ? {} : { missing: true }),
+        usedBy: {
+          agents: agents.filter((a) => uses(a.image ?? this.opts.defaultImage)).map((a) => a.name),
+          projects: projects.filter((p) => uses(p.defaultImage)).map((p) => p.name),
+          sessions: this.repos.sessions.usingImage(spellings(name)).map((s) => s.name),
+        },
+      };
+    };
     const out: ImageSummary[] = [];
+    const listed = new Set<string>();
     for (const img of images) {
       for (const tag of img.tags.length ? img.tags : [img.id]) {
-        const uses = (ref: string | null) => ref !== null && withTag(ref) === withTag(tag);
-        out.push({
-          name: tag,
-          tag: img.tags.length ? tagOf(tag) : null,
-          id: img.id,
-          stack: img.labels[IMAGE_LABELS.stack] ?? null,
-          variant: img.labels[IMAGE_LABELS.variant] ?? null,
-          sizeBytes: img.sizeBytes,
-          createdAt: img.createdAt,
-          usedBy: {
-            agents: agents.filter((a) => uses(a.image ?? this.opts.defaultImage)).map((a) => a.name),
-            projects: projects.filter((p) => uses(p.defaultImage)).map((p) => p.name),
-            sessions: this.repos.sessions.usingImage(spellings(tag)).map((s) => s.name),
-          },
-        });
+        out.push({ ...summary(tag, img), tag: img.tags.length ? tagOf(tag) : null });
+        listed.add(withTag(tag));
       }
+    }
+    const referred = new Set<string>(
+      [this.opts.defaultImage, ...agents.map((a) => a.image), ...projects.map((p) => p.defaultImage), ...this.repos.sessions.activeImages()]
+        .filter((r): r is string => !!r)
+        .map(withTag),
+    );
+    for (const ref of [...referred].filter((r) => !listed.has(r))) {
+      const info = await this.runtime.image(ref);
+      out.push(summary(ref, info ? { ...info, labels: {} } : null));
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }

@@ -268,6 +268,13 @@ export class SessionsRepo {
     return out;
   }
 
+  /** Every image a session not being removed names (as written; from the sessions_by_image index). */
+  activeImages(): string[] {
+    return this.prepare<[], { image: string }>(`SELECT DISTINCT json_extract(spec, '$.image') AS image FROM sessions WHERE desired != 'removed'`)
+      .all()
+      .map((r) => r.image);
+  }
+
   /** Names and ids of the sessions, not being removed, whose spec names one of `images` (as written). */
   usingImage(images: string[]): { id: string; name: string; image: string }[] {
     if (!images.length) return [];

@@ -97,6 +97,24 @@ describe('images', () => {
     expect(((await d.client.images.remove({ name: `${tag}:dev` }).catch((e: unknown) => e)) as BerthError).code).toBe('IMAGE_NOT_FOUND');
   });
 
+  it('lists every image an agent or project names, berth\'s or not, and marks one the engine lacks', async () => {
+    // The busybox test image is no berth image (no claude-agent- prefix, no berth label).
+    await d.client.agents.define({ name: 'plain', image: 'berth-test-busybox', command: sh('sleep 3600') });
+    await d.client.agents.define({ name: 'ghostly', image: `${tag}-never-built:v1`, command: sh('sleep 3600') });
+    const listed = await d.client.images.list();
+    const plain = listed.find((i) => i.name === 'berth-test-busybox:latest')!;
+    expect(plain).toMatchObject({ tag: 'latest', stack: null, usedBy: { agents: expect.arrayContaining(['plain']) } });
+    expect(plain.id).toMatch(/^sha256:/);
+    expect(plain.missing).toBeUndefined();
+    const ghost = listed.find((i) => i.name === `${tag}-never-built:v1`)!;
+    expect(ghost).toMatchObject({ missing: true, id: '', sizeBytes: 0, usedBy: { agents: ['ghostly'] } });
+    const table = await exec(process.execPath, [BERTH_BIN, '--socket', d.socket, 'images'], { env: { PATH: process.env.PATH } });
+    expect(table.stdout).toMatch(new RegExp(`^${tag}-never-built:v1\\s+\\(not on the engine\\)\\s+-\\s+-\\s+agent ghostly$`, 'm'));
+    await d.client.agents.remove({ name: 'plain' });
+    await d.client.agents.remove({ name: 'ghostly' });
+    expect((await d.client.images.list()).map((i) => i.name)).not.toContain(`${tag}-never-built:v1`);
+  });
+
   it('resolves the image: project default beats the agent, which beats devcontainer.json, which beats AGENT_DEFAULT_IMAGE', async () => {
     await d.client.agents.define({ name: 'plain', command: sh('sleep 3600'), readOnly: true });
     await d.client.agents.define({ name: 'picky', command: sh('sleep 3600'), readOnly: true, image: 'berth-test-empty:latest' });

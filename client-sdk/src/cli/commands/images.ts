@@ -58,11 +58,11 @@ export function register(program: Command, { out, connect }: CliContext): void {
               ['IMAGE', 'ID', 'STACK', 'VARIANT', 'SIZE', 'CREATED', 'USED BY'],
               list.map((i) => [
                 i.name,
-                noTrunc ? i.id : i.id.replace(/^sha256:/, '').slice(0, 12),
+                i.missing ? '(not on the engine)' : noTrunc ? i.id : i.id.replace(/^sha256:/, '').slice(0, 12),
                 i.stack ?? '',
                 i.variant ?? '',
-                `${(i.sizeBytes / 1024 / 1024).toFixed(0)} MB`,
-                ago(i.createdAt),
+                i.missing ? '-' : `${(i.sizeBytes / 1024 / 1024).toFixed(0)} MB`,
+                i.missing ? '-' : ago(i.createdAt),
                 cut([...i.usedBy.projects.map((p) => `project ${p}`), ...i.usedBy.agents.map((a) => `agent ${a}`), ...i.usedBy.sessions.map((s) => `session ${s}`)].join(', '), 60, noTrunc),
               ]),
             )
@@ -71,7 +71,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
   };
   program
     .command('images')
-    .description('agent images on the engine (claude-agent-* and berth-built), and who uses them')
+    .description('agent images (claude-agent-*, berth-built, and any other an agent, project or session names; marked when not on the engine), and who uses them')
     .option('-q, --quiet', 'only the names, one a line')
     .option('--no-trunc', 'full image ids, and who uses each in full')
     .action(listImages);
