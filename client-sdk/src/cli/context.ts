@@ -86,3 +86,15 @@ export function parseTimeArg(text: string, flag: string, now = Date.now()): stri
   }
   return new Date(ms).toISOString();
 }
+
+/** Runs `fn` with a signal that Ctrl-C (SIGINT) aborts, for commands that wait or follow. */
+export async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ctl = new AbortController();
+  const onSig = () => ctl.abort();
+  process.once('SIGINT', onSig);
+  try {
+    return await fn(ctl.signal);
+  } finally {
+    process.off('SIGINT', onSig);
+  }
+}

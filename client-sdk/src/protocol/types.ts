@@ -137,7 +137,8 @@ export type OnStuck = 'restart' | 'notify' | 'none';
 
 export type SessionMode = 'write' | 'read';
 export type SessionDesired = 'running' | 'stopped' | 'removed';
-export type SessionState = 'pending' | 'creating' | 'running' | 'stopping' | 'stopped' | 'exited' | 'failed' | 'removed';
+export const SESSION_STATES = ['pending', 'creating', 'running', 'stopping', 'stopped', 'exited', 'failed', 'removed'] as const;
+export type SessionState = (typeof SESSION_STATES)[number];
 
 /** One agent running against one project, in its own container. */
 export interface Session {

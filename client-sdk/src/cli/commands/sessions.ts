@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import type { BerthClient } from '../../client.js';
-import { BerthError, RESTART_POLICIES, type ParamsOf, type Session, type SessionState } from '../../protocol/index.js';
-import { collect, ExitCode, oneOf, parseDurationSec, parsePairs, parseTimeArg, wholeNumber, type CliContext, usageError } from '../context.js';
+import { BerthError, RESTART_POLICIES, SESSION_STATES, type ParamsOf, type Session, type SessionState } from '../../protocol/index.js';
+import { collect, ExitCode, interruptible, oneOf, parseDurationSec, parsePairs, parseTimeArg, wholeNumber, type CliContext, usageError } from '../context.js';
 import { ids, ago, emit, jsonText, line, table, until } from '../output.js';
+import { exitCodeOf, finishedForGood, followSession, waitForSession } from '../follow.js';
 import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
 
 function sessionStatus(s: Session): string {
@@ -53,7 +54,8 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('--restart <policy>', 'never | on-failure | always (default: the agent\'s)')
     .option('--budget-tokens <n>', 'model tokens this session may use through its Claude bridge (default: the agent\'s); "none" for no budget')
     .option('--priority <n>', 'when it waits for a slot (BERTH_MAX_RUNNING): higher starts first (default 0)')
-    .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string; budgetTokens?: string; priority?: string }, cmd: Command) => {
+    .option('-f, --follow', 'then print its output until it is done (across restarts by its policy), and exit with its exit code')
+    .action(async (projectName: string, o: { agent: string; readOnly?: boolean; name?: string; env: string[]; restart?: string; budgetTokens?: string; priority?: string; follow?: boolean }, cmd: Command) => {
       const budget = o.budgetTokens !== undefined ? parseBudgetTokens(o.budgetTokens, { allowNone: true }) : undefined;
       const priority = o.priority !== undefined ? wholeNumber(o.priority, '--priority', -1000, 1000) : undefined;
       const restart = o.restart !== undefined ? oneOf(o.restart, '--restart', RESTART_POLICIES) : undefined;
@@ -67,7 +69,28 @@ export function register(program: Command, { out, connect }: CliContext): void {
         ...(budget !== undefined ? { budgetTokens: budget } : {}),
         ...(priority !== undefined ? { priority } : {}),
       });
-      emit(out, s, () => `${s.id}  ${s.name}  ${sessionStatus(s)}  (${s.containerName})\n`);
+      if (!o.follow) return emit(out, s, () => `${s.id}  ${s.name}  ${sessionStatus(s)}  (${s.containerName})\n`);
+      // Following: the session line on stderr (stdout is the agent's), then its output.
+      if (!out.json) out.printErr(`${s.id}  ${s.name}  ${sessionStatus(s)}  (${s.containerName})\n`);
+      const end = await interruptible((signal) => followSession(connect(cmd), out, s.id, signal));
+      if (end) {
+        if (!out.json) out.printErr(`${end.name} ${sessionStatus(end)}\n`);
+        const code = exitCodeOf(end);
+        if (code !== 0) throw new ExitCode(code);
+      }
+    });
+
+  program
+    .command('wait <id>')
+    .description('wait until the session is done (exited, failed or stopped, with no restart coming); print and exit with its exit code')
+    .option('--state <state>', 'wait for this state instead (running, exited, stopped, failed, ...); exit 0 once reached')
+    .action(async (id: string, o: { state?: string }, cmd: Command) => {
+      const want = o.state !== undefined ? oneOf(o.state, '--state', SESSION_STATES) : undefined;
+      const s = await interruptible((signal) => waitForSession(connect(cmd), id, (x) => (want ? x.state === want : finishedForGood(x)), signal));
+      if (!s) throw new BerthError('SESSION_NOT_FOUND', `session ${id} was removed while waiting`, { details: { id } });
+      const code = want ? 0 : exitCodeOf(s);
+      emit(out, { id: s.id, name: s.name, state: s.state, exitCode: s.exitCode ?? null }, () => (want ? `${s.name} ${s.state}\n` : `${code}\n`));
+      if (code !== 0) throw new ExitCode(code);
     });
 
   program

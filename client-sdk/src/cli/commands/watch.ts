@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import type { BerthClient } from '../../client.js';
 import { BerthError, type BerthEvent } from '../../protocol/index.js';
 import type { CliContext } from '../context.js';
-import { line } from '../output.js';
+import { collect, usageError, wholeNumber } from '../context.js';
+import { cut, jsonText, line } from '../output.js';
 
 type NotificationEvent = Extract<BerthEvent, { type: 'notification' }>;
 
@@ -25,16 +26,17 @@ const pause = (ms: number, signal: AbortSignal) =>
   });
 
 /**
- * The `notification` events of `/events` until `signal` aborts. When berthd goes away it waits for
- * it to come back and goes on: from the last event it saw when it is the same daemon, from the start
- * of its buffer when it is a new one (a new daemon numbers its events from 1 again, and everything
- * it buffered happened while we were away). Only the first connection's failure is thrown.
+ * Every event of `/events` until `signal` aborts, from `since` when given. When berthd goes away it
+ * waits for it to come back and goes on: from the last event it saw when it is the same daemon, from
+ * the start of its buffer when it is a new one (a new daemon numbers its events from 1 again, and
+ * everything it buffered happened while we were away). Only the first connection's failure is thrown.
  */
-export async function* followNotifications(
+export async function* followEvents(
   c: BerthClient,
   signal: AbortSignal,
   onState: (state: 'lost' | 'back') => void = () => {},
-): AsyncGenerator<NotificationEvent> {
+  first?: number,
+): AsyncGenerator<BerthEvent> {
   let daemon: string | null = null;
   let lastSeq: number | undefined;
   let lost = false;
@@ -42,14 +44,14 @@ export async function* followNotifications(
     try {
       const st = await c.daemon.status();
       const ident = `${st.pid} ${st.startedAt}`;
-      const since = daemon === null ? undefined : ident === daemon ? lastSeq : 0;
+      const since = daemon === null ? first : ident === daemon ? lastSeq : 0;
       daemon = ident;
       if (lost) onState('back');
       lost = false;
       wait = 250;
       for await (const e of c.events({ ...(since !== undefined ? { since } : {}), signal })) {
         lastSeq = e.seq;
-        if (e.type === 'notification') yield e;
+        yield e;
       }
     } catch (err) {
       if (signal.aborted) return;
@@ -63,7 +65,95 @@ export async function* followNotifications(
   }
 }
 
+/** The `notification` events, as followEvents gives them. */
+export async function* followNotifications(
+  c: BerthClient,
+  signal: AbortSignal,
+  onState: (state: 'lost' | 'back') => void = () => {},
+): AsyncGenerator<NotificationEvent> {
+  for await (const e of followEvents(c, signal, onState)) if (e.type === 'notification') yield e;
+}
+
+/** `--filter key=value`: type (a `*` matches any run, `session.*`), session (id or name), project. */
+export type EventFilters = { type: RegExp[]; session: string[]; project: string[] };
+
+export function parseEventFilters(specs: string[]): EventFilters {
+  const f: EventFilters = { type: [], session: [], project: [] };
+  for (const spec of specs) {
+    const i = spec.indexOf('=');
+    const key = i > 0 ? spec.slice(0, i) : '';
+    const value = spec.slice(i + 1);
+    if (!value || (key !== 'type' && key !== 'session' && key !== 'project')) {
+      throw usageError(`--filter takes type=…, session=… or project=…, got ${JSON.stringify(spec)}`);
+    }
+    if (key === 'type') f.type.push(new RegExp(`^${value.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`));
+    else f[key].push(value);
+  }
+  return f;
+}
+
+/** The session and project an event is about, where it names them. */
+function subjectOf(e: BerthEvent): { ids: string[]; projects: string[] } {
+  const d = e.data as Record<string, unknown>;
+  const s = (d.session ?? null) as { id?: string; name?: string; project?: string } | null;
+  const ids = [s?.id, s?.name, e.type.startsWith('session.') ? (d.id as string) : undefined, e.type.startsWith('session.') ? (d.name as string) : undefined];
+  const projects = [s?.project, (d.project as { name?: string } | undefined)?.name, e.type.startsWith('project.') ? (d.name as string) : undefined];
+  return { ids: ids.filter((x): x is string => !!x), projects: projects.filter((x): x is string => !!x) };
+}
+
+/** Filters of one key are alternatives; different keys must all match (docker's rule). */
+export function matchesFilters(e: BerthEvent, f: EventFilters): boolean {
+  if (f.type.length && !f.type.some((r) => r.test(e.type))) return false;
+  if (!f.session.length && !f.project.length) return true;
+  const sub = subjectOf(e);
+  if (f.session.length && !f.session.some((x) => sub.ids.some((id) => id === x || (x.length >= 4 && /^[0-9a-f]+$/.test(x) && id.startsWith(x))))) return false;
+  if (f.project.length && !f.project.some((x) => sub.projects.includes(x))) return false;
+  return true;
+}
+
+/** One line for a person: what happened to what. */
+export function describeEvent(e: BerthEvent): string {
+  switch (e.type) {
+    case 'session.state':
+      return `${e.data.session.name} ${e.data.previous} -> ${e.data.session.state}${e.data.session.state === 'exited' ? ` (${e.data.session.exitCode})` : ''}`;
+    case 'session.created':
+      return `${e.data.session.name} (${e.data.session.project}, agent ${e.data.session.agent})`;
+    case 'session.activity':
+      return `${e.data.name} ${e.data.previous ?? '-'} -> ${e.data.activity.state}`;
+    case 'notification':
+      return `${e.data.session.name} ${e.data.kind}: ${e.data.message}`;
+    default:
+      return cut(jsonText(e.data), 120);
+  }
+}
+
 export function register(program: Command, { out, connect }: CliContext): void {
+  program
+    .command('events')
+    .description('print berthd\'s events live (sessions, projects, agents, images, the engine); survives a daemon restart')
+    .option('--since <seq>', 'from this event number on (what berthd still keeps of them)')
+    .option('--filter <key=value>', 'type=session.state (a * matches: session.*), session=NAME|ID, project=NAME; repeatable', collect, [])
+    .action(async (o: { since?: string; filter: string[] }, cmd: Command) => {
+      const since = o.since !== undefined ? wholeNumber(o.since, '--since') : undefined;
+      const filters = parseEventFilters(o.filter);
+      const c = connect(cmd);
+      const ctl = new AbortController();
+      const onSig = () => ctl.abort();
+      process.once('SIGINT', onSig);
+      const onState = (state: 'lost' | 'back') => {
+        if (!out.json) out.printErr(state === 'lost' ? 'berthd went away; waiting for it to come back\n' : 'berthd is back\n');
+      };
+      try {
+        for await (const e of followEvents(c, ctl.signal, onState, since)) {
+          if (!matchesFilters(e, filters)) continue;
+          if (out.json) out.printJson(e);
+          else out.print(line`${e.ts}  ${String(e.seq).padStart(5)}  ${e.type.padEnd(16)}  ${describeEvent(e)}` + '\n');
+        }
+      } finally {
+        process.off('SIGINT', onSig);
+      }
+    });
+
   program
     .command('watch')
     .description('print notifications live: waiting for input, stuck, non-zero exit, failed, over budget; survives a daemon restart')
