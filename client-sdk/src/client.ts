@@ -26,14 +26,24 @@ export const SYSTEM_SOCKET = '/run/berth/berth.sock';
 
 /**
  * Where berthd listens: $BERTH_SOCKET, else $BERTH_HOME/berth.sock, else ~/.berth/berth.sock;
- * when that does not exist but the system service's socket does, the system one.
+ * when that does not exist but the system service's socket does, the system one. A system socket
+ * behind a directory we may not enter counts as there: its EACCES says which group to join.
  */
-export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, systemSocket = SYSTEM_SOCKET): string {
   if (env.BERTH_SOCKET) return env.BERTH_SOCKET;
   const home = env.BERTH_HOME || join(env.HOME || homedir(), '.berth');
   const user = join(home, 'berth.sock');
-  if (!env.BERTH_HOME && !existsSync(user) && existsSync(SYSTEM_SOCKET)) return SYSTEM_SOCKET;
+  if (!env.BERTH_HOME && !existsSync(user) && presentOrClosed(systemSocket)) return systemSocket;
   return user;
+}
+
+function presentOrClosed(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EACCES';
+  }
 }
 
 export interface ClientOptions {

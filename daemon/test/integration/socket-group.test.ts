@@ -4,7 +4,7 @@ import { chmod, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BERTH_BIN, TEST_UID, spawnDaemon, startDaemon, tempDir } from '../helpers/daemon.js';
+import { BERTH_BIN, REPO_ROOT, TEST_UID, spawnDaemon, startDaemon, tempDir } from '../helpers/daemon.js';
 
 const exec = promisify(execFile);
 const root = process.getuid?.() === 0;
@@ -64,6 +64,12 @@ describe.skipIf(!root)('a socket shared with a group (BERTH_SOCKET_GROUP)', () =
       const e = JSON.parse(other.stderr).error;
       expect(e).toMatchObject({ code: 'DAEMON_UNREACHABLE', details: { errno: 'EACCES' } });
       expect(e.hint).toContain(`sudo usermod -aG ${group} $USER`);
+      // The CLI's default (no ~/.berth/berth.sock: the system socket) picks a socket it cannot see
+      // behind that directory, so the user gets this hint rather than "start berthd".
+      const sdk = join(REPO_ROOT, 'client-sdk/dist/index.js');
+      const script = `import { defaultSocketPath } from ${JSON.stringify(sdk)}; console.log(defaultSocketPath({ HOME: '/tmp/bt-nohome' }, ${JSON.stringify(d.socket)}))`;
+      const picked = await exec(process.execPath, ['--input-type=module', '-e', script], { uid: TEST_UID, gid: TEST_UID });
+      expect(picked.stdout.trim()).toBe(d.socket);
     } finally {
       await rm(home, { recursive: true, force: true });
     }
