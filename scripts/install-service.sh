@@ -311,6 +311,9 @@ install_systemd() {
   else
     [ "$(id -u)" != 0 ] || [ -n "$ROOT" ] || [ "$DRY" = 1 ] || warn "--user as root: root's own user manager; for a machine-wide berthd use --system"
     [ "$DRY" = 1 ] || mkdir -p "$ROOT$PROJECTS_ROOT"
+    if [ -S /var/run/docker.sock ] && [ ! -w /var/run/docker.sock ] && [ -z "${DOCKER_HOST:-}" ]; then
+      warn "you may not use /var/run/docker.sock: join the docker group (sudo usermod -aG docker \"\$USER\", then log in again), or set DOCKER_HOST in ~/.config/berth/berthd.env"
+    fi
   fi
 
   render_unit "$BERTH_ROOT/systemd/$([ "$MODE" = system ] && echo berthd.service || echo berthd-user.service)" | write_file "$unit" 0644
@@ -329,6 +332,8 @@ install_systemd() {
     note "not started (--no-start/--root): run \`${ctl[*]} daemon-reload && ${ctl[*]} enable --now berthd\`"
   elif ! systemd_running && [ "$DRY" = 0 ]; then
     note "systemd is not running here (no /run/systemd/system): the unit is written; where systemd runs: ${ctl[*]} daemon-reload && ${ctl[*]} enable --now berthd"
+  elif [ "$MODE" = user ] && [ "$DRY" = 0 ] && ! systemctl --user show-environment >/dev/null 2>&1; then
+    note "no user manager answers (logged in through su or sudo?): the unit is written; from a login session: systemctl --user daemon-reload && systemctl --user enable --now berthd"
   else
     run "${ctl[@]}" daemon-reload
     run "${ctl[@]}" enable --now berthd.service
@@ -391,7 +396,7 @@ install_launchd() {
   e_root=$(printf '%s' "$BERTH_ROOT" | xml_escape)
   e_home=$(printf '%s' "$HOME" | xml_escape)
   e_projects=$(printf '%s' "$PROJECTS_ROOT" | xml_escape)
-  e_host=$(printf '%s' "$host" | xml_escape | sed -e 's/[|\\]/\\&/g')
+  e_host=$(printf '%s' "$host" | xml_escape | sed -e 's/[|\\&]/\\&/g')
   sed -e "s|@NODE@|$e_node|g" -e "s|@BERTH_ROOT@|$e_root|g" -e "s|@PROJECTS_ROOT@|$e_projects|g" \
     -e "s|@HOME@|$e_home|g" -e "s|@DOCKER_HOST@|$e_host|g" "$BERTH_ROOT/launchd/$LABEL.plist" | write_file "$plist" 0644
   validate_plist "$plist"

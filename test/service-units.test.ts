@@ -9,7 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 const exec = promisify(execFile);
 const root = (await realpath(new URL('../', import.meta.url).pathname)).replace(/\/$/, '');
 const SCRIPT = join(root, 'scripts/install-service.sh');
-const NODE = await realpath(process.execPath);
+/** The node the installer picks: the first on PATH, its directory resolved (as `pwd -P` does). */
+const NODE = (await exec('bash', ['-c', 'n=$(command -v node) && echo "$(cd "$(dirname "$n")" && pwd -P)/$(basename "$n")"'])).stdout.trim();
 
 /**
  * The exposure `systemd-analyze security --offline=yes` gives the installed units (systemd 252); the
