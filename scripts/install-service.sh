@@ -255,7 +255,7 @@ install_systemd() {
     remove_file "$dropin"
     [ "$DRY" = 1 ] || [ ! -d "$ROOT$dropin_dir" ] || rmdir "$ROOT$dropin_dir" 2>/dev/null || true
     remove_file "$unit"
-    if [ "$NO_START" = 0 ] && systemd_running; then run "${ctl[@]}" daemon-reload; fi
+    if [ "$NO_START" = 0 ] && systemd_running; then run "${ctl[@]}" daemon-reload || warn "${ctl[*]} daemon-reload failed"; fi
     if [ "$MODE" = system ]; then
       note "kept: /var/lib/berth (state), /etc/berth, $GROUP (group), the projects"
     else
