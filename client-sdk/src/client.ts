@@ -1,7 +1,7 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { Agent as HttpAgent, request, type IncomingMessage, type RequestOptions } from 'node:http';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { JSONRPCClient, JSONRPCErrorException, createJSONRPCErrorResponse } from 'json-rpc-2.0';
 import {
@@ -26,14 +26,24 @@ export const SYSTEM_SOCKET = '/run/berth/berth.sock';
 
 /**
  * Where berthd listens: $BERTH_SOCKET, else $BERTH_HOME/berth.sock, else ~/.berth/berth.sock;
- * when that does not exist but the system service's socket does, the system one.
+ * when that does not exist but the system service's socket does, the system one. A system socket
+ * behind a directory we may not enter counts as there: its EACCES says which group to join.
  */
-export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, systemSocket = SYSTEM_SOCKET): string {
   if (env.BERTH_SOCKET) return env.BERTH_SOCKET;
   const home = env.BERTH_HOME || join(env.HOME || homedir(), '.berth');
   const user = join(home, 'berth.sock');
-  if (!env.BERTH_HOME && !existsSync(user) && existsSync(SYSTEM_SOCKET)) return SYSTEM_SOCKET;
+  if (!env.BERTH_HOME && !existsSync(user) && presentOrClosed(systemSocket)) return systemSocket;
   return user;
+}
+
+function presentOrClosed(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EACCES';
+  }
 }
 
 export interface ClientOptions {
@@ -308,12 +318,16 @@ export class BerthClient {
       }
     })();
     if (err.code === 'EACCES' || err.code === 'EPERM') {
-      // berthd runs as another user (the system unit): its socket is for its group.
+      // berthd runs as another user (the system unit): its socket is for its group. When the
+      // directory keeps us from even seeing the socket, the directory's group is the one to join.
+      const dir = st ? null : statOrNull(dirname(this.socketPath));
       const whose = st ? ` (owner uid ${st.uid}, group gid ${st.gid}, mode ${(st.mode & 0o777).toString(8)})` : '';
-      const forGroup = st !== null && (st.mode & 0o060) === 0o060;
+      const gid = st ? ((st.mode & 0o060) === 0o060 ? st.gid : null) : dir && dir.mode & 0o010 ? dir.gid : null;
+      const name = gid === null ? null : groupName(gid);
+      const howToJoin = name ? `${name}: \`sudo usermod -aG ${name} $USER\`` : `gid ${gid} (\`getent group ${gid}\` names it): \`sudo usermod -aG NAME $USER\``;
       return new BerthError('DAEMON_UNREACHABLE', `no permission to use berthd's socket ${this.socketPath}${whose}`, {
-        hint: forGroup
-          ? `berthd runs as another user and lets its group in: join group ${st.gid} (\`getent group ${st.gid}\` names it; \`sudo usermod -aG NAME $USER\`, then log in again), or run a berthd of your own (\`npm start\`; BERTH_SOCKET or --socket).`
+        hint: gid !== null
+          ? `berthd runs as another user and lets its group in: join group ${howToJoin}, then log in again; or run a berthd of your own (\`npm start\`; BERTH_SOCKET or --socket).`
           : 'berthd runs as another user and its socket (or the directory it is in) is for that user only: run berth as that user, or run a berthd of your own (`npm start`; BERTH_SOCKET or --socket).',
         details: { socket: this.socketPath, errno: err.code },
         cause: err,
@@ -334,6 +348,27 @@ export class BerthClient {
     }
     return err;
   }
+}
+
+function statOrNull(path: string): Stats | null {
+  try {
+    return statSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** The name of group `gid` in /etc/group, or null (the hint then says how to look it up). */
+function groupName(gid: number): string | null {
+  try {
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f.length >= 3 && Number(f[2]) === gid && /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(f[0]!)) return f[0]!;
+    }
+  } catch {
+    // no /etc/group (macOS keeps groups in its directory service)
+  }
+  return null;
 }
 
 function toBerthError(err: unknown): Error {

@@ -2,6 +2,7 @@ import { isAbsolute } from 'node:path';
 import { Command, Option } from 'commander';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { configLayers } from './config/layers.js';
+import { socketAccess } from './config/socket-access.js';
 import { SocketListener } from './rpc/listener.js';
 import { VERSION } from './version.js';
 
@@ -68,9 +69,10 @@ export async function runCli(argv: string[]): Promise<void> {
   let listener: SocketListener | null = null;
   const early: [Record<string, unknown>, string][] = [];
   try {
-    const socket = configLayers(loadOpts).raw.socket;
+    const layers = configLayers(loadOpts);
+    const socket = layers.raw.socket;
     if (typeof socket === 'string' && isAbsolute(socket)) {
-      listener = await SocketListener.open(socket, { warn: (obj, msg) => void early.push([obj, msg]) });
+      listener = await SocketListener.open(socket, { warn: (obj, msg) => void early.push([obj, msg]) }, socketAccess(layers.raw, layers.source));
     }
   } catch (err) {
     fail(err);

@@ -7,7 +7,7 @@ import { CredentialSource } from './bridge/credential.js';
 import { BridgeHost } from './bridge/host.js';
 import { ModelRelay } from './bridge/relay.js';
 import { UsageService } from './bridge/usage-service.js';
-import { parseMemory, summarize, type Config } from './config/index.js';
+import { parseMemory, socketAccess, summarize, type Config } from './config/index.js';
 import { EventBus } from './events/bus.js';
 import { EngineMonitor } from './health/engine-monitor.js';
 import { systemClock, type Clock } from './shared/clock.js';
@@ -263,7 +263,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   checkouts.captureInterrupted();
   try {
     if (listener) await server.serve(listener);
-    else await server.listen(config.socket);
+    else await server.listen(config.socket, socketAccess(config));
   } catch (err) {
     store.close();
     throw err;

@@ -2,8 +2,10 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { BerthError, notificationKinds, type ConfigSummary } from '@berth/client-sdk/protocol';
 import { configKeys, configLayers, type ConfigKey, type LoadOptions } from './layers.js';
+import { SOCKET_GROUP_RE, SOCKET_MODES } from './socket-access.js';
 
 export { SHIPPED_IMAGES_DIR, configKeys, type ConfigKey, type LoadOptions } from './layers.js';
+export { socketAccess, type SocketAccess } from './socket-access.js';
 
 const MEMORY_RE = /^(\d+(?:\.\d+)?)([bkmg])?$/i;
 /** An image reference as berth accepts one anywhere (config, RPC params): name, registry path, tag, digest. */
@@ -69,6 +71,9 @@ const webhooksSchema = z.preprocess(
 const fileSchema = z
   .object({
     socket: absolutePath('the RPC socket'),
+    // Resolved (group name to gid) by socketAccess() before berthd binds; here for the summary and strictness.
+    socketGroup: z.string().regex(SOCKET_GROUP_RE, { message: 'a group name or numeric gid, like berth' }).nullable(),
+    socketMode: z.enum(SOCKET_MODES, { message: `one of: ${SOCKET_MODES.join(', ')}` }).nullable(),
     agentMode: z.enum(['docker', 'local'], { message: 'one of: docker, local' }),
     agentDefaultImage: z.string().regex(IMAGE_REF, { message: 'an image reference, like claude-agent-base or repo/name:tag' }),
     agentMemoryLimit: memorySchema,

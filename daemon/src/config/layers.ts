@@ -13,6 +13,8 @@ import { BerthError } from '@berth/client-sdk/protocol';
  */
 export const configKeys = {
   socket: 'BERTH_SOCKET',
+  socketGroup: 'BERTH_SOCKET_GROUP',
+  socketMode: 'BERTH_SOCKET_MODE',
   agentMode: 'AGENT_MODE',
   agentDefaultImage: 'AGENT_DEFAULT_IMAGE',
   agentMemoryLimit: 'AGENT_MEMORY_LIMIT',
@@ -79,6 +81,8 @@ export function configLayers(opts: LoadOptions = {}): Layers {
 
   const raw: Record<ConfigKey, unknown> = {
     socket: join(home, 'berth.sock'),
+    socketGroup: null,
+    socketMode: null,
     agentMode: 'docker',
     agentDefaultImage: 'claude-agent-base',
     agentMemoryLimit: '4g',

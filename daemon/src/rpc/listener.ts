@@ -1,7 +1,8 @@
-import { chmod, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { BerthError } from '@berth/client-sdk/protocol';
-import { prepareSocketPath, type WarnLog } from './socket.js';
+import type { SocketAccess } from '../config/socket-access.js';
+import { OWNER_ONLY, prepareSocketPath, type WarnLog } from './socket.js';
 
 /** Requests held while berthd starts; past this, a caller is told to come back instead of queueing memory. */
 const MAX_HELD = 1024;
@@ -26,9 +27,12 @@ export class SocketListener {
     readonly server: Server,
   ) {}
 
-  /** Prepares the path (stale socket replaced, live holder refused), writes the pid file, listens with mode 0600. */
-  static async open(path: string, log: WarnLog): Promise<SocketListener> {
-    await prepareSocketPath(path, log);
+  /**
+   * Prepares the path (stale socket replaced, live holder refused), writes the pid file, listens with
+   * mode 0600, then hands socket and pid file to the group `access` names (0660 and 0640).
+   */
+  static async open(path: string, log: WarnLog, access: SocketAccess = OWNER_ONLY): Promise<SocketListener> {
+    await prepareSocketPath(path, log, access);
     let self!: SocketListener;
     const server = createServer((req, res) => self.dispatch(req, res));
     // fastify's own defaults for a server it would create: no request deadline, long keep-alive.
@@ -38,6 +42,12 @@ export class SocketListener {
     self = new SocketListener(path, server);
     // Written before listen: a client that finds no socket yet, or the stale one, sees a daemon starting.
     await writeFile(pidFileOf(path), `${process.pid}\n`, { mode: 0o600 });
+    try {
+      await shareWithGroup(pidFileOf(path), access, access.mode & 0o060 ? 0o640 : 0o600);
+    } catch (err) {
+      await unlink(pidFileOf(path)).catch(() => {});
+      throw err;
+    }
     // The socket must never exist with looser permissions, even for a moment.
     const oldUmask = process.umask(0o177);
     try {
@@ -52,13 +62,18 @@ export class SocketListener {
       await unlink(pidFileOf(path)).catch(() => {});
       if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
         // Another daemon won the race between our check and listen(): report it like any live holder.
-        await prepareSocketPath(path, log);
+        await prepareSocketPath(path, log, access);
       }
       throw err;
     } finally {
       process.umask(oldUmask);
     }
-    await chmod(path, 0o600);
+    try {
+      await shareWithGroup(path, access, access.mode);
+    } catch (err) {
+      await self.close();
+      throw err;
+    }
     return self;
   }
 
@@ -114,4 +129,21 @@ export class SocketListener {
     if (!res.headersSent) res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
     res.end(JSON.stringify(body));
   }
+}
+
+/** The group first, then the mode: the file is never open to a group it was not meant for. */
+async function shareWithGroup(file: string, access: SocketAccess, mode: number): Promise<void> {
+  if (access.group) {
+    try {
+      await chown(file, -1, access.group.gid);
+    } catch (err) {
+      const name = access.group.name ?? `gid ${access.group.gid}`;
+      throw new BerthError('CONFIG_INVALID', `berthd (uid ${process.getuid?.()}) may not give ${file} to group ${name}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+        hint: `Run berthd as root (the system unit) or as a member of ${name}, or unset BERTH_SOCKET_GROUP.`,
+        details: { key: 'socketGroup', env: 'BERTH_SOCKET_GROUP', value: name },
+        cause: err,
+      });
+    }
+  }
+  await chmod(file, mode);
 }

@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import type { SessionService } from '../sessions/service.js';
 import type { ImageService } from '../images/service.js';
 import type { RpcDispatcher } from './dispatcher.js';
+import type { SocketAccess } from '../config/socket-access.js';
 import { SocketListener } from './listener.js';
 import { buildRoutes } from './routes/builds.js';
 import { eventRoutes } from './routes/events.js';
@@ -106,8 +107,8 @@ export class RpcServer {
   }
 
   /** Binds `path` and serves it. */
-  async listen(path: string): Promise<void> {
-    await this.serve(await SocketListener.open(path, this.d.log));
+  async listen(path: string, access?: SocketAccess): Promise<void> {
+    await this.serve(await SocketListener.open(path, this.d.log, access));
   }
 
   /** Serves a socket bound earlier (berthd binds it before loading the daemon); held requests go first. */

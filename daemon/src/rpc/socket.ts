@@ -1,13 +1,17 @@
-import { lstat, mkdir, stat, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, stat, unlink } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { BerthError } from '@berth/client-sdk/protocol';
+import type { SocketAccess } from '../config/socket-access.js';
 
 /** What socket preparation logs through: berthd's logger, or boot's buffer before the logger is loaded. */
 export interface WarnLog {
   warn(obj: Record<string, unknown>, msg: string): void;
 }
+
+/** The default: berthd's user only. */
+export const OWNER_ONLY: SocketAccess = { mode: 0o600, group: null };
 
 /** sun_path holds 108 bytes on Linux and 104 on macOS, each including the terminating NUL. */
 export const MAX_SOCKET_PATH_BYTES = process.platform === 'linux' ? 107 : 103;
@@ -63,10 +67,11 @@ function askPid(path: string): Promise<number | null> {
 }
 
 /**
- * Makes `path` ready for listen(): refuses an over-long path, creates its directory 0700, replaces a
- * socket left by a crashed daemon, and refuses when a live daemon holds it (naming its pid).
+ * Makes `path` ready for listen(): refuses an over-long path, creates its directory 0700 (opened to
+ * the socket's group when it has one, below), replaces a socket left by a crashed daemon, and
+ * refuses when a live daemon holds it (naming its pid).
  */
-export async function prepareSocketPath(path: string, log: WarnLog): Promise<void> {
+export async function prepareSocketPath(path: string, log: WarnLog, access: SocketAccess = OWNER_ONLY): Promise<void> {
   const bytes = Buffer.byteLength(path);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
     throw new BerthError(
@@ -77,9 +82,12 @@ export async function prepareSocketPath(path: string, log: WarnLog): Promise<voi
   }
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const dirMode = (await stat(dir)).mode & 0o777;
-  if (dirMode & 0o077) {
-    log.warn({ dir, mode: dirMode.toString(8) }, `Socket directory ${dir} is accessible to other users; the socket itself is 0600`);
+  if (access.mode & 0o060) await openToGroup(dir, access, log);
+  else {
+    const dirMode = (await stat(dir)).mode & 0o777;
+    if (dirMode & 0o077) {
+      log.warn({ dir, mode: dirMode.toString(8) }, `Socket directory ${dir} is accessible to other users; the socket itself is 0600`);
+    }
   }
 
   let st;
@@ -110,4 +118,27 @@ export async function prepareSocketPath(path: string, log: WarnLog): Promise<voi
       if (err.code !== 'ENOENT') throw err;
     });
   }
+}
+
+/**
+ * A group socket is only of use if the group can pass through its directory. A private directory
+ * of berthd's own (0700: the system unit's /run/berth, ~/.berth) is given to the group with search
+ * only (0710: members reach the socket, list nothing); any other directory is left as it is, with a
+ * warning when the group cannot get through it.
+ */
+async function openToGroup(dir: string, access: SocketAccess, log: WarnLog): Promise<void> {
+  const gid = access.group?.gid ?? process.getgid?.() ?? 0;
+  const st = await stat(dir);
+  const mode = st.mode & 0o777;
+  const mine = st.uid === process.getuid?.();
+  if (st.gid === gid ? mode & 0o010 : mode & 0o001) return;
+  if (mine && (st.gid === gid || (mode & 0o077) === 0)) {
+    if (st.gid !== gid) await chown(dir, -1, gid);
+    await chmod(dir, mode | 0o010);
+    return;
+  }
+  log.warn(
+    { dir, mode: mode.toString(8), uid: st.uid, gid: st.gid, socketGid: gid },
+    `Members of the socket's group (gid ${gid}) cannot pass through ${dir}; give that directory to the group (chgrp, g+x) or put the socket elsewhere`,
+  );
 }
