@@ -66,24 +66,24 @@ export class DaemonProcess implements AsyncDisposable {
     return Promise.race([
       this.exited,
       new Promise<number | null>((_, reject) =>
-        setTimeout(() => reject(new Error(`berthd did not exit within ${timeoutMs} ms\n${this.output}`)), timeoutMs).unref(),
+        setTimeout(() => reject(new Error(`berthd did not exit within ${timeoutMs * SLACK} ms\n${this.output}`)), timeoutMs * SLACK).unref(),
       ),
     ]);
   }
 
   async waitReady(timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + timeoutMs * SLACK;
     while (Date.now() < deadline) {
       if (this.exitCode !== null) throw new Error(`berthd exited with ${this.exitCode}:\n${this.output}`);
       if (await httpOk(this.socket)) return;
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`berthd not ready within ${timeoutMs} ms:\n${this.output}`);
+    throw new Error(`berthd not ready within ${timeoutMs * SLACK} ms:\n${this.output}`);
   }
 
   /** Waits until the daemon's output contains `text`. */
   async waitForLog(text: string | RegExp, timeoutMs = 20_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + timeoutMs * SLACK;
     const has = () => (typeof text === 'string' ? this.output.includes(text) : text.test(this.output));
     while (!has()) {
       if (Date.now() > deadline) throw new Error(`log never showed ${String(text)}:\n${this.output}`);
