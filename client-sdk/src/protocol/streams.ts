@@ -14,7 +14,7 @@ export interface Streams {
     method: 'GET';
     path: '/events';
     params: EventsParams;
-    line: BerthEvent | EventGap | EventsHello | { type: 'ping'; ts: string };
+    line: BerthEvent | EventGap | EventsHello | EventsPing;
   };
   'sessions.logs': {
     method: 'GET';
@@ -93,6 +93,13 @@ export interface EventsHello {
   seq: number;
   oldest: number;
   epoch: string;
+  ts: string;
+}
+
+/** Sent while the stream is quiet; `seq`: every event up to it was sent or filtered out. */
+export interface EventsPing {
+  type: 'ping';
+  seq: number;
   ts: string;
 }
 

@@ -98,7 +98,7 @@ export const eventRoutes: FastifyPluginAsync<{ bus: EventBus; streams: OpenStrea
       for (const e of bus.since(from)) if (pass(e)) write(e);
     }
     const unsubscribe = bus.subscribe((e) => pass(e) && write(e));
-    const beat = setInterval(() => write({ type: 'ping', ts: ts() }), heartbeatMs);
+    const beat = setInterval(() => write({ type: 'ping', seq: bus.lastSeq, ts: ts() }), heartbeatMs);
     const cleanup = () => {
       clearInterval(beat);
       unsubscribe();
