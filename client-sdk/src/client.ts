@@ -205,26 +205,37 @@ export class BerthClient {
    * images.build over POST /images/build: the same build, with each output line delivered to
    * `onProgress` as it happens. Resolves with the result; rejects with IMAGE_BUILD_FAILED & co.
    */
-  buildImage(params: ParamsOf<'images.build'>, onProgress: (p: ImageBuildProgress) => void): Promise<ImageBuildResult> {
-    return this.streamed(streamRoutes['images.build'].path, params, onProgress);
+  buildImage(params: ParamsOf<'images.build'>, onProgress: (p: ImageBuildProgress) => void, opts: Pick<CallOptions, 'signal'> = {}): Promise<ImageBuildResult> {
+    return this.streamed(streamRoutes['images.build'].path, params, onProgress, opts.signal);
   }
 
   /** images.buildDefaults over POST /images/build-defaults, with progress like buildImage. */
-  buildDefaultImages(params: ParamsOf<'images.buildDefaults'>, onProgress: (p: ImageBuildProgress) => void): Promise<DefaultImagesResult> {
-    return this.streamed(streamRoutes['images.buildDefaults'].path, params, onProgress);
+  buildDefaultImages(params: ParamsOf<'images.buildDefaults'>, onProgress: (p: ImageBuildProgress) => void, opts: Pick<CallOptions, 'signal'> = {}): Promise<DefaultImagesResult> {
+    return this.streamed(streamRoutes['images.buildDefaults'].path, params, onProgress, opts.signal);
   }
 
-  private async streamed<R>(path: string, params: unknown, onProgress: (p: ImageBuildProgress) => void): Promise<R> {
+  /** An aborted `signal` rejects with ABORTED (the build goes on in berthd). */
+  private async streamed<R>(path: string, params: unknown, onProgress: (p: ImageBuildProgress) => void, callSignal?: AbortSignal): Promise<R> {
     const body = JSON.stringify(params);
-    const res = await this.send({ path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, body);
+    const signal = this.signalFor(callSignal);
+    if (signal.aborted) throw aborted(signal);
+    const res = await this.send({ path, method: 'POST', signal, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, body);
     let result: R | null = null;
-    for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
-      if (!raw) continue;
-      const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: R; error?: WireError };
-      if (msg.progress) onProgress(msg.progress);
-      if (msg.result) result = msg.result;
-      if (msg.error) throw fromWireError(msg.error, 'build failed');
+    try {
+      for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
+        if (!raw) continue;
+        const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: R; error?: WireError };
+        if (msg.progress) onProgress(msg.progress);
+        if (msg.result) result = msg.result;
+        if (msg.error) throw fromWireError(msg.error, 'build failed');
+      }
+    } catch (err) {
+      if (signal.aborted) throw aborted(signal);
+      throw err;
+    } finally {
+      res.destroy();
     }
+    if (signal.aborted) throw aborted(signal);
     if (!result) throw new BerthError('DAEMON_UNREACHABLE', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
     return result;
   }
