@@ -231,12 +231,14 @@ export class BerthClient {
       }
     } catch (err) {
       if (signal.aborted) throw aborted(signal);
+      // The connection broke mid-stream (berthd went away): a transport failure, not berthd's bug.
+      if (!(err instanceof BerthError) && (err as NodeJS.ErrnoException).code) throw this.transportError(err as Error);
       throw err;
     } finally {
       res.destroy();
     }
     if (signal.aborted) throw aborted(signal);
-    if (!result) throw new BerthError('DAEMON_UNREACHABLE', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
+    if (!result) throw new BerthError('CONNECTION_LOST', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
     return result;
   }
 
