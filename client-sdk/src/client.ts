@@ -282,7 +282,7 @@ export class BerthClient {
     const failure = () =>
       timedOut ? new BerthError('TIMEOUT', `session ${id} did not get there within ${opts.timeoutMs} ms`, { details: { id } }) : aborted(signal);
     try {
-      for await (const item of followEvents(this.followHooks(), { session: id, types: ['session.*'], signal })) {
+      for await (const item of followEvents(this.followHooks(), { session: id, types: ['session.created', 'session.state', 'session.removed'], signal })) {
         let s: Session;
         if ('hello' in item || item.event.type === 'gap' || item.event.type === 'session.removed') {
           try {
