@@ -79,6 +79,13 @@ module.exports = {
       to: { path: '^client-sdk/', pathNot: '^client-sdk/(src|dist)/protocol/' },
     },
     {
+      name: 'sdk-has-nothing-of-the-cli',
+      severity: 'error',
+      comment: 'An editor plugin imports the SDK: commander, cli-progress and the CLI modules are the CLI\'s own (optional dependencies).',
+      from: { path: '^client-sdk/src/', pathNot: '^client-sdk/src/cli/' },
+      to: { path: ['^client-sdk/src/cli/', 'node_modules/(commander|cli-progress)/'] },
+    },
+    {
       name: 'protocol-has-no-runtime-imports',
       severity: 'error',
       comment: 'The protocol is types and constants; a client in any runtime can take it.',

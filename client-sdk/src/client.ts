@@ -1,14 +1,17 @@
 import { existsSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { Agent as HttpAgent, request, type IncomingMessage, type RequestOptions } from 'node:http';
 import { homedir } from 'node:os';
+import { setMaxListeners } from 'node:events';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { JSONRPCClient, JSONRPCErrorException, createJSONRPCErrorResponse } from 'json-rpc-2.0';
 import {
   BerthError,
   fromWireError,
+  idempotentMethods,
   streamRoutes,
-  type BerthEvent,
+  type Session,
+  type SessionState,
   type WireError,
   type HealthReport,
   type ImageBuildProgress,
@@ -21,6 +24,7 @@ import {
   longRunningMethods,
 } from './protocol/index.js';
 import { followLogs, type LogOptions } from './logs.js';
+import { daemonAway, followEvents, type EventsOptions, type StreamedEvent } from './events.js';
 
 export const SYSTEM_SOCKET = '/run/berth/berth.sock';
 
@@ -84,10 +88,37 @@ export function daemonStarting(socketPath: string): boolean {
 }
 
 const NOT_LISTENING = new Set(['ENOENT', 'ECONNREFUSED']);
+/** Failures to connect at all (nothing was sent): DAEMON_UNREACHABLE. Any other socket failure is CONNECTION_LOST. */
+const CANNOT_CONNECT = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK', 'ENOTDIR', 'EACCES', 'EPERM', 'ENAMETOOLONG']);
 
-type Call<M extends MethodName> = ParamsOf<M> extends Record<string, never>
-  ? (params?: ParamsOf<M>) => Promise<ResultOf<M>>
-  : (params: ParamsOf<M>) => Promise<ResultOf<M>>;
+/** Per call: cancel it (ABORTED), or give up after `timeoutMs` (TIMEOUT; 0: wait as long as berthd works). */
+export interface CallOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+/**
+ * `connected`: the last call or stream reached berthd. `disconnected`: the last one could not (berthd
+ * down, restarting, or the connection broke). `reconnecting`: an events() iteration is waiting for
+ * berthd to come back. `unknown`: nothing was tried yet.
+ */
+export type ConnectionState = 'unknown' | 'connected' | 'disconnected' | 'reconnecting';
+
+/** What `waitFor` waits for: a state, any of some states, or a predicate on the session. */
+export type SessionCondition = SessionState | readonly SessionState[] | ((s: Session) => boolean);
+
+/** Params may be left out where every field is optional. */
+type Call<M extends MethodName> = {} extends ParamsOf<M>
+  ? (params?: ParamsOf<M>, opts?: CallOptions) => Promise<ResultOf<M>>
+  : (params: ParamsOf<M>, opts?: CallOptions) => Promise<ResultOf<M>>;
+
+/** What the JSON-RPC transport needs of each call. */
+interface Transport {
+  signal: AbortSignal;
+  timeoutMs: number;
+  /** Idempotent: may be sent again on a fresh connection when the first broke before the answer. */
+  retry: boolean;
+}
 
 /**
  * Typed client for berthd's JSON-RPC API over its Unix socket. Every method of the protocol is
@@ -98,18 +129,23 @@ export class BerthClient {
   private readonly timeoutMs: number;
   private readonly startWaitMs: number;
   private readonly agent = new HttpAgent({ keepAlive: true, maxSockets: 64 });
-  private readonly rpc: JSONRPCClient;
+  private readonly rpc: JSONRPCClient<Transport>;
+  /** Aborted by close(): ends every call and iteration of this client. */
+  private readonly closed = new AbortController();
+  private state: ConnectionState = 'unknown';
+  private readonly stateListeners = new Set<(state: ConnectionState, cause?: BerthError) => void>();
 
   constructor(opts: ClientOptions = {}) {
     this.socketPath = opts.socketPath ?? defaultSocketPath();
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.startWaitMs = opts.startWaitMs ?? 10_000;
-    this.rpc = new JSONRPCClient(async (payload) => {
+    // Every request of this client listens on it (close() ends them): many at once is normal.
+    setMaxListeners(0, this.closed.signal);
+    this.rpc = new JSONRPCClient<Transport>(async (payload, t) => {
       const requests = Array.isArray(payload) ? payload : [payload];
       let text: string;
       try {
-        const patient = requests.some((r) => longRunningMethods.has(r.method as MethodName));
-        text = (await this.http('POST', '/rpc', JSON.stringify(payload), patient ? 0 : this.timeoutMs)).text;
+        text = (await this.post(JSON.stringify(payload), t)).text;
       } catch (err) {
         if (!(err instanceof BerthError)) throw err;
         // Keep the transport failure's code: json-rpc-2.0 would flatten a thrown error to a message.
@@ -153,6 +189,8 @@ export class BerthClient {
   readonly sessions = {
     start: this.method('sessions.start'),
     list: this.method('sessions.list'),
+    /** Every session sessions.list would give, page after page (it follows nextCursor). */
+    iterate: (params: ParamsOf<'sessions.list'> = {}, opts: CallOptions = {}): AsyncGenerator<Session> => this.iterateSessions(params, opts),
     get: this.method('sessions.get'),
     stop: this.method('sessions.stop'),
     restart: this.method('sessions.restart'),
@@ -177,66 +215,125 @@ export class BerthClient {
    * images.build over POST /images/build: the same build, with each output line delivered to
    * `onProgress` as it happens. Resolves with the result; rejects with IMAGE_BUILD_FAILED & co.
    */
-  buildImage(params: ParamsOf<'images.build'>, onProgress: (p: ImageBuildProgress) => void): Promise<ImageBuildResult> {
-    return this.streamed(streamRoutes['images.build'].path, params, onProgress);
+  buildImage(params: ParamsOf<'images.build'>, onProgress: (p: ImageBuildProgress) => void, opts: Pick<CallOptions, 'signal'> = {}): Promise<ImageBuildResult> {
+    return this.streamed(streamRoutes['images.build'].path, params, onProgress, opts.signal);
   }
 
   /** images.buildDefaults over POST /images/build-defaults, with progress like buildImage. */
-  buildDefaultImages(params: ParamsOf<'images.buildDefaults'>, onProgress: (p: ImageBuildProgress) => void): Promise<DefaultImagesResult> {
-    return this.streamed(streamRoutes['images.buildDefaults'].path, params, onProgress);
+  buildDefaultImages(params: ParamsOf<'images.buildDefaults'>, onProgress: (p: ImageBuildProgress) => void, opts: Pick<CallOptions, 'signal'> = {}): Promise<DefaultImagesResult> {
+    return this.streamed(streamRoutes['images.buildDefaults'].path, params, onProgress, opts.signal);
   }
 
-  private async streamed<R>(path: string, params: unknown, onProgress: (p: ImageBuildProgress) => void): Promise<R> {
+  /** An aborted `signal` rejects with ABORTED (the build goes on in berthd). */
+  private async streamed<R>(path: string, params: unknown, onProgress: (p: ImageBuildProgress) => void, callSignal?: AbortSignal): Promise<R> {
     const body = JSON.stringify(params);
-    const res = await this.send({ path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, body);
+    const signal = this.signalFor(callSignal);
+    if (signal.aborted) throw aborted(signal);
+    const res = await this.send({ path, method: 'POST', signal, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, body);
     let result: R | null = null;
-    for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
-      if (!raw) continue;
-      const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: R; error?: WireError };
-      if (msg.progress) onProgress(msg.progress);
-      if (msg.result) result = msg.result;
-      if (msg.error) throw fromWireError(msg.error, 'build failed');
+    try {
+      for await (const raw of createInterface({ input: res, crlfDelay: Infinity })) {
+        if (!raw) continue;
+        const msg = JSON.parse(raw) as { progress?: ImageBuildProgress; result?: R; error?: WireError };
+        if (msg.progress) onProgress(msg.progress);
+        if (msg.result) result = msg.result;
+        if (msg.error) throw fromWireError(msg.error, 'build failed');
+      }
+    } catch (err) {
+      if (signal.aborted) throw aborted(signal);
+      // The connection broke mid-stream (berthd went away): a transport failure, not berthd's bug.
+      if (!(err instanceof BerthError) && (err as NodeJS.ErrnoException).code) throw this.transportError(err as Error);
+      throw err;
+    } finally {
+      res.destroy();
     }
-    if (!result) throw new BerthError('DAEMON_UNREACHABLE', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
+    if (signal.aborted) throw aborted(signal);
+    if (!result) throw new BerthError('CONNECTION_LOST', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
     return result;
   }
 
   /** Any method by name (for generic tooling); prefer the typed members above. */
-  async call<M extends MethodName>(method: M, params?: ParamsOf<M>): Promise<ResultOf<M>> {
+  async call<M extends MethodName>(method: M, params?: ParamsOf<M>, opts: CallOptions = {}): Promise<ResultOf<M>> {
+    const signal = this.signalFor(opts.signal);
+    if (signal.aborted) throw aborted(signal);
+    const timeoutMs = opts.timeoutMs ?? (longRunningMethods.has(method) ? 0 : this.timeoutMs);
     try {
-      const rpc = longRunningMethods.has(method) ? this.rpc : this.rpc.timeout(this.timeoutMs);
-      return (await rpc.request(method, params ?? {})) as ResultOf<M>;
+      return (await this.rpc.request(method, params ?? {}, { signal, timeoutMs, retry: idempotentMethods.has(method) })) as ResultOf<M>;
     } catch (err) {
       throw toBerthError(err);
     }
   }
 
+  /** The connection as the last call or stream found it. */
+  get connectionState(): ConnectionState {
+    return this.state;
+  }
+
+  /** Calls `listener` on each change of connectionState; returns the unsubscribe. */
+  onConnectionChange(listener: (state: ConnectionState, cause?: BerthError) => void): () => void {
+    this.stateListeners.add(listener);
+    return () => void this.stateListeners.delete(listener);
+  }
+
+  /**
+   * Resolves with the session once `until` holds: a state (`'exited'`), any of some states, or a
+   * predicate. It subscribes to the session's events first and reads the session after, so no
+   * transition falls between the two; it reads again after each reconnect, so a berthd restart
+   * (kill -9 included) meanwhile loses nothing. Rejects with TIMEOUT after `timeoutMs`, ABORTED when
+   * `signal` aborts, SESSION_NOT_FOUND when there is no such session or it is removed first.
+   */
+  async waitFor(id: string, until: SessionCondition, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Session> {
+    const matches =
+      typeof until === 'function' ? (until as (s: Session) => boolean) : (s: Session) => (typeof until === 'string' ? [until] : (until as readonly SessionState[])).includes(s.state);
+    const ctl = new AbortController();
+    let timedOut = false;
+    const timer = opts.timeoutMs !== undefined ? setTimeout(() => ((timedOut = true), ctl.abort()), opts.timeoutMs) : null;
+    const signal = AbortSignal.any([ctl.signal, this.signalFor(opts.signal)]);
+    const failure = () =>
+      timedOut ? new BerthError('TIMEOUT', `session ${id} did not get there within ${opts.timeoutMs} ms`, { details: { id } }) : aborted(signal);
+    try {
+      for await (const item of followEvents(this.followHooks(), { session: id, types: ['session.created', 'session.state', 'session.removed'], signal })) {
+        let s: Session;
+        if ('hello' in item || item.event.type === 'gap' || item.event.type === 'session.removed') {
+          try {
+            s = await this.sessions.get({ id }, { signal });
+          } catch (err) {
+            if (signal.aborted) throw failure();
+            if (daemonAway(err)) continue; // the stream reconnects, and reads again when it is back
+            throw err;
+          }
+        } else if (item.event.type === 'session.state' || item.event.type === 'session.created') {
+          s = item.event.data.session;
+        } else continue;
+        if (matches(s)) return s;
+        if (s.state === 'removed') throw new BerthError('SESSION_NOT_FOUND', `session ${id} was removed while waiting`, { details: { id } });
+      }
+      throw failure();
+    } finally {
+      if (timer) clearTimeout(timer);
+      ctl.abort();
+    }
+  }
+
   /** GET /health: the daemon's named checks. Resolves for both 200 and 503. */
-  async health(): Promise<HealthReport> {
-    const res = await this.http('GET', '/health');
+  async health(opts: CallOptions = {}): Promise<HealthReport> {
+    const res = await this.post(undefined, { signal: this.signalFor(opts.signal), timeoutMs: opts.timeoutMs ?? this.timeoutMs, retry: true }, 'GET', '/health');
     return JSON.parse(res.text) as HealthReport;
   }
 
   /**
-   * Lifecycle events from GET /events, until `signal` aborts or the daemon goes away.
-   * `since` replays buffered events with a greater `seq`.
+   * Lifecycle events from GET /events until `signal` aborts (or close()), when the iteration simply
+   * ends. Filters (`types`, with `session.*` prefixes; `session`; `project`) run in berthd. When
+   * berthd goes away (restart, kill -9) it waits with backoff and resumes after the last event it
+   * delivered, without duplicates; where events were lost meanwhile (a new berthd, or a buffer
+   * that moved on) it yields a `gap` item first (EventGap): re-read what you mirror. With
+   * `reconnect: false` it ends when the stream does. `since` (with the `epoch` it counts in)
+   * replays buffered events with a greater `seq`.
    */
-  async *events(opts: { since?: number; signal?: AbortSignal } = {}): AsyncGenerator<BerthEvent> {
-    const base = streamRoutes.events.path;
-    const path = opts.since !== undefined ? `${base}?since=${opts.since}` : base;
-    const res = await this.send({ path, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
-    const lines = createInterface({ input: res, crlfDelay: Infinity });
-    try {
-      for await (const line of lines) {
-        if (!line) continue;
-        const e = JSON.parse(line) as BerthEvent | { type: 'hello' | 'ping' };
-        if (e.type === 'hello' || e.type === 'ping') continue;
-        yield e as BerthEvent;
-      }
-    } catch (err) {
-      if ((err as Error).name !== 'AbortError') throw err;
-    } finally {
-      res.destroy();
+  async *events(opts: EventsOptions = {}): AsyncGenerator<StreamedEvent> {
+    const signal = this.signalFor(opts.signal);
+    for await (const item of followEvents(this.followHooks(), { ...opts, signal })) {
+      if ('event' in item) yield item.event;
     }
   }
 
@@ -246,11 +343,12 @@ export class BerthClient {
    * after the last line it delivered (lines with the same timestamp as that one are not repeated).
    */
   logs(id: string, opts: LogOptions = {}): AsyncGenerator<LogLine> {
-    return followLogs((o) => this.send(o), id, opts);
+    return followLogs((o) => this.send(o), id, { ...opts, signal: this.signalFor(opts.signal) });
   }
 
+  /** Ends every call (ABORTED) and iteration of this client, and its connections. */
   close(): void {
-    this.rpc.rejectAllPendingRequests('client closed');
+    this.closed.abort();
     this.agent.destroy();
   }
 
@@ -259,26 +357,81 @@ export class BerthClient {
   }
 
   private method<M extends MethodName>(name: M): Call<M> {
-    return ((params?: ParamsOf<M>) => this.call(name, params)) as Call<M>;
+    return ((params?: ParamsOf<M>, opts?: CallOptions) => this.call(name, params, opts)) as Call<M>;
   }
 
-  /** `timeoutMs` 0 waits for as long as the daemon works. */
-  private async http(method: 'GET' | 'POST', path: string, body?: string, timeoutMs = this.timeoutMs): Promise<{ status: number; text: string }> {
+  private async *iterateSessions(params: ParamsOf<'sessions.list'>, opts: CallOptions): AsyncGenerator<Session> {
+    let cursor = params.cursor;
+    do {
+      const page = await this.call('sessions.list', { ...params, ...(cursor ? { cursor } : {}) }, opts);
+      yield* page.items;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+  }
+
+  private signalFor(signal: AbortSignal | undefined): AbortSignal {
+    return signal ? AbortSignal.any([signal, this.closed.signal]) : this.closed.signal;
+  }
+
+  private followHooks() {
+    return {
+      send: (o: RequestOptions) => this.send(o),
+      onConnected: () => this.setState('connected'),
+      onReconnecting: (cause: unknown) => this.setState('reconnecting', cause instanceof BerthError ? cause : undefined),
+    };
+  }
+
+  private setState(state: ConnectionState, cause?: BerthError): void {
+    if (state === this.state) return;
+    this.state = state;
+    for (const l of this.stateListeners) {
+      try {
+        l(state, cause);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
+  }
+
+  /**
+   * One request and its whole answer on a kept-alive connection. berthd closes a connection idle for
+   * 60 s; a request that meets such a connection as it closes breaks before any answer (EPIPE,
+   * ECONNRESET): an idempotent one is sent once more on a fresh connection, anything else fails
+   * with CONNECTION_LOST (it may have run).
+   */
+  private async post(body: string | undefined, t: Transport, method: 'GET' | 'POST' = 'POST', path = '/rpc'): Promise<{ status: number; text: string }> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await this.http(method, path, body, t, attempt > 0);
+        this.setState('connected');
+        return r;
+      } catch (err) {
+        const e = err instanceof BerthError ? err : this.transportError(err as Error);
+        if (t.retry && attempt === 0 && e.code === 'CONNECTION_LOST' && !t.signal.aborted) continue;
+        if (daemonAway(e) && this.state !== 'reconnecting') this.setState('disconnected', e);
+        throw e;
+      }
+    }
+  }
+
+  /** `timeoutMs` 0 waits for as long as the daemon works; `fresh`: a new connection, not a kept one. */
+  private async http(method: 'GET' | 'POST', path: string, body: string | undefined, t: Pick<Transport, 'signal' | 'timeoutMs'>, fresh = false): Promise<{ status: number; text: string }> {
     const res = await this.send(
       {
         path,
         method,
-        agent: this.agent,
+        agent: fresh ? false : this.agent,
+        signal: t.signal,
         headers: body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
       },
       body,
-      timeoutMs,
+      t.timeoutMs,
     );
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
+      res.on('error', (err) => reject(t.signal.aborted ? aborted(t.signal) : this.transportError(err)));
     });
   }
 
@@ -301,15 +454,17 @@ export class BerthClient {
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (!(code && NOT_LISTENING.has(code) && Date.now() < giveUpAt && !options.signal?.aborted && daemonStarting(this.socketPath))) {
-          throw this.transportError(err as Error);
+          throw options.signal?.aborted ? aborted(options.signal) : this.transportError(err as Error);
         }
         await new Promise((r) => setTimeout(r, pause));
       }
     }
   }
 
-  private transportError(err: Error & { code?: string }): Error {
+  /** A socket-level failure as a BerthError: never INTERNAL_ERROR, which is berthd's own failing. */
+  private transportError(err: Error & { code?: string }): BerthError {
     if (err instanceof BerthError) return err;
+    if (err.name === 'AbortError') return new BerthError('ABORTED', 'the call was cancelled', { cause: err });
     const st = (() => {
       try {
         return statSync(this.socketPath);
@@ -340,13 +495,16 @@ export class BerthClient {
         cause: err,
       });
     }
-    if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET') {
+    if (err.code && CANNOT_CONNECT.has(err.code)) {
       return new BerthError('DAEMON_UNREACHABLE', `cannot reach berthd at ${this.socketPath}: ${err.code}`, {
         details: { socket: this.socketPath, errno: err.code },
         cause: err,
       });
     }
-    return err;
+    return new BerthError('CONNECTION_LOST', `the connection to berthd at ${this.socketPath} broke before its answer: ${err.code ?? err.message}`, {
+      details: { socket: this.socketPath, errno: err.code ?? null },
+      cause: err,
+    });
   }
 }
 
@@ -369,6 +527,10 @@ function groupName(gid: number): string | null {
     // no /etc/group (macOS keeps groups in its directory service)
   }
   return null;
+}
+
+function aborted(signal: AbortSignal): BerthError {
+  return new BerthError('ABORTED', 'the call was cancelled', { cause: signal.reason });
 }
 
 function toBerthError(err: unknown): Error {

@@ -1,2 +1,12 @@
 export * from './protocol/index.js';
-export { BerthClient, defaultSocketPath, SYSTEM_SOCKET, type ClientOptions } from './client.js';
+export {
+  BerthClient,
+  defaultSocketPath,
+  SYSTEM_SOCKET,
+  type CallOptions,
+  type ClientOptions,
+  type ConnectionState,
+  type SessionCondition,
+} from './client.js';
+export type { EventsOptions, StreamedEvent } from './events.js';
+export type { LogOptions } from './logs.js';

@@ -32,7 +32,7 @@ export async function* followLogs(send: Send, id: string, opts: LogOptions = {})
       res = await send({ path: `${streamRoutes['sessions.logs'].path.replace(':id', encodeURIComponent(id))}?${q}`, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
     } catch (err) {
       if (opts.signal?.aborted) return;
-      if (opts.follow && err instanceof BerthError && err.code === 'DAEMON_UNREACHABLE' && attempt < 600) {
+      if (opts.follow && err instanceof BerthError && (err.code === 'DAEMON_UNREACHABLE' || err.code === 'CONNECTION_LOST') && attempt < 600) {
         await new Promise((r) => setTimeout(r, 250));
         continue;
       }

@@ -1,6 +1,5 @@
 import type { BerthClient } from '../client.js';
-import type { Session, SessionState } from '../protocol/index.js';
-import { followEvents } from './commands/watch.js';
+import { BerthError, type Session, type SessionState } from '../protocol/index.js';
 import type { Out } from './output.js';
 
 /** Done for good: not running, and no restart coming by its policy. */
@@ -15,42 +14,18 @@ export function exitCodeOf(s: Session): number {
 }
 
 /**
- * Waits until `done(session)`: checked at once, on every event about the session, and every 2 s
- * besides (so an event missed while berthd restarted costs at most that). Null when the session
- * was removed, or when `signal` aborted.
+ * Waits until `done(session)` (the SDK's waitFor: events about the session, read again after each
+ * reconnect, so a berthd restart loses nothing). Null when the session was removed, or when
+ * `signal` aborted.
  */
 export async function waitForSession(c: BerthClient, id: string, done: (s: Session) => boolean, signal: AbortSignal): Promise<Session | null> {
-  let s = await c.sessions.get({ id });
-  if (done(s)) return s;
-  const ctl = new AbortController();
-  const stop = () => ctl.abort();
-  signal.addEventListener('abort', stop, { once: true });
-  const events = followEvents(c, ctl.signal)[Symbol.asyncIterator]();
+  // By id, prefix or name here; waitFor follows the full id.
+  const s = await c.sessions.get({ id }, { signal });
   try {
-    let next = events.next();
-    for (;;) {
-      const tick = new Promise<'tick'>((r) => setTimeout(r, 2000, 'tick').unref());
-      const got = await Promise.race([next, tick]);
-      if (signal.aborted) return null;
-      if (got !== 'tick') {
-        if (got.done) return null;
-        next = events.next();
-        const e = got.value;
-        if (e.type === 'session.removed' && e.data.id === s.id) return null;
-        if (!e.type.startsWith('session.')) continue;
-      }
-      try {
-        s = await c.sessions.get({ id: s.id });
-      } catch (err) {
-        if ((err as { code?: string }).code === 'SESSION_NOT_FOUND') return null;
-        continue; // berthd restarting: the events stream waits for it
-      }
-      if (done(s)) return s;
-    }
-  } finally {
-    signal.removeEventListener('abort', stop);
-    ctl.abort();
-    await events.return?.(undefined).catch(() => {});
+    return await c.waitFor(s.id, done, { signal });
+  } catch (err) {
+    if (err instanceof BerthError && (err.code === 'ABORTED' || err.code === 'SESSION_NOT_FOUND')) return null;
+    throw err;
   }
 }
 

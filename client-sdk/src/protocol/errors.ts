@@ -163,6 +163,11 @@ export const errorRegistry = {
     hint: 'Start berthd (`npm start` in the berth checkout, or `systemctl start berthd`), or pass --socket / set BERTH_SOCKET.',
   },
   TIMEOUT: { http: 504, rpc: 1905, hint: 'berthd did not answer in time; check `berth status` and the daemon log.' },
+  CONNECTION_LOST: {
+    rpc: 1906,
+    hint: 'The connection to berthd broke before its answer (berthd restarted, or closed a connection it kept idle). Reads are retried once on a fresh connection; anything else may or may not have happened: look (`berth ps -a`, `berth inspect ID`) before repeating it.',
+  },
+  ABORTED: { rpc: 1907, hint: 'The caller cancelled the call (its AbortSignal, or the client was closed); what berthd had started may still finish.' },
 } as const satisfies Record<string, { rpc: number; hint: string; terminal?: true; http?: number }>;
 
 export type ErrorCode = keyof typeof errorRegistry;

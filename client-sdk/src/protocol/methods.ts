@@ -220,3 +220,23 @@ export const longRunningMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'sessions.stop',
   'sessions.remove',
 ]);
+
+/**
+ * Methods that only read: sending one twice changes nothing, so a client may send it again when the
+ * connection broke before the answer (CONNECTION_LOST). Everything else is sent once.
+ */
+export const idempotentMethods: ReadonlySet<MethodName> = new Set<MethodName>([
+  'daemon.status',
+  'projects.list',
+  'projects.get',
+  'agents.list',
+  'agents.get',
+  'sessions.list',
+  'sessions.get',
+  'sessions.logs',
+  'sessions.status',
+  'sessions.diff',
+  'sessions.usage',
+  'sessions.requests',
+  'images.list',
+]);

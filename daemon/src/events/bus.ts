@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { BerthEvent, BerthEventType } from '@berth/client-sdk/protocol';
 
 type DataOf<T extends BerthEventType> = Extract<BerthEvent, { type: T }>['data'];
@@ -6,6 +7,10 @@ export type Listener = (event: BerthEvent) => void;
 /**
  * In-process fan-out of lifecycle events to `/events` streams. Keeps the last `capacity` events so a
  * client that reconnects with `?since=SEQ` misses nothing that is still buffered.
+ *
+ * Sequence numbers count within one `epoch`: the bus of each daemon process has its own (a
+ * restarted berthd, kill -9 included, numbers from 1 again), so a `since` is only meaningful with
+ * the epoch it was read in.
  */
 export class EventBus {
   private seq = 0;
@@ -15,6 +20,7 @@ export class EventBus {
   constructor(
     private readonly capacity = 1000,
     private readonly now: () => Date = () => new Date(),
+    readonly epoch: string = randomBytes(8).toString('hex'),
   ) {}
 
   publish<T extends BerthEventType>(type: T, data: DataOf<T>): BerthEvent {
@@ -43,5 +49,10 @@ export class EventBus {
 
   get lastSeq(): number {
     return this.seq;
+  }
+
+  /** The oldest seq still buffered (lastSeq + 1 when nothing is). */
+  get oldestSeq(): number {
+    return this.ring[0]?.seq ?? this.seq + 1;
   }
 }

@@ -95,7 +95,7 @@ export class RpcServer {
     const streams = this.streams;
     void app.register(rpcRoutes, { dispatcher: d.dispatcher });
     void app.register(healthRoutes, { health: d.health });
-    void app.register(eventRoutes, { bus: d.bus, streams, heartbeatMs: d.heartbeatMs ?? 15_000 });
+    void app.register(eventRoutes, { bus: d.bus, streams, heartbeatMs: d.heartbeatMs ?? 15_000, sessions: d.sessions });
     void app.register(logRoutes, { sessions: d.sessions, streams });
     void app.register(buildRoutes, { images: d.images, streams });
 

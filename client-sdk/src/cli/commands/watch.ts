@@ -9,7 +9,7 @@ type NotificationEvent = Extract<BerthEvent, { type: 'notification' }>;
 
 /** The connection went away (berthd stopped or restarted), as opposed to a refusal worth reporting. */
 function lostDaemon(err: unknown): boolean {
-  if (err instanceof BerthError) return err.code === 'DAEMON_UNREACHABLE' || err.code === 'TIMEOUT';
+  if (err instanceof BerthError) return err.code === 'DAEMON_UNREACHABLE' || err.code === 'CONNECTION_LOST' || err.code === 'TIMEOUT';
   const code = (err as NodeJS.ErrnoException)?.code;
   return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'ERR_STREAM_PREMATURE_CLOSE';
 }
@@ -49,7 +49,9 @@ export async function* followEvents(
       if (lost) onState('back');
       lost = false;
       wait = 250;
-      for await (const e of c.events({ ...(since !== undefined ? { since } : {}), signal })) {
+      // This loop does its own reconnecting, to say when berthd went away and came back.
+      for await (const e of c.events({ ...(since !== undefined ? { since } : {}), signal, reconnect: false })) {
+        if (e.type === 'gap') continue;
         lastSeq = e.seq;
         yield e;
       }
