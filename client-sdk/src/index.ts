@@ -1,2 +1,3 @@
 export * from './protocol/index.js';
 export { BerthClient, defaultSocketPath, SYSTEM_SOCKET, type ClientOptions } from './client.js';
+export type { ExecStream } from './exec.js';
