@@ -15,9 +15,10 @@
  *                  STDOUT, raw terminal output), then exactly one of EXIT (JSON {exitCode}) or
  *                  ERROR (JSON {error: WireError}), after which berthd closes the connection.
  *
- * A client that closes the connection ends the command's stdin; with `tty` the terminal hangs up
- * (SIGHUP to the command). Without `tty` a command that does not read stdin runs on to its end, as
- * `docker exec` does. There is no deadline unless `timeoutSec` asks for one (EXEC_TIMEOUT).
+ * A client that closes its end of the connection (a half-close included: stdin has its own frame)
+ * is gone: the command's stdin ends and it is hung up, SIGHUP to it and the processes it started,
+ * as a terminal closing would (unlike `docker exec`, which leaves it running). The same happens
+ * past `timeoutSec`, with EXEC_TIMEOUT; there is no deadline unless it is asked for.
  */
 export interface ExecStreamParams {
   /** Session id, id prefix or name. */

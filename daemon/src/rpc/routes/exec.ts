@@ -132,16 +132,19 @@ export const execRoutes: FastifyPluginAsync<{ sessions: SessionService; streams:
       }
     };
     socket.on('data', onData);
-    // A half-close is the end of stdin; the connection closing is the client gone.
-    socket.once('end', () => then(() => exec.endStdin()));
-    socket.once('close', () => {
+    // The client's end of the connection, a half-close included, is the client gone (stdin has its
+    // own frame): the command is detached, not left waiting on a terminal nobody will type into.
+    const gone = () => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
       untrack();
       exec.close();
-      log.debug({ url: req.url }, 'Exec client went away; command detached');
-    });
+      socket.destroy();
+      log.debug({ url: req.url }, 'Exec client went away; command hung up');
+    };
+    socket.once('end', gone);
+    socket.once('close', gone);
     if (head.length) onData(head);
 
     // Command → client, as it comes; the command is held back while the client reads slower.
