@@ -2,7 +2,7 @@ import { request } from 'node:http';
 import type { Readable } from 'node:stream';
 import { BerthError, type ExecStream, type Session } from '@berth/client-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { BERTH_BIN, TEST_UID, poll, sh, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
 import { runInPty } from '../helpers/pty.js';
 
@@ -123,16 +123,20 @@ describe('exec stream', () => {
     expect(await codeOf(x.exit)).toBe('EXEC_TIMEOUT');
   });
 
-  it('a client that goes away hangs up the terminal: the command is not left running', async () => {
-    const marker = `sleep 43${process.pid % 100}7`;
-    const running = async () => (await d.client.sessions.exec({ id: s.id, cmd: sh(`ps -o args | grep -c "^${marker}$" || true`) })).stdout.trim();
-    const { x, out } = await attach(d, { id: s.id, cmd: ['sh'], tty: true, stdin: true });
-    x.stdin.write(`echo S$((2+3))S; ${marker}\n`);
-    await poll(async () => out.text.includes('S5S'), 20_000, 'the shell to start the sleep');
-    await poll(async () => (await running()) === '1', 20_000, 'the sleep to run');
-    x.close();
-    expect(await x.exit.catch((e: Error) => e.name)).toBe('AbortError');
-    await poll(async () => (await running()) === '0', 30_000, 'the hung-up command to end');
+  it('a client that goes away hangs the command up, with a terminal or without: it is not left running', async () => {
+    for (const tty of [true, false]) {
+      const marker = `sleep 43${process.pid % 100}${tty ? 7 : 8}`;
+      const running = async () => (await d.client.sessions.exec({ id: s.id, cmd: sh(`ps -o args | grep -c "^${marker}$" || true`) })).stdout.trim();
+      const { x, out } = tty
+        ? await attach(d, { id: s.id, cmd: ['sh'], tty: true, stdin: true })
+        : await attach(d, { id: s.id, cmd: sh(`echo S$((2+3))S; ${marker}; echo never`) });
+      if (tty) x.stdin.write(`echo S$((2+3))S; ${marker}\n`);
+      await poll(async () => out.text.includes('S5S'), 20_000, 'the shell to start the sleep');
+      await poll(async () => (await running()) === '1', 20_000, 'the sleep to run');
+      x.close();
+      expect(await x.exit.catch((e: Error) => e.name)).toBe('AbortError');
+      await poll(async () => (await running()) === '0', 30_000, `the hung-up command to end (tty ${tty})`);
+    }
   });
 
   describe('berth exec (the CLI)', () => {
@@ -198,5 +202,32 @@ describe('exec stream', () => {
         child.kill();
       }
     });
+  });
+});
+
+/** AGENT_MODE=local: the same stream over a child process; no terminal there, said by its code. */
+describe('exec stream in local mode', () => {
+  it('streams stdin and output of a local agent, refuses a terminal with EXEC_TTY_UNSUPPORTED, and hangs up on close', async () => {
+    const { d } = await startWithProject({ env: { AGENT_MODE: 'local' } }, `exl-${process.pid}`);
+    await using _ = d;
+    await d.client.agents.define({ name: 'idle', command: sh('sleep 3600') });
+    const s = await d.client.sessions.start({ project: `exl-${process.pid}`, agent: 'idle' });
+    expect(await codeOf(d.client.sessions.execStream({ id: s.id, cmd: ['sh'], tty: true, stdin: true }))).toBe('EXEC_TTY_UNSUPPORTED');
+
+    const { x, out, err } = await attach(d, { id: s.id, cmd: sh('echo a; echo e >&2; read line; echo "b $line $PWD"; exit 4'), stdin: true });
+    await poll(async () => out.text === 'a\n' && err.text === 'e\n', 20_000, 'the first output while the command waits');
+    x.stdin.end('go\n');
+    expect(await x.exit).toBe(4);
+    await out.done;
+    expect(out.text).toBe(`a\nb go ${s.checkout!.dir}\n`);
+
+    const marker = `sleep 6${process.pid}1`;
+    const running = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').some((l) => l.trim() === marker);
+    const held = await attach(d, { id: s.id, cmd: sh(`echo up; ${marker}`), stdin: true });
+    await poll(async () => held.out.text === 'up\n' && running(), 20_000, 'the command to start');
+    held.x.close();
+    expect(await held.x.exit.catch((e: Error) => e.name)).toBe('AbortError');
+    await poll(async () => !running(), 20_000, 'the hung-up command to end');
+    await d.client.sessions.stop({ id: s.id, timeoutSec: 2 });
   });
 });
