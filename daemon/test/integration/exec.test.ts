@@ -231,3 +231,17 @@ describe('exec stream in local mode', () => {
     await d.client.sessions.stop({ id: s.id, timeoutSec: 2 });
   });
 });
+
+describe('exec stream while berthd stops', () => {
+  it('an open exec ends with DAEMON_UNREACHABLE and does not hold berthd up', async () => {
+    const project = `exs-${process.pid}`;
+    const { d } = await startWithProject({}, project);
+    await using _ = d;
+    await d.client.agents.define({ name: 'idle', command: sh('sleep 3600') });
+    const s = await d.client.sessions.start({ project, agent: 'idle' });
+    const { x, out } = await attach(d, { id: s.id, cmd: sh('echo up; sleep 600'), stdin: true });
+    await poll(async () => out.text === 'up\n', 20_000, 'the command to start');
+    expect(await d.stop('SIGTERM')).toBe(0);
+    expect(await codeOf(x.exit)).toBe('DAEMON_UNREACHABLE');
+  });
+});
