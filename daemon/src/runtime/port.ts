@@ -155,8 +155,8 @@ export interface ExecOutput {
 /**
  * One attached command. `output` yields its bytes as they come (iterating slower holds the command
  * back) and ends when the command closed its output; `exitCode()` then says how it ended.
- * `close()` detaches: stdin ends and, with a terminal, the terminal hangs up (SIGHUP); what the
- * command does then is its own (a command that ignores both runs on, as with `docker exec`).
+ * `close()` detaches: stdin ends and the command and the processes it started get SIGHUP, as from
+ * a terminal hanging up, terminal or not (best effort; a process that ignores SIGHUP runs on).
  * Every method may be called at any time, close() more than once.
  */
 export interface ExecSession {
