@@ -21,10 +21,14 @@ import {
   type MethodName,
   type ParamsOf,
   type ResultOf,
+  type ExecStreamParams,
+  EXEC_UPGRADE,
+  execQuery,
   longRunningMethods,
 } from './protocol/index.js';
 import { followLogs, type LogOptions } from './logs.js';
 import { daemonAway, followEvents, type EventsOptions, type StreamedEvent } from './events.js';
+import { execStreamOn, type ExecStream } from './exec.js';
 
 export const SYSTEM_SOCKET = '/run/berth/berth.sock';
 
@@ -120,6 +124,9 @@ interface Transport {
   retry: boolean;
 }
 
+/** The longest request path of an exec stream (its command and environment are in the query). */
+const MAX_EXEC_PATH_BYTES = 12 * 1024;
+
 /**
  * Typed client for berthd's JSON-RPC API over its Unix socket. Every method of the protocol is
  * here once; failures reject with BerthError carrying the stable `code`.
@@ -197,6 +204,13 @@ export class BerthClient {
     remove: this.method('sessions.remove'),
     logs: this.method('sessions.logs'),
     exec: this.method('sessions.exec'),
+    /**
+     * A command attached to a running session over the `sessions.exec` stream: its stdin, its
+     * output as it comes, a terminal with `tty`, its exit code; no deadline unless `timeoutSec`.
+     * Resolves once berthd has started it; a refusal (SESSION_NOT_FOUND, SESSION_NOT_RUNNING,
+     * INVALID_PARAMS, EXEC_TTY_UNSUPPORTED ...) rejects.
+     */
+    execStream: (params: ExecStreamParams): Promise<ExecStream> => this.execStream(params),
     status: this.method('sessions.status'),
     diff: this.method('sessions.diff'),
     merge: this.method('sessions.merge'),
@@ -250,6 +264,52 @@ export class BerthClient {
     if (signal.aborted) throw aborted(signal);
     if (!result) throw new BerthError('CONNECTION_LOST', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
     return result;
+  }
+
+  private async execStream(params: ExecStreamParams): Promise<ExecStream> {
+    const path = `${streamRoutes['sessions.exec'].path.replace(':id', encodeURIComponent(params.id))}?${execQuery(params)}`;
+    // node's HTTP server takes request heads up to 16 KiB; past that berthd would answer 431 with no body.
+    if (Buffer.byteLength(path) > MAX_EXEC_PATH_BYTES) {
+      throw new BerthError('INVALID_PARAMS', `the command and environment of an exec stream take at most ${MAX_EXEC_PATH_BYTES} bytes (URL-encoded); send a long script through stdin instead`, {
+        details: { bytes: Buffer.byteLength(path), max: MAX_EXEC_PATH_BYTES },
+      });
+    }
+    const giveUpAt = Date.now() + this.startWaitMs;
+    for (let pause = 25; ; pause = Math.min(pause * 2, 200)) {
+      try {
+        return await new Promise<ExecStream>((resolve, reject) => {
+          const req = request({
+            agent: false,
+            socketPath: this.socketPath,
+            path,
+            method: 'GET',
+            headers: { connection: 'Upgrade', upgrade: EXEC_UPGRADE },
+          });
+          req.on('upgrade', (_res, socket, head) => resolve(execStreamOn(socket, head)));
+          req.on('response', (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('error', reject);
+            res.on('end', () => {
+              let e: WireError | undefined;
+              try {
+                e = (JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { error?: WireError }).error;
+              } catch {
+                // not JSON: the status says it
+              }
+              reject(fromWireError(e, `HTTP ${res.statusCode}`));
+            });
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      } catch (err) {
+        if (err instanceof BerthError) throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (!(code && NOT_LISTENING.has(code) && Date.now() < giveUpAt && daemonStarting(this.socketPath))) throw this.transportError(err as Error);
+        await new Promise((r) => setTimeout(r, pause));
+      }
+    }
   }
 
   /** Any method by name (for generic tooling); prefer the typed members above. */

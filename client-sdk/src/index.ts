@@ -9,4 +9,5 @@ export {
   type SessionCondition,
 } from './client.js';
 export type { EventsOptions, StreamedEvent } from './events.js';
+export type { ExecStream } from './exec.js';
 export type { LogOptions } from './logs.js';

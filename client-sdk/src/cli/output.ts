@@ -12,7 +12,9 @@ import { BerthError } from '../protocol/index.js';
  * (JSON.parse gives back the original strings) and is terminal-safe too: `jsonText` writes the
  * characters JSON.stringify leaves raw as \u escapes. The only escape sequences that reach the
  * terminal are berth's own, from the progress bar drawn by `Out.progressBar`, whose fields are
- * escaped like any other text.
+ * escaped like any other text, and those of a command the user gave a terminal of its own
+ * (`berth exec -t`, through `Out.raw`): there the terminal is the session's, as with `docker exec -t`,
+ * and what it shows is what the command draws.
  */
 
 /**
@@ -90,8 +92,11 @@ export class Out {
   readonly #stderr: (s: string) => void;
   /** stderr when it is the process's own and a terminal: where a progress bar may draw. */
   readonly #tty: NodeJS.WriteStream | null;
+  /** The process's own stdout as bytes; null when the output goes to sinks (tests). */
+  readonly #rawStdout: ((b: Uint8Array) => void) | null;
 
   constructor(sinks: Sinks = {}) {
+    this.#rawStdout = sinks.stdout === undefined ? (b) => void process.stdout.write(b) : null;
     this.#stdout = sinks.stdout ?? ((s) => void process.stdout.write(s));
     this.#stderr = sinks.stderr ?? ((s) => void process.stderr.write(s));
     this.#tty = sinks.stderr === undefined && process.stderr.isTTY === true ? process.stderr : null;
@@ -105,6 +110,22 @@ export class Out {
   /** Human text on stderr, escaped like `print`. */
   printErr(text: string): void {
     this.#stderr(escapeControls(text, { multiline: true }));
+  }
+
+  /**
+   * Bytes as they are, on stdout: only for the output of `berth exec -t`, whose command was given
+   * the user's terminal and draws on it (see the top of this file).
+   */
+  raw(bytes: Uint8Array): void {
+    if (this.#rawStdout) this.#rawStdout(bytes);
+    else this.#stdout(Buffer.from(bytes).toString('utf8'));
+  }
+
+  /** The size of the terminal on stdout (else stderr), or null when neither is one. */
+  terminalSize(): { cols: number; rows: number } | null {
+    if (this.#rawStdout === null) return null;
+    for (const s of [process.stdout, process.stderr]) if (s.isTTY && s.columns && s.rows) return { cols: s.columns, rows: s.rows };
+    return null;
   }
 
   /** One JSON value: a pretty document, or a single NDJSON line. */

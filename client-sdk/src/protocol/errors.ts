@@ -90,6 +90,11 @@ export const errorRegistry = {
   DIFF_FAILED: { rpc: 1416, hint: 'git could not read the checkout (see the message); `berth status ID` still lists the changed paths.' },
   GIT_CLONE_FAILED: { rpc: 1415, hint: 'Check the URL, the deploy key (sshKeyPath) and that the host is reachable; the message has git\'s reason.' },
   EXEC_TIMEOUT: { rpc: 1407, hint: 'The command ran past timeoutSec; raise it, or make the command finish sooner.' },
+  EXEC_TTY_UNSUPPORTED: {
+    http: 400,
+    rpc: 1420,
+    hint: 'AGENT_MODE=local runs bare processes and cannot give a command a terminal: run it without -t (berth exec -i ID -- CMD), or use AGENT_MODE=docker.',
+  },
 
   // Engine
   ENGINE_UNAVAILABLE: {

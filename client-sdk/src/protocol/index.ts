@@ -7,3 +7,4 @@ export const MAX_REQUEST_BYTES = 1024 * 1024;
 export const MAX_JSON_DEPTH = 64;
 export * from './streams.js';
 export * from './bridge.js';
+export * from './exec.js';

@@ -31,6 +31,7 @@ describe('errors on the wire', () => {
     expect(Object.entries(streamRoutes).map(([k, v]) => `${k} ${v.method} ${v.path}`)).toEqual([
       'events GET /events',
       'sessions.logs GET /sessions/:id/logs',
+      'sessions.exec GET /sessions/:id/exec',
       'images.build POST /images/build',
       'images.buildDefaults POST /images/build-defaults',
     ]);

@@ -1,10 +1,12 @@
 import { BerthError, isErrorCode, type ErrorData } from './errors.js';
 import type { ParamsOf, ResultOf } from './methods.js';
+import type { ExecFrameType, ExecStreamParams } from './exec.js';
 import type { BerthEvent, BerthEventType, ImageBuildProgress, LogLine } from './types.js';
 
 /**
  * The streaming routes of berthd, declared beside the methods: each with its HTTP method and
- * path, its params (query string for GET, JSON body for POST) and the type of its NDJSON lines.
+ * path, its params (query string for GET, JSON body for POST) and the type of its NDJSON lines
+ * (or, for `sessions.exec`, which upgrades the connection, its frames: see exec.ts).
  * Before a stream starts, a refused request is answered with `{error: WireError}` and the status
  * the registry gives its code (httpStatusOf); once it runs, a failure is its last line,
  * `{error: WireError}`.
@@ -22,6 +24,13 @@ export interface Streams {
     params: { id: string; follow?: boolean; tail?: number; since?: string };
     line: LogLine | StreamErrorLine;
   };
+  /** Upgrades the connection (`Upgrade: berth-exec`) to length-prefixed frames both ways: exec.ts. */
+  'sessions.exec': {
+    method: 'GET';
+    path: '/sessions/:id/exec';
+    params: ExecStreamParams;
+    frame: ExecFrameType;
+  };
   'images.build': { method: 'POST'; path: '/images/build'; params: ParamsOf<'images.build'>; line: ProgressLine<ResultOf<'images.build'>> };
   'images.buildDefaults': {
     method: 'POST';
@@ -36,6 +45,7 @@ export type StreamName = keyof Streams;
 export const streamRoutes: { readonly [K in StreamName]: Pick<Streams[K], 'method' | 'path'> } = {
   events: { method: 'GET', path: '/events' },
   'sessions.logs': { method: 'GET', path: '/sessions/:id/logs' },
+  'sessions.exec': { method: 'GET', path: '/sessions/:id/exec' },
   'images.build': { method: 'POST', path: '/images/build' },
   'images.buildDefaults': { method: 'POST', path: '/images/build-defaults' },
 };

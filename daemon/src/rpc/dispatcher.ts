@@ -15,10 +15,11 @@ import {
   type MethodName,
   type ParamsOf,
   type ResultOf,
+  type Streams,
 } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
 import type { JsonText } from '../shared/json-text.js';
-import { paramSchemas } from './schemas.js';
+import { paramSchemas, streamParamSchemas } from './schemas.js';
 
 /** A handler's result, or the same already written as JSON text (see JsonText). */
 type Answer<M extends MethodName> = ResultOf<M> | JsonText<ResultOf<M>>;
@@ -150,6 +151,11 @@ function envelopeProblem(req: unknown): string | null {
 /** A method's params, named or positional, checked against its schema (INVALID_PARAMS otherwise). */
 export function validParams<M extends MethodName>(method: M, raw: unknown): ParamsOf<M> {
   return parseParams(method, raw, positionalParams[method] as readonly string[], paramSchemas[method]) as ParamsOf<M>;
+}
+
+/** A stream's params (named only), checked against its schema like a method's. */
+export function validStreamParams<S extends keyof typeof streamParamSchemas>(stream: S, raw: unknown): Streams[S]['params'] {
+  return parseParams(stream as never, raw, [], streamParamSchemas[stream]) as Streams[S]['params'];
 }
 
 function parseParams(method: MethodName, raw: unknown, order: readonly string[], schema: { safeParse(v: unknown): { success: boolean; data?: unknown; error?: { issues: { path: PropertyKey[]; message: string }[] } } }): unknown {

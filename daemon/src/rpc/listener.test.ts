@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { BerthClient } from '@berth/client-sdk';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SocketListener, pidFileOf } from './listener.js';
+import { SocketListener, pidFileOf, upgradeOf } from './listener.js';
 
 const quiet = { warn: () => {} };
 
@@ -87,5 +87,42 @@ describe('SocketListener: the socket berthd binds before it loads', () => {
     expect(existsSync(pidFileOf(sock))).toBe(true);
     expect((await post(sock, '{}')).status).toBe(200);
     await first.close();
+  });
+
+  it('an upgrade request is held like any, reaches the handler as a request with its socket (upgradeOf), and an answer without upgrading closes it', async () => {
+    const sock = join(dir(), 'b.sock');
+    const l = await SocketListener.open(sock, quiet);
+    const ask = (path: string) =>
+      new Promise<{ upgraded: string } | { status: number; text: string }>((resolve, reject) => {
+        const req = request({ socketPath: sock, path, method: 'GET', agent: false, headers: { connection: 'Upgrade', upgrade: 'berth-test' } });
+        req.on('upgrade', (_res, socket, head) => {
+          let t = head.toString();
+          socket.on('data', (c: Buffer) => (t += c));
+          socket.on('end', () => resolve({ upgraded: t }));
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const taken = ask('/take');
+    const refused = ask('/refuse');
+    await new Promise((r) => setTimeout(r, 100));
+    l.attach((req, res) => {
+      const up = upgradeOf(req);
+      expect(up).not.toBeNull();
+      if (req.url === '/refuse') return void res.writeHead(404).end('no');
+      res.detachSocket(up!.socket as never);
+      up!.socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: berth-test\r\n\r\nframes');
+    });
+    expect(await taken).toEqual({ upgraded: 'frames' });
+    expect(await refused).toEqual({ status: 404, text: 'no' });
+    // An ordinary request has no upgrade.
+    l.attach((req, res) => res.end(String(upgradeOf(req))));
+    expect((await post(sock, '{}')).text).toBe('null');
+    await l.close();
   });
 });

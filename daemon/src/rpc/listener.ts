@@ -1,5 +1,7 @@
 import { chmod, chown, unlink, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer, ServerResponse, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { BerthError } from '@berth/client-sdk/protocol';
 import type { SocketAccess } from '../config/socket-access.js';
 import { OWNER_ONLY, prepareSocketPath, type WarnLog } from './socket.js';
@@ -9,6 +11,34 @@ const MAX_HELD = 1024;
 
 /** The pid file next to the socket: `berth` waits for a daemon that is starting instead of failing at once. */
 export const pidFileOf = (socket: string) => `${socket}.pid`;
+
+/** The connection of a request that asked for an upgrade (sessions.exec), by its request. */
+const upgrades = new WeakMap<IncomingMessage, { socket: Duplex; head: Buffer }>();
+
+/**
+ * The connection under a request that asked to upgrade it, for the route that takes it over
+ * (it answers 101 itself); null for an ordinary request.
+ */
+export function upgradeOf(req: IncomingMessage): { socket: Duplex; head: Buffer } | null {
+  return upgrades.get(req) ?? null;
+}
+
+/**
+ * A request that asked to upgrade its connection, made into an ordinary request and response:
+ * node's http server hands those to its 'upgrade' event instead of its handler, and fastify routes
+ * only the handler's (the way @fastify/websocket brings them to fastify). So routing, params and
+ * refusals are the same as for every route; a route that accepts takes the socket (upgradeOf).
+ * Whatever is answered without upgrading closes the connection: its HTTP parser is gone.
+ */
+function asRequest(req: IncomingMessage, socket: Duplex, head: Buffer): [IncomingMessage, ServerResponse] {
+  upgrades.set(req, { socket, head });
+  socket.on('error', () => socket.destroy());
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => socket.end());
+  return [req, res];
+}
 
 /**
  * berthd's Unix socket, bound before the rest of the daemon is loaded. Until a handler is attached,
@@ -35,6 +65,7 @@ export class SocketListener {
     await prepareSocketPath(path, log, access);
     let self!: SocketListener;
     const server = createServer((req, res) => self.dispatch(req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => self.dispatch(...asRequest(req, socket, head)));
     // fastify's own defaults for a server it would create: no request deadline, long keep-alive.
     server.keepAliveTimeout = 60_000;
     server.requestTimeout = 0;
@@ -77,7 +108,7 @@ export class SocketListener {
     return self;
   }
 
-  /** Hands every request, the held ones first, to `handler` (fastify's). */
+  /** Hands every request, the held ones first, to `handler` (fastify's); upgrade requests too (upgradeOf). */
   attach(handler: RequestListener): void {
     this.handler = handler;
     const held = this.held;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { MethodName, ParamsOf } from '@berth/client-sdk/protocol';
+import type { MethodName, ParamsOf, Streams } from '@berth/client-sdk/protocol';
 import { IMAGE_REF, cpuSchema, memorySchema, pidsSchema } from '../config/index.js';
 import { STACK_NAME } from '../images/stacks.js';
 
@@ -167,5 +167,22 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'sessions.requests': z.object({ id: sessionRef, limit: z.number().int().min(1).max(100_000).optional() }).strict(),
   'sessions.exec': z
     .object({ id: sessionRef, cmd: command, timeoutSec: z.number().int().min(1).max(3600).optional() })
+    .strict(),
+};
+
+/** Params of the streams that take more than an id, checked like the methods' (INVALID_PARAMS). */
+export const streamParamSchemas: { 'sessions.exec': z.ZodType<Streams['sessions.exec']['params']> } = {
+  'sessions.exec': z
+    .object({
+      id: sessionRef,
+      cmd: command,
+      tty: z.boolean().optional(),
+      stdin: z.boolean().optional(),
+      env: env.optional(),
+      workdir: z.string().min(1).max(4096).refine((v) => v.startsWith('/'), { message: 'an absolute path inside the session' }).optional(),
+      cols: z.number().int().min(1).max(10_000).optional(),
+      rows: z.number().int().min(1).max(10_000).optional(),
+      timeoutSec: z.number().int().min(1).max(7 * 24 * 3600).optional(),
+    })
     .strict(),
 };

@@ -10,6 +10,7 @@ import type { SocketAccess } from '../config/socket-access.js';
 import { SocketListener } from './listener.js';
 import { buildRoutes } from './routes/builds.js';
 import { eventRoutes } from './routes/events.js';
+import { execRoutes } from './routes/exec.js';
 import { healthRoutes } from './routes/health.js';
 import { logRoutes } from './routes/logs.js';
 import { rpcRoutes } from './routes/rpc.js';
@@ -97,6 +98,7 @@ export class RpcServer {
     void app.register(healthRoutes, { health: d.health });
     void app.register(eventRoutes, { bus: d.bus, streams, heartbeatMs: d.heartbeatMs ?? 15_000, sessions: d.sessions });
     void app.register(logRoutes, { sessions: d.sessions, streams });
+    void app.register(execRoutes, { sessions: d.sessions, streams });
     void app.register(buildRoutes, { images: d.images, streams });
 
     // fastify.close() waits for open connections; event streams never end on their own.

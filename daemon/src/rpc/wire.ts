@@ -4,9 +4,9 @@ import { BerthError, httpStatusOf, toWireError } from '@berth/client-sdk/protoco
 
 /** Streams still open, ended when the server closes (fastify's close waits for connections). */
 export class OpenStreams {
-  private readonly open = new Set<ServerResponse>();
+  private readonly open = new Set<{ end(): void }>();
 
-  add(res: ServerResponse): () => void {
+  add(res: { end(): void }): () => void {
     this.open.add(res);
     return () => this.open.delete(res);
   }

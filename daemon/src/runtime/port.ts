@@ -127,6 +127,50 @@ export interface RuntimeEvent {
   timeNano: bigint;
 }
 
+/** A command to run in a running container, attached (execStream). */
+export interface ExecRequest {
+  cmd: string[];
+  /** A terminal for the command: its output is raw and all of it `stdout`; resize applies. */
+  tty: boolean;
+  /** Whether the command's stdin is open for `write`; else it reads nothing. */
+  stdin: boolean;
+  /** `uid:gid` or name to run as (the session's user); the image's default when not given. */
+  user?: string;
+  env?: Record<string, string>;
+  workdir?: string;
+  /** The terminal size at start, with `tty`. */
+  size?: TerminalSize;
+}
+
+export interface TerminalSize {
+  cols: number;
+  rows: number;
+}
+
+export interface ExecOutput {
+  stream: 'stdout' | 'stderr';
+  data: Buffer;
+}
+
+/**
+ * One attached command. `output` yields its bytes as they come (iterating slower holds the command
+ * back) and ends when the command closed its output; `exitCode()` then says how it ended.
+ * `close()` detaches: stdin ends and the command and the processes it started get SIGHUP, as from
+ * a terminal hanging up, terminal or not (best effort; a process that ignores SIGHUP runs on).
+ * Every method may be called at any time, close() more than once.
+ */
+export interface ExecSession {
+  readonly output: AsyncIterable<ExecOutput>;
+  /** Writes to stdin; resolves once the command can take more. */
+  write(data: Buffer): Promise<void>;
+  /** Ends stdin (the command reads EOF). */
+  endStdin(): void;
+  resize(size: TerminalSize): Promise<void>;
+  /** The exit code once `output` has ended (-1 when the runtime could not tell). */
+  exitCode(): Promise<number>;
+  close(): void;
+}
+
 export interface ContainerRuntime extends EnginePort {
   /** Every container carrying `labels` (all of them, running or not), each inspected. */
   list(labels: Record<string, string>): Promise<ContainerObservation[]>;
@@ -174,6 +218,11 @@ export interface ContainerRuntime extends EnginePort {
   events(labels: Record<string, string>, sinceNano: bigint | null, signal: AbortSignal): Promise<AsyncIterable<RuntimeEvent>>;
   logs(id: string, opts: { tail?: number; since?: string; follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogLine>;
   exec(id: string, cmd: string[], opts: { timeoutSec: number; user?: string }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  /**
+   * Starts `req` in the running container `id`, attached. SESSION_NOT_RUNNING when the container is
+   * not running; EXEC_TTY_UNSUPPORTED when the runtime cannot give a terminal.
+   */
+  execStream(id: string, req: ExecRequest): Promise<ExecSession>;
   /** Images whose repo:tag matches `namePrefix`, or that carry `label`. */
   images(match: { namePrefix: string; label: string }): Promise<ImageRecord[]>;
   /** Removes an image by reference (never forced: an image a container uses stays). */

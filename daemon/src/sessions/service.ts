@@ -24,7 +24,7 @@ import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
 import { assertName } from '../shared/names.js';
 import { assertProjectPath } from '../checkouts/safe-fs.js';
-import type { ContainerRuntime } from '../runtime/port.js';
+import type { ContainerRuntime, ExecSession } from '../runtime/port.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
 import { ImageResolver } from './image.js';
@@ -317,6 +317,29 @@ export class SessionService {
       throw new BerthError('SESSION_NOT_RUNNING', `session ${s.name} is ${s.state}`, { details: { id: s.id, state: s.state } });
     }
     return this.d.runtime.exec(s.containerId, cmd, { timeoutSec, user: s.spec.user });
+  }
+
+  /**
+   * A command attached to the running session (the `sessions.exec` stream), as the session's own
+   * user, like exec. The caller owns the returned session and must close() it.
+   */
+  async execStream(
+    idOrName: string,
+    p: { cmd: string[]; tty: boolean; stdin: boolean; env?: Record<string, string>; workdir?: string; cols?: number; rows?: number },
+  ): Promise<ExecSession> {
+    const s = this.resolve(idOrName);
+    if (s.state !== 'running' || !s.containerId) {
+      throw new BerthError('SESSION_NOT_RUNNING', `session ${s.name} is ${s.state}`, { details: { id: s.id, state: s.state } });
+    }
+    return this.d.runtime.execStream(s.containerId, {
+      cmd: p.cmd,
+      tty: p.tty,
+      stdin: p.stdin,
+      user: s.spec.user,
+      ...(p.env ? { env: p.env } : {}),
+      ...(p.workdir ? { workdir: p.workdir } : {}),
+      ...(p.tty && p.cols && p.rows ? { size: { cols: p.cols, rows: p.rows } } : {}),
+    });
   }
 
   /** The container spec from the profile, the project, the daemon's config and the call's overrides. */

@@ -1,10 +1,18 @@
+import { constants as osConstants } from 'node:os';
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { StringDecoder } from 'node:string_decoder';
 import type { Command } from 'commander';
 import type { BerthClient } from '../../client.js';
 import { BerthError, RESTART_POLICIES, SESSION_STATES, type ParamsOf, type Session, type SessionState } from '../../protocol/index.js';
 import { collect, ExitCode, interruptible, oneOf, parseDurationSec, parsePairs, parseTimeArg, wholeNumber, type CliContext, usageError } from '../context.js';
 import { ids, ago, emit, jsonText, line, table, until } from '../output.js';
 import { exitCodeOf, finishedForGood, followSession, waitForSession } from '../follow.js';
+import { attachTerminal, stdinIsTerminal } from '../terminal.js';
 import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
+
+/** What `exec --json` keeps of each stream, as sessions.exec does. */
+const EXEC_JSON_MAX = 4 * 1024 * 1024;
 
 function sessionStatus(s: Session): string {
   if (s.queued) return 'pending (waiting for a slot)';
@@ -261,15 +269,94 @@ export function register(program: Command, { out, connect }: CliContext): void {
 
   program
     .command('exec <id> <cmd...>')
-    .description('run a command in a running session, e.g. berth exec ID -- git status')
-    .option('--timeout <sec>', 'give up after this many seconds', '60')
-    .action(async (id: string, argv: string[], o: { timeout: string }, cmd: Command) => {
-      const r = await connect(cmd).sessions.exec({ id, cmd: argv, timeoutSec: wholeNumber(o.timeout, '--timeout', 1) });
-      if (out.json) out.printJson(r);
-      else {
-        out.print(r.stdout);
-        out.printErr(r.stderr);
-      }
-      if (r.exitCode !== 0) throw new ExitCode(r.exitCode);
-    });
+    .description('run a command in a running session, e.g. berth exec ID -- git status, or berth exec -it ID -- bash')
+    .option('-i, --interactive', 'pass stdin to the command')
+    .option('-t, --tty', 'give the command a terminal (needs one on stdin); with -i, an interactive shell')
+    .option('-e, --env <KEY=VALUE>', 'extra environment for the command (repeatable)', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside the session (absolute)')
+    .option('--timeout <sec>', 'give up after this many seconds (default: no limit)')
+    .action(
+      async (
+        id: string,
+        argv: string[],
+        o: { interactive?: boolean; tty?: boolean; env: string[]; workdir?: string; timeout?: string },
+        cmd: Command,
+      ) => {
+        const c = connect(cmd);
+        const timeoutSec = o.timeout !== undefined ? wholeNumber(o.timeout, '--timeout', 1, 7 * 24 * 3600) : undefined;
+        const env = o.env.length ? parsePairs('--env', o.env) : undefined;
+        if (o.workdir !== undefined && !o.workdir.startsWith('/')) throw usageError(`--workdir takes an absolute path inside the session, got ${JSON.stringify(o.workdir)}`);
+        if (o.tty && out.json) throw usageError('--json prints the finished result of a command: leave -t off');
+        if (o.tty && !stdinIsTerminal()) throw usageError('the input device is not a TTY: -t needs a terminal on stdin (leave -t off when stdin is a pipe or a file)');
+        const size = o.tty ? out.terminalSize() : null;
+        const x = await c.sessions.execStream({
+          id,
+          cmd: argv,
+          ...(o.tty ? { tty: true } : {}),
+          ...(o.interactive ? { stdin: true } : {}),
+          ...(env ? { env } : {}),
+          ...(o.workdir !== undefined ? { workdir: o.workdir } : {}),
+          ...(size ? { cols: size.cols, rows: size.rows } : {}),
+          ...(timeoutSec !== undefined ? { timeoutSec } : {}),
+        });
+        let signalled: NodeJS.Signals | null = null;
+        const release = attachTerminal({
+          raw: o.tty === true && o.interactive === true,
+          stdin: o.interactive ? x.stdin : null,
+          onResize: o.tty
+            ? () => {
+                const now = out.terminalSize();
+                if (now) x.resize(now.cols, now.rows);
+              }
+            : null,
+          // The command is detached (stdin ends, a terminal hangs up); the CLI ends as the signal says.
+          onSignal: (sig) => {
+            signalled ??= sig;
+            x.close();
+          },
+        });
+        let code: number;
+        try {
+          if (out.json) {
+            // The finished result, as sessions.exec gives it (each stream kept up to 4 MiB).
+            const collected = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+            const keep = (name: 'stdout' | 'stderr') => {
+              let size = 0;
+              return (b: Buffer) => {
+                if (size < EXEC_JSON_MAX) collected[name].push(b.subarray(0, EXEC_JSON_MAX - size));
+                size += b.length;
+              };
+            };
+            x.stdout.on('data', keep('stdout'));
+            x.stderr.on('data', keep('stderr'));
+            await Promise.all([finished(x.stdout), finished(x.stderr)]);
+            code = await x.exit;
+            out.printJson({ exitCode: code, stdout: Buffer.concat(collected.stdout).toString('utf8'), stderr: Buffer.concat(collected.stderr).toString('utf8') });
+          } else if (o.tty) {
+            x.stdout.on('data', (b: Buffer) => out.raw(b));
+            x.stderr.on('data', (b: Buffer) => out.raw(b));
+            await Promise.all([finished(x.stdout), finished(x.stderr)]);
+            code = await x.exit;
+          } else {
+            // The command's text as it comes, escaped like all output for a human (see output.ts);
+            // a character split across chunks is decoded whole.
+            const print = (stream: Readable, write: (s: string) => void) => {
+              const d = new StringDecoder('utf8');
+              stream.on('data', (b: Buffer) => write(d.write(b)));
+              return finished(stream).then(() => write(d.end()));
+            };
+            await Promise.all([print(x.stdout, (t) => out.print(t)), print(x.stderr, (t) => out.printErr(t))]);
+            code = await x.exit;
+          }
+        } catch (err) {
+          if (signalled) code = 128 + (osConstants.signals[signalled] ?? 1);
+          else throw err;
+        } finally {
+          release();
+          x.close();
+        }
+        if (signalled) code = 128 + (osConstants.signals[signalled] ?? 1);
+        if (code !== 0) throw new ExitCode(code);
+      },
+    );
 }

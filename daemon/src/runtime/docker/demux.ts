@@ -3,25 +3,40 @@ import type { LogLine } from '@berth/client-sdk/protocol';
 
 /**
  * Splits the engine's multiplexed log/exec stream (8-byte frame headers: stream, 0, 0, 0, size BE)
- * into lines per stream. Feed chunks as they come; `end()` flushes partial lines. A character
- * split across frames or chunks is decoded whole (one UTF-8 decoder per stream).
+ * into its frames' payloads, as bytes, per stream. Feed chunks as they come; a header or payload
+ * split across chunks waits for the rest.
  */
-export class Demuxer {
+export class FrameSplitter {
   private buf: Buffer = Buffer.alloc(0);
-  private readonly partial = { stdout: '', stderr: '' };
-  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
 
-  constructor(private readonly onLine: (stream: 'stdout' | 'stderr', line: string) => void) {}
+  constructor(private readonly onFrame: (stream: 'stdout' | 'stderr', payload: Buffer) => void) {}
 
   push(chunk: Buffer): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     while (this.buf.length >= 8) {
       const size = this.buf.readUInt32BE(4);
       if (this.buf.length < 8 + size) break;
-      const kind = this.buf[0] === 2 ? 'stderr' : 'stdout';
-      this.text(kind, this.decoders[kind].write(this.buf.subarray(8, 8 + size)));
+      this.onFrame(this.buf[0] === 2 ? 'stderr' : 'stdout', this.buf.subarray(8, 8 + size));
       this.buf = this.buf.subarray(8 + size);
     }
+  }
+}
+
+/**
+ * The same stream split into lines per stream. Feed chunks as they come; `end()` flushes partial
+ * lines. A character split across frames or chunks is decoded whole (one UTF-8 decoder per stream).
+ */
+export class Demuxer {
+  private readonly frames: FrameSplitter;
+  private readonly partial = { stdout: '', stderr: '' };
+  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+
+  constructor(private readonly onLine: (stream: 'stdout' | 'stderr', line: string) => void) {
+    this.frames = new FrameSplitter((kind, payload) => this.text(kind, this.decoders[kind].write(payload)));
+  }
+
+  push(chunk: Buffer): void {
+    this.frames.push(chunk);
   }
 
   end(): void {

@@ -57,6 +57,7 @@ export class DockerRuntime implements ContainerRuntime {
   events: ContainerRuntime['events'] = (labels, sinceNano, signal) => this.output.events(labels, sinceNano, signal);
   logs: ContainerRuntime['logs'] = (id, opts) => this.output.logs(id, opts);
   exec: ContainerRuntime['exec'] = (id, cmd, opts) => this.output.exec(id, cmd, opts);
+  execStream: ContainerRuntime['execStream'] = (id, req) => this.output.execStream(id, req);
 
   async info(): Promise<EngineInfo> {
     const v = await this.docker.version();

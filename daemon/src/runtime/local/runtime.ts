@@ -2,11 +2,25 @@ import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, stat, writeFile, open } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, type LogLine } from '@berth/client-sdk/protocol';
 import { LABELS } from '../labels.js';
-import type { BuildRequest, ContainerObservation, ContainerRuntime, ContainerSpec, ContainerSummary, EngineInfo, ImageInfo, ImageRecord, RuntimeEvent } from '../port.js';
+import type {
+  BuildRequest,
+  ContainerObservation,
+  ContainerRuntime,
+  ContainerSpec,
+  ContainerSummary,
+  EngineInfo,
+  ExecOutput,
+  ExecRequest,
+  ExecSession,
+  ImageInfo,
+  ImageRecord,
+  RuntimeEvent,
+} from '../port.js';
 
 interface Meta {
   id: string;
@@ -271,6 +285,93 @@ export class LocalRuntime implements ContainerRuntime {
         resolve({ exitCode: e ? Number(e.code ?? 1) : 0, stdout, stderr });
       });
     });
+  }
+
+  /**
+   * The command as a child process of berthd in the agent's directory and environment, in a process
+   * group of its own. No terminal (EXEC_TTY_UNSUPPORTED: a pty needs native code berth does not
+   * carry). close() ends stdin and sends the group SIGHUP, as a terminal hanging up would.
+   */
+  async execStream(id: string, req: ExecRequest): Promise<ExecSession> {
+    if (req.tty) throw new BerthError('EXEC_TTY_UNSUPPORTED', 'AGENT_MODE=local cannot give a command a terminal');
+    const m = await readJson<Meta>(join(this.dir(id), 'meta.json'));
+    const c = m ? await this.observe(m) : null;
+    if (!m || c?.status !== 'running') throw new BerthError('SESSION_NOT_RUNNING', 'the session has no running local agent');
+    const child = spawn(req.cmd[0]!, req.cmd.slice(1), {
+      cwd: req.workdir ?? m.cwd,
+      env: { ...m.env, ...req.env },
+      detached: true,
+      stdio: [req.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number>((resolve) => {
+      child.once('error', () => resolve(127));
+      child.once('exit', (code, signal) => resolve(code ?? 128 + ((signal && osConstants.signals[signal]) || 9)));
+    });
+    child.stdin?.on('error', () => {});
+    let closed = false;
+    const output = (async function* (): AsyncGenerator<ExecOutput> {
+      const queue: ExecOutput[] = [];
+      let wake: (() => void) | null = null;
+      let open = 2;
+      let spawnError: Error | null = null;
+      const poke = () => {
+        wake?.();
+        wake = null;
+      };
+      child.once('error', (err) => {
+        spawnError = err;
+        open = 0;
+        poke();
+      });
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const r = child[stream]!;
+        r.on('data', (data: Buffer) => {
+          queue.push({ stream, data });
+          // Held back while the reader is behind, as an engine's connection would be.
+          if (queue.length > 64) r.pause();
+          poke();
+        });
+        r.once('close', () => {
+          open--;
+          poke();
+        });
+      }
+      while (true) {
+        if (queue.length) {
+          yield queue.shift()!;
+          if (queue.length < 16) for (const s of [child.stdout, child.stderr]) s?.resume();
+          continue;
+        }
+        if (open <= 0 || closed) break;
+        await new Promise<void>((r) => (wake = r));
+      }
+      if (spawnError) yield { stream: 'stderr', data: Buffer.from(`berth: cannot run ${req.cmd[0]}: ${(spawnError as Error).message}\n`) };
+    })();
+    return {
+      output,
+      async write(data) {
+        const w = child.stdin;
+        if (closed || !w?.writable) return;
+        if (!w.write(data)) await new Promise((r) => (w.once('drain', r), w.once('close', r)));
+      },
+      endStdin() {
+        child.stdin?.end();
+      },
+      async resize() {},
+      exitCode: () => exited,
+      close() {
+        if (closed) return;
+        closed = true;
+        child.stdin?.destroy();
+        if (child.exitCode === null && child.signalCode === null && child.pid) {
+          try {
+            process.kill(-child.pid, 'SIGHUP');
+          } catch {
+            // already gone
+          }
+        }
+      },
+    };
   }
 
   async images(): Promise<ImageRecord[]> {
