@@ -177,7 +177,9 @@ export function register(program: Command, { out, connect }: CliContext): void {
               : k === 'agent'
                 ? (await c.agents.list()).map((a) => a.name)
                 : (await c.images.list()).map((i) => i.name);
-        out.print(ids(names));
+        // bash's compgen -W expands the words it is given ($(…), `…`): only plain names go out,
+        // whatever berthd answered (names and image references never hold anything else).
+        out.print(ids(names.filter((n) => /^[A-Za-z0-9][A-Za-z0-9._:/@-]*$/.test(n))));
       } catch {
         // nothing to offer
       }
