@@ -1,5 +1,6 @@
 import type { IncomingMessage, RequestOptions } from 'node:http';
 import { createInterface } from 'node:readline';
+import { readAll } from './events.js';
 import { BerthError, fromWireError, streamRoutes, type LogLine, type WireError } from './protocol/index.js';
 
 /** One request on berthd's socket, answered with its response head (BerthClient's own). */
@@ -85,12 +86,3 @@ export async function* followLogs(send: Send, id: string, opts: LogOptions = {})
   }
 }
 
-function readAll(res: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    let t = '';
-    res.setEncoding('utf8');
-    res.on('data', (c: string) => (t += c));
-    res.on('end', () => resolve(t));
-    res.on('error', () => resolve(t));
-  });
-}
