@@ -1,8 +1,5 @@
-import { existsSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { Agent as HttpAgent, request, type IncomingMessage, type RequestOptions } from 'node:http';
-import { homedir } from 'node:os';
 import { setMaxListeners } from 'node:events';
-import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { JSONRPCClient, JSONRPCErrorException, createJSONRPCErrorResponse } from 'json-rpc-2.0';
 import {
@@ -22,37 +19,14 @@ import {
   type ParamsOf,
   type ResultOf,
   type ExecStreamParams,
-  EXEC_UPGRADE,
-  execQuery,
   longRunningMethods,
 } from './protocol/index.js';
 import { followLogs, type LogOptions } from './logs.js';
 import { daemonAway, followEvents, type EventsOptions, type StreamedEvent } from './events.js';
-import { execStreamOn, type ExecStream } from './exec.js';
+import { openExecStream, type ExecStream } from './exec.js';
+import { daemonStarting, defaultSocketPath, NOT_LISTENING, transportError } from './socket.js';
 
-export const SYSTEM_SOCKET = '/run/berth/berth.sock';
-
-/**
- * Where berthd listens: $BERTH_SOCKET, else $BERTH_HOME/berth.sock, else ~/.berth/berth.sock;
- * when that does not exist but the system service's socket does, the system one. A system socket
- * behind a directory we may not enter counts as there: its EACCES says which group to join.
- */
-export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env, systemSocket = SYSTEM_SOCKET): string {
-  if (env.BERTH_SOCKET) return env.BERTH_SOCKET;
-  const home = env.BERTH_HOME || join(env.HOME || homedir(), '.berth');
-  const user = join(home, 'berth.sock');
-  if (!env.BERTH_HOME && !existsSync(user) && presentOrClosed(systemSocket)) return systemSocket;
-  return user;
-}
-
-function presentOrClosed(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EACCES';
-  }
-}
+export { daemonStarting, defaultSocketPath, SYSTEM_SOCKET } from './socket.js';
 
 export interface ClientOptions {
   /** Default: defaultSocketPath(). */
@@ -66,34 +40,6 @@ export interface ClientOptions {
    */
   startWaitMs?: number;
 }
-
-/**
- * Whether a berthd is starting on `socketPath`: the pid file it writes before binding names a live
- * process that is berthd (where /proc says so).
- */
-export function daemonStarting(socketPath: string): boolean {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(`${socketPath}.pid`, 'utf8').trim());
-  } catch {
-    return false;
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('berthd');
-  } catch {
-    return true; // no /proc (macOS): a live pid is the best we know
-  }
-}
-
-const NOT_LISTENING = new Set(['ENOENT', 'ECONNREFUSED']);
-/** Failures to connect at all (nothing was sent): DAEMON_UNREACHABLE. Any other socket failure is CONNECTION_LOST. */
-const CANNOT_CONNECT = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTSOCK', 'ENOTDIR', 'EACCES', 'EPERM', 'ENAMETOOLONG']);
 
 /** Per call: cancel it (ABORTED), or give up after `timeoutMs` (TIMEOUT; 0: wait as long as berthd works). */
 export interface CallOptions {
@@ -124,8 +70,6 @@ interface Transport {
   retry: boolean;
 }
 
-/** The longest request path of an exec stream (its command and environment are in the query). */
-const MAX_EXEC_PATH_BYTES = 12 * 1024;
 
 /**
  * Typed client for berthd's JSON-RPC API over its Unix socket. Every method of the protocol is
@@ -210,7 +154,7 @@ export class BerthClient {
      * Resolves once berthd has started it; a refusal (SESSION_NOT_FOUND, SESSION_NOT_RUNNING,
      * INVALID_PARAMS, EXEC_TTY_UNSUPPORTED ...) rejects.
      */
-    execStream: (params: ExecStreamParams): Promise<ExecStream> => this.execStream(params),
+    execStream: (params: ExecStreamParams): Promise<ExecStream> => openExecStream(this.socketPath, this.startWaitMs, params),
     status: this.method('sessions.status'),
     diff: this.method('sessions.diff'),
     merge: this.method('sessions.merge'),
@@ -256,7 +200,7 @@ export class BerthClient {
     } catch (err) {
       if (signal.aborted) throw aborted(signal);
       // The connection broke mid-stream (berthd went away): a transport failure, not berthd's bug.
-      if (!(err instanceof BerthError) && (err as NodeJS.ErrnoException).code) throw this.transportError(err as Error);
+      if (!(err instanceof BerthError) && (err as NodeJS.ErrnoException).code) throw transportError(this.socketPath, err as Error);
       throw err;
     } finally {
       res.destroy();
@@ -264,52 +208,6 @@ export class BerthClient {
     if (signal.aborted) throw aborted(signal);
     if (!result) throw new BerthError('CONNECTION_LOST', `berthd closed the ${path} stream before the result`, { details: { socket: this.socketPath } });
     return result;
-  }
-
-  private async execStream(params: ExecStreamParams): Promise<ExecStream> {
-    const path = `${streamRoutes['sessions.exec'].path.replace(':id', encodeURIComponent(params.id))}?${execQuery(params)}`;
-    // node's HTTP server takes request heads up to 16 KiB; past that berthd would answer 431 with no body.
-    if (Buffer.byteLength(path) > MAX_EXEC_PATH_BYTES) {
-      throw new BerthError('INVALID_PARAMS', `the command and environment of an exec stream take at most ${MAX_EXEC_PATH_BYTES} bytes (URL-encoded); send a long script through stdin instead`, {
-        details: { bytes: Buffer.byteLength(path), max: MAX_EXEC_PATH_BYTES },
-      });
-    }
-    const giveUpAt = Date.now() + this.startWaitMs;
-    for (let pause = 25; ; pause = Math.min(pause * 2, 200)) {
-      try {
-        return await new Promise<ExecStream>((resolve, reject) => {
-          const req = request({
-            agent: false,
-            socketPath: this.socketPath,
-            path,
-            method: 'GET',
-            headers: { connection: 'Upgrade', upgrade: EXEC_UPGRADE },
-          });
-          req.on('upgrade', (_res, socket, head) => resolve(execStreamOn(socket, head)));
-          req.on('response', (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('error', reject);
-            res.on('end', () => {
-              let e: WireError | undefined;
-              try {
-                e = (JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { error?: WireError }).error;
-              } catch {
-                // not JSON: the status says it
-              }
-              reject(fromWireError(e, `HTTP ${res.statusCode}`));
-            });
-          });
-          req.on('error', reject);
-          req.end();
-        });
-      } catch (err) {
-        if (err instanceof BerthError) throw err;
-        const code = (err as NodeJS.ErrnoException).code;
-        if (!(code && NOT_LISTENING.has(code) && Date.now() < giveUpAt && daemonStarting(this.socketPath))) throw this.transportError(err as Error);
-        await new Promise((r) => setTimeout(r, pause));
-      }
-    }
   }
 
   /** Any method by name (for generic tooling); prefer the typed members above. */
@@ -466,7 +364,7 @@ export class BerthClient {
         this.setState('connected');
         return r;
       } catch (err) {
-        const e = err instanceof BerthError ? err : this.transportError(err as Error);
+        const e = err instanceof BerthError ? err : transportError(this.socketPath, err as Error);
         if (t.retry && attempt === 0 && e.code === 'CONNECTION_LOST' && !t.signal.aborted) continue;
         if (daemonAway(e) && this.state !== 'reconnecting') this.setState('disconnected', e);
         throw e;
@@ -491,7 +389,7 @@ export class BerthClient {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', (err) => reject(t.signal.aborted ? aborted(t.signal) : this.transportError(err)));
+      res.on('error', (err) => reject(t.signal.aborted ? aborted(t.signal) : transportError(this.socketPath, err)));
     });
   }
 
@@ -514,79 +412,12 @@ export class BerthClient {
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (!(code && NOT_LISTENING.has(code) && Date.now() < giveUpAt && !options.signal?.aborted && daemonStarting(this.socketPath))) {
-          throw options.signal?.aborted ? aborted(options.signal) : this.transportError(err as Error);
+          throw options.signal?.aborted ? aborted(options.signal) : transportError(this.socketPath, err as Error);
         }
         await new Promise((r) => setTimeout(r, pause));
       }
     }
   }
-
-  /** A socket-level failure as a BerthError: never INTERNAL_ERROR, which is berthd's own failing. */
-  private transportError(err: Error & { code?: string }): BerthError {
-    if (err instanceof BerthError) return err;
-    if (err.name === 'AbortError') return new BerthError('ABORTED', 'the call was cancelled', { cause: err });
-    const st = (() => {
-      try {
-        return statSync(this.socketPath);
-      } catch {
-        return null;
-      }
-    })();
-    if (err.code === 'EACCES' || err.code === 'EPERM') {
-      // berthd runs as another user (the system unit): its socket is for its group. When the
-      // directory keeps us from even seeing the socket, the directory's group is the one to join.
-      const dir = st ? null : statOrNull(dirname(this.socketPath));
-      const whose = st ? ` (owner uid ${st.uid}, group gid ${st.gid}, mode ${(st.mode & 0o777).toString(8)})` : '';
-      const gid = st ? ((st.mode & 0o060) === 0o060 ? st.gid : null) : dir && dir.mode & 0o010 ? dir.gid : null;
-      const name = gid === null ? null : groupName(gid);
-      const howToJoin = name ? `${name}: \`sudo usermod -aG ${name} $USER\`` : `gid ${gid} (\`getent group ${gid}\` names it): \`sudo usermod -aG NAME $USER\``;
-      return new BerthError('DAEMON_UNREACHABLE', `no permission to use berthd's socket ${this.socketPath}${whose}`, {
-        hint: gid !== null
-          ? `berthd runs as another user and lets its group in: join group ${howToJoin}, then log in again; or run a berthd of your own (\`npm start\`; BERTH_SOCKET or --socket).`
-          : 'berthd runs as another user and its socket (or the directory it is in) is for that user only: run berth as that user, or run a berthd of your own (`npm start`; BERTH_SOCKET or --socket).',
-        details: { socket: this.socketPath, errno: err.code },
-        cause: err,
-      });
-    }
-    if (st && !st.isSocket() && (err.code === 'ECONNREFUSED' || err.code === 'ENOTSOCK')) {
-      return new BerthError('DAEMON_UNREACHABLE', `${this.socketPath} is not a socket (it is a ${st.isDirectory() ? 'directory' : 'file'})`, {
-        hint: 'Point --socket or BERTH_SOCKET at berthd\'s socket (berthd prints it when it starts; ~/.berth/berth.sock by default).',
-        details: { socket: this.socketPath, errno: err.code },
-        cause: err,
-      });
-    }
-    if (err.code && CANNOT_CONNECT.has(err.code)) {
-      return new BerthError('DAEMON_UNREACHABLE', `cannot reach berthd at ${this.socketPath}: ${err.code}`, {
-        details: { socket: this.socketPath, errno: err.code },
-        cause: err,
-      });
-    }
-    return new BerthError('CONNECTION_LOST', `the connection to berthd at ${this.socketPath} broke before its answer: ${err.code ?? err.message}`, {
-      details: { socket: this.socketPath, errno: err.code ?? null },
-      cause: err,
-    });
-  }
-}
-
-function statOrNull(path: string): Stats | null {
-  try {
-    return statSync(path);
-  } catch {
-    return null;
-  }
-}
-
-/** The name of group `gid` in /etc/group, or null (the hint then says how to look it up). */
-function groupName(gid: number): string | null {
-  try {
-    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f.length >= 3 && Number(f[2]) === gid && /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/.test(f[0]!)) return f[0]!;
-    }
-  } catch {
-    // no /etc/group (macOS keeps groups in its directory service)
-  }
-  return null;
 }
 
 function aborted(signal: AbortSignal): BerthError {

@@ -139,7 +139,8 @@ async function* ndjsonLines(res: IncomingMessage): AsyncGenerator<unknown> {
   }
 }
 
-function refusal(status: number, text: string): BerthError {
+/** A stream refused before it started: its `{error}` body (or, when it has none, the status). */
+export function refusal(status: number, text: string): BerthError {
   let e: WireError | undefined;
   try {
     e = (JSON.parse(text || '{}') as { error?: WireError }).error;

@@ -1,5 +1,8 @@
+import { request } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { PassThrough, Writable, type Readable } from 'node:stream';
+import { readAll, refusal } from './events.js';
+import { daemonStarting, NOT_LISTENING, transportError } from './socket.js';
 import {
   BerthError,
   ExecFrame,
@@ -8,6 +11,10 @@ import {
   encodeExecFrame,
   execFrameJson,
   fromWireError,
+  streamRoutes,
+  EXEC_UPGRADE,
+  execQuery,
+  type ExecStreamParams,
   type WireError,
 } from './protocol/index.js';
 
@@ -121,4 +128,41 @@ export function execStreamOn(socket: Duplex, head: Buffer): ExecStream {
       socket.destroy();
     },
   };
+}
+
+/** The longest request path of an exec stream (its command and environment are in the query). */
+const MAX_EXEC_PATH_BYTES = 12 * 1024;
+
+/**
+ * Opens a `sessions.exec` stream on berthd's socket: resolves once berthd upgraded the connection
+ * (the command runs), rejects with the refusal's code. While berthd is starting (its pid file names
+ * it) the connect is retried for up to `startWaitMs`.
+ */
+export async function openExecStream(socketPath: string, startWaitMs: number, params: ExecStreamParams): Promise<ExecStream> {
+  const path = `${streamRoutes['sessions.exec'].path.replace(':id', encodeURIComponent(params.id))}?${execQuery(params)}`;
+  // node's HTTP server takes request heads up to 16 KiB; past that berthd would answer 431 with no body.
+  if (Buffer.byteLength(path) > MAX_EXEC_PATH_BYTES) {
+    throw new BerthError('INVALID_PARAMS', `the command and environment of an exec stream take at most ${MAX_EXEC_PATH_BYTES} bytes (URL-encoded); send a long script through stdin instead`, {
+      details: { bytes: Buffer.byteLength(path), max: MAX_EXEC_PATH_BYTES },
+    });
+  }
+  const giveUpAt = Date.now() + startWaitMs;
+  for (let pause = 25; ; pause = Math.min(pause * 2, 200)) {
+    try {
+      return await new Promise<ExecStream>((resolve, reject) => {
+        const req = request({ agent: false, socketPath, path, method: 'GET', headers: { connection: 'Upgrade', upgrade: EXEC_UPGRADE } });
+        req.on('upgrade', (_res, socket, head) => resolve(execStreamOn(socket, head)));
+        req.on('response', (res) => {
+          readAll(res).then((text) => reject(refusal(res.statusCode ?? 0, text)), reject);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    } catch (err) {
+      if (err instanceof BerthError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (!(code && NOT_LISTENING.has(code) && Date.now() < giveUpAt && daemonStarting(socketPath))) throw transportError(socketPath, err as Error);
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
 }
