@@ -35,10 +35,10 @@ import { listSessions } from './list.js';
 import type { JsonText } from '../shared/json-text.js';
 import { waitForSession } from './wait.js';
 import { SessionWork } from './work.js';
+import { SessionIo, type ExecStreamRequest } from './io.js';
 import type { SessionScheduler } from './scheduler.js';
 
 const SETTLED: ReadonlySet<SessionState> = new Set(['running', 'failed', 'exited', 'stopped']);
-const DEFAULT_LOG_TAIL = 1000;
 
 export interface SessionServiceDeps {
   sessions: SessionsRepo;
@@ -81,11 +81,13 @@ export class SessionService {
   private readonly now: () => Date;
   private readonly images: ImageResolver;
   private readonly work: SessionWork;
+  private readonly io: SessionIo;
 
   constructor(private readonly d: SessionServiceDeps) {
     this.now = d.now ?? (() => new Date());
     this.images = new ImageResolver(d);
     this.work = new SessionWork({ ...d, now: this.now, resolve: (id) => this.resolve(id) });
+    this.io = new SessionIo(d);
   }
 
   /**
@@ -290,56 +292,22 @@ export class SessionService {
     return this.work.merge(this.resolve(idOrName), strategy, message, includeUncommitted);
   }
 
-  async logs(idOrName: string, tail?: number, since?: string): Promise<LogLine[]> {
-    const s = this.resolve(idOrName);
-    if (!s.containerId) return [];
-    const out: LogLine[] = [];
-    for await (const l of this.d.runtime.logs(s.containerId, { tail: tail ?? DEFAULT_LOG_TAIL, ...(since ? { since } : {}) })) out.push(l);
-    return out;
+  logs(idOrName: string, tail?: number, since?: string): Promise<LogLine[]> {
+    return this.io.logs(this.resolve(idOrName), tail, since);
   }
 
   /** Lines for GET /sessions/:id/logs; follows while the caller keeps the stream open. */
-  async logStream(idOrName: string, opts: { tail?: number; since?: string; follow: boolean; signal: AbortSignal }): Promise<AsyncIterable<LogLine> | LogLine[]> {
-    const s = this.resolve(idOrName);
-    if (!s.containerId) {
-      if (!opts.follow) return [];
-      // Not created yet: wait for a container.
-      const ready = await waitForSession(this.d.sessions, this.d.bus, s.id, (x) => x.containerId !== null, 120_000, opts.signal);
-      if (!ready?.containerId) return [];
-      return this.d.runtime.logs(ready.containerId, { ...opts, tail: opts.tail ?? DEFAULT_LOG_TAIL });
-    }
-    return this.d.runtime.logs(s.containerId, { ...opts, tail: opts.tail ?? DEFAULT_LOG_TAIL });
+  logStream(idOrName: string, opts: { tail?: number; since?: string; follow: boolean; signal: AbortSignal }): Promise<AsyncIterable<LogLine> | LogLine[]> {
+    return this.io.logStream(this.resolve(idOrName), opts);
   }
 
-  async exec(idOrName: string, cmd: string[], timeoutSec = 60): Promise<ExecResult> {
-    const s = this.resolve(idOrName);
-    if (s.state !== 'running' || !s.containerId) {
-      throw new BerthError('SESSION_NOT_RUNNING', `session ${s.name} is ${s.state}`, { details: { id: s.id, state: s.state } });
-    }
-    return this.d.runtime.exec(s.containerId, cmd, { timeoutSec, user: s.spec.user });
+  exec(idOrName: string, cmd: string[], timeoutSec = 60): Promise<ExecResult> {
+    return this.io.exec(this.resolve(idOrName), cmd, timeoutSec);
   }
 
-  /**
-   * A command attached to the running session (the `sessions.exec` stream), as the session's own
-   * user, like exec. The caller owns the returned session and must close() it.
-   */
-  async execStream(
-    idOrName: string,
-    p: { cmd: string[]; tty: boolean; stdin: boolean; env?: Record<string, string>; workdir?: string; cols?: number; rows?: number },
-  ): Promise<ExecSession> {
-    const s = this.resolve(idOrName);
-    if (s.state !== 'running' || !s.containerId) {
-      throw new BerthError('SESSION_NOT_RUNNING', `session ${s.name} is ${s.state}`, { details: { id: s.id, state: s.state } });
-    }
-    return this.d.runtime.execStream(s.containerId, {
-      cmd: p.cmd,
-      tty: p.tty,
-      stdin: p.stdin,
-      user: s.spec.user,
-      ...(p.env ? { env: p.env } : {}),
-      ...(p.workdir ? { workdir: p.workdir } : {}),
-      ...(p.tty && p.cols && p.rows ? { size: { cols: p.cols, rows: p.rows } } : {}),
-    });
+  /** A command attached to the running session (the `sessions.exec` stream); the caller must close() it. */
+  execStream(idOrName: string, p: ExecStreamRequest): Promise<ExecSession> {
+    return this.io.execStream(this.resolve(idOrName), p);
   }
 
   /** The container spec from the profile, the project, the daemon's config and the call's overrides. */
