@@ -1,4 +1,5 @@
 import type { BerthClient } from '../client.js';
+import { daemonAway } from '../events.js';
 import { BerthError, type Session, type SessionState } from '../protocol/index.js';
 import type { Out } from './output.js';
 
@@ -21,11 +22,16 @@ export function exitCodeOf(s: Session): number {
 export async function waitForSession(c: BerthClient, id: string, done: (s: Session) => boolean, signal: AbortSignal): Promise<Session | null> {
   // By id, prefix or name here; waitFor follows the full id.
   const s = await c.sessions.get({ id }, { signal });
-  try {
-    return await c.waitFor(s.id, done, { signal });
-  } catch (err) {
-    if (err instanceof BerthError && (err.code === 'ABORTED' || err.code === 'SESSION_NOT_FOUND')) return null;
-    throw err;
+  for (let pause = 250; ; pause = Math.min(pause * 2, 2000)) {
+    try {
+      return await c.waitFor(s.id, done, { signal });
+    } catch (err) {
+      if (signal.aborted || (err instanceof BerthError && err.code === 'SESSION_NOT_FOUND')) return null;
+      // berthd went away in a way the SDK's own reconnecting did not ride out (its event stream
+      // ended, which waitFor reports as ABORTED though nobody aborted): wait for it again.
+      if (!daemonAway(err) && !(err instanceof BerthError && err.code === 'ABORTED')) throw err;
+      await new Promise((r) => setTimeout(r, pause));
+    }
   }
 }
 

@@ -64,7 +64,7 @@ describe('CLI: start --follow, wait, events', () => {
     d = spawnDaemon({ home: d.home, ownsHome: true });
     await d.waitReady();
     await w.ended;
-    expect(w.r.code).toBe(4);
+    expect(w.r.code, `stdout ${w.r.stdout} stderr ${w.r.stderr} session ${JSON.stringify(await d.client.sessions.get({ id: s.id }))}`).toBe(4);
     expect(w.r.stdout).toBe('4\n');
     expect((await d.client.sessions.get({ id: s.id })).exitCode).toBe(4);
     const bad = await berth('wait', 'nap', '--state', 'sleeping');
