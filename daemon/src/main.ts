@@ -17,6 +17,10 @@ import type { Logger } from './log.js';
 import { ProjectService } from './projects/service.js';
 import { RpcDispatcher } from './rpc/dispatcher.js';
 import { createHandlers } from './rpc/handlers.js';
+import { PoolController } from './pools/controller.js';
+import { PoolService } from './pools/service.js';
+import { bridgeTasks } from './tasks/bridge.js';
+import { TaskService } from './tasks/service.js';
 import type { SocketListener } from './rpc/listener.js';
 import { RpcServer } from './rpc/server.js';
 import { Reconciler, type ReconcilerOptions } from './reconcile/controller.js';
@@ -91,6 +95,9 @@ export interface DaemonParts {
   usage: UsageService;
   /** Notifications (desktop, webhooks, the `notification` event) from the session events on the bus. */
   notifier: Notifier;
+  tasks: TaskService;
+  pools: PoolService;
+  poolController: PoolController;
 }
 
 /**
@@ -128,6 +135,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
           log: log.child({ component: 'bridge' }),
           clock,
           onTurnEnded: (id) => sessions.finishGracefulStop(id),
+          tasks: { call: (s, method, params) => agentTasks.call(s, method, params), touch: (id) => agentTasks.touch(id) },
         });
 
   const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
@@ -208,6 +216,47 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
 
   const usage = new UsageService({ sessions: store.sessions, usage: store.usage, audit, resolve: (id) => sessions.resolve(id) });
 
+  const tasks = new TaskService({
+    tasks: store.tasks,
+    pools: store.pools,
+    projects: store.projects,
+    bus,
+    clock,
+    log: log.child({ component: 'tasks' }),
+    ...(bridge ? { hostFile: (id: string, name: string, text: string | null) => bridge.hostFile(id, name, text) } : {}),
+    sessionAlive: (id) => {
+      const s = store.sessions.get(id);
+      return s !== undefined && s.desired !== 'removed';
+    },
+    checkMs: config.activityCheckSec * 1000,
+  });
+  const agentTasks = bridgeTasks(tasks);
+  const pools = new PoolService({ pools: store.pools, tasks: store.tasks, projects: store.projects, agents: store.agents, sessions: store.sessions, usage: store.usage, bus, clock, poke: (id) => poolController.poke(id) });
+  const poolController = new PoolController({
+    pools: store.pools,
+    tasks: store.tasks,
+    taskService: tasks,
+    sessions: store.sessions,
+    agents: store.agents,
+    projects: store.projects,
+    usage: store.usage,
+    bus,
+    clock,
+    log: log.child({ component: 'pools' }),
+    view: (p) => pools.view(p),
+    resyncMs: config.resyncSec * 1000,
+    work: {
+      start: (p, o) => sessions.start(p, o),
+      stop: (id) => sessions.stop(id),
+      remove: (id, o) => sessions.remove(id, o),
+      importTip: async (s) => {
+        await checkouts.queue.importNow(s);
+        return checkouts.queue.imported.get(s.id) ?? null;
+      },
+      squash: async (s, message) => (await sessions.merge(s.id, 'squash', message)).commit,
+    },
+  });
+
   const notifyLog = log.child({ component: 'notify' });
   const notifier = new Notifier({
     bus,
@@ -220,7 +269,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     log: notifyLog,
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier };
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, pools, poolController };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -234,7 +283,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, pools, poolController } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -256,7 +305,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     };
   };
 
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, status }), log.child({ component: 'rpc' }));
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status }), log.child({ component: 'rpc' }));
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   // Before the first request: what was being made when berthd went down, not what starts now.
@@ -291,6 +340,8 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const watcherDone = watcher.start(loops.signal);
   const admissionDone = admission.start(loops.signal);
   const stuckDone = stuck.start(loops.signal);
+  const tasksDone = tasks.start(loops.signal);
+  const poolsDone = poolController.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
 
@@ -309,7 +360,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, poolsDone]);
         store.close();
         log.info('Stopped berthd');
       })();

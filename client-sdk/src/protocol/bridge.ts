@@ -1,3 +1,4 @@
+import type { BridgeTaskMethods } from './tasks.js';
 import type { AgentLimits, SessionActivity, UsageTotals } from './types.js';
 
 /**
@@ -39,7 +40,7 @@ export type HookEvent =
   | 'SessionEnd';
 
 /** What the agent side may call on its bridge (nothing here reaches another session). */
-export interface BridgeMethods {
+export interface BridgeMethods extends BridgeTaskMethods {
   /** Who am I: the session this socket belongs to. */
   'bridge.hello': {
     params: Record<string, never>;

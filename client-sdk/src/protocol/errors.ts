@@ -158,6 +158,24 @@ export const errorRegistry = {
   },
   BRIDGE_REQUEST_TOO_LARGE: { http: 413, rpc: 1505, hint: 'Requests through the bridge are limited to 32 MiB, as the Messages API limits them.' },
 
+  // Tasks and pools
+  TASK_NOT_FOUND: { http: 404, rpc: 1600, hint: 'List tasks with `berth task ls PROJECT`; tasks are addressed by their number.' },
+  TASK_NOT_HELD: {
+    rpc: 1601,
+    hint: 'A session may only heartbeat, complete, fail or release the task it claimed: run `berth-task claim` first (it prints the task this session holds).',
+  },
+  TASK_LEASE_LOST: {
+    rpc: 1602,
+    hint: 'The lease ran out (no heartbeat in time) or the task was cancelled, so it went to another attempt: stop work on it, and claim again for a new task. Heartbeat more often than the lease (`berth-task heartbeat`).',
+  },
+  TASK_STATE: { rpc: 1603, hint: 'The task is not in a state that allows this (see `berth task show ID`): cancel a claimed task before removing it; reopen a failed one with `berth task update ID --reopen`.' },
+  TASK_TOO_LARGE: { http: 413, rpc: 1604, hint: 'A task body is limited to 64 KiB, its title to 500 characters, a summary or note to 16 KiB: put long material in a file in the repository and point to it.' },
+  TASK_DEPENDENCY_INVALID: { http: 400, rpc: 1605, hint: 'dependsOn names tasks of the same project by id (by key in a task file), and may not form a cycle.' },
+  TASKS_FILE_INVALID: { http: 400, rpc: 1606, hint: 'Fix the task file (the message names the entry and field); nothing was changed. Each entry needs a key and a title; see "Tasks" in README for the format.' },
+  POOL_NOT_FOUND: { http: 404, rpc: 1610, hint: 'List pools with `berth pool ls`.' },
+  POOL_EXISTS: { rpc: 1611, hint: 'A pool of that name is running for the project: scale it (`berth pool scale ID N`) or stop it first.' },
+  TASK_NOT_REVIEWING: { rpc: 1612, hint: 'Only a reviewer session started by a pool decides on the task it was given to review.' },
+
   // Daemon startup and client connection (not sent over RPC, but reported with the same codes)
   CONFIG_INVALID: { rpc: 1900, hint: 'Fix the named key in the config file or environment; README lists accepted values.' },
   SOCKET_IN_USE: { rpc: 1901, hint: 'Another berthd already serves this socket; stop it, or set BERTH_SOCKET to another path.' },

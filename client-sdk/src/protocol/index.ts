@@ -8,3 +8,4 @@ export const MAX_JSON_DEPTH = 64;
 export * from './streams.js';
 export * from './bridge.js';
 export * from './exec.js';
+export * from './tasks.js';

@@ -23,12 +23,13 @@ import type {
   SessionUsage,
   WorktreePolicy,
 } from './types.js';
+import type { TaskMethods } from './tasks.js';
 
 /**
  * Every JSON-RPC method berthd serves, once: its params (by name) and its result.
  * Server handlers and the client's methods are both typed against this map.
  */
-export interface Methods {
+export interface Methods extends TaskMethods {
   'daemon.status': { params: Record<string, never>; result: DaemonStatus };
 
   'projects.add': {
@@ -205,6 +206,18 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'sessions.exec': ['id', 'cmd', 'timeoutSec'],
   'sessions.usage': ['id'],
   'sessions.requests': ['id', 'limit'],
+  'tasks.add': ['project', 'title', 'body', 'priority', 'labels', 'dependsOn', 'maxAttempts'],
+  'tasks.list': ['project', 'state', 'limit', 'cursor'],
+  'tasks.get': ['id'],
+  'tasks.update': ['id', 'title', 'body', 'priority', 'labels', 'dependsOn', 'maxAttempts', 'reopen'],
+  'tasks.cancel': ['id'],
+  'tasks.remove': ['id'],
+  'tasks.import': ['project', 'format', 'text'],
+  'pools.create': ['project', 'agent', 'parallel', 'reviewer', 'autoMerge', 'untilEmpty', 'name'],
+  'pools.list': ['project'],
+  'pools.get': ['id'],
+  'pools.scale': ['id', 'parallel'],
+  'pools.stop': ['id', 'graceful'],
 };
 
 export const methodNames = Object.keys(positionalParams) as MethodName[];
@@ -239,4 +252,8 @@ export const idempotentMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'sessions.usage',
   'sessions.requests',
   'images.list',
+  'tasks.list',
+  'tasks.get',
+  'pools.list',
+  'pools.get',
 ]);

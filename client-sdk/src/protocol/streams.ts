@@ -148,6 +148,19 @@ export const eventTypes = [
   'image.build',
   'image.built',
   'image.removed',
+  'task.added',
+  'task.updated',
+  'task.claimed',
+  'task.completed',
+  'task.released',
+  'task.reviewed',
+  'task.merged',
+  'task.failed',
+  'task.removed',
+  'pool.created',
+  'pool.updated',
+  'pool.stopped',
+  'task.file',
 ] as const satisfies readonly BerthEventType[];
 type MissingEventType = Exclude<BerthEventType, (typeof eventTypes)[number]>;
 const everyEventType: MissingEventType extends never ? true : MissingEventType = true;

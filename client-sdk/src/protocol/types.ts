@@ -1,3 +1,4 @@
+import type { Pool, Task, TaskNote } from './tasks.js';
 /** Domain types shared by berthd and its clients. Plain data: everything here crosses the socket as JSON. */
 
 /** `[a-z0-9][a-z0-9-]{0,62}`: project, agent and (later) session names. */
@@ -410,7 +411,20 @@ export type BerthEvent =
   | EventOf<'notification', Notification>
   | EventOf<'image.build', ImageBuildProgress>
   | EventOf<'image.built', ImageBuildResult>
-  | EventOf<'image.removed', { name: string }>;
+  | EventOf<'image.removed', { name: string }>
+  | EventOf<'task.added', { task: Task }>
+  | EventOf<'task.updated', { task: Task }>
+  | EventOf<'task.claimed', { task: Task; session: { id: string; name: string } }>
+  | EventOf<'task.completed', { task: Task; session: { id: string; name: string } }>
+  | EventOf<'task.released', { task: Task; session: { id: string; name: string } | null; reason: TaskNote['kind']; text: string }>
+  | EventOf<'task.reviewed', { task: Task; decision: 'approve' | 'changes' }>
+  | EventOf<'task.merged', { task: Task; commit: string }>
+  | EventOf<'task.failed', { task: Task }>
+  | EventOf<'task.removed', { id: number; project: string }>
+  | EventOf<'pool.created', { pool: Pool }>
+  | EventOf<'pool.updated', { pool: Pool }>
+  | EventOf<'pool.stopped', { pool: Pool }>
+  | EventOf<'task.file', { project: string; file: string; ok: boolean; error: string | null; added: number; updated: number }>;
 
 export interface EventOf<T extends string, D> {
   seq: number;

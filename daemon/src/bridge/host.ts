@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import {
@@ -68,6 +68,11 @@ export interface BridgeDeps {
   clock: Clock;
   /** A Claude Code turn ended in a session asked to stop gracefully: it is stopped now. */
   onTurnEnded?: (id: string) => void;
+  /** The task methods (tasks.*) agents call on their bridge, and the lease their traffic extends. */
+  tasks?: {
+    call(s: SessionRecord, method: string, params: Record<string, unknown>): unknown;
+    touch(sessionId: string): void;
+  };
 }
 
 class BodyTooLarge extends Error {}
@@ -102,6 +107,19 @@ export class BridgeHost {
   dirOf(id: string): string {
     if (!/^[0-9a-f]{12}$/.test(id)) throw new BerthError('INTERNAL_ERROR', `not a session id: ${JSON.stringify(id)}`);
     return join(this.root, id);
+  }
+
+  /** Writes (text) or removes (null) a file the session's container reads in /host. */
+  hostFile(id: string, name: string, text: string | null): void {
+    const file = join(this.dirOf(id), name);
+    try {
+      if (text === null) return rmSync(file, { force: true });
+      mkdirSync(this.dirOf(id), { recursive: true, mode: 0o755 });
+      writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+      renameSync(`${file}.tmp`, file);
+    } catch (err) {
+      this.d.log.warn({ sessionId: id, file: name, err: (err as Error).message }, 'Cannot write to the session bridge directory');
+    }
   }
 
   /** Tells the agent (scripted ones read /host/stop-requested) to finish and exit before `deadline`. */
@@ -179,6 +197,7 @@ export class BridgeHost {
     const method = req.method ?? 'GET';
     try {
       const s = this.ident(id);
+      this.d.tasks?.touch(id);
       if (method === 'GET' && path === '/health') return json(res, 200, { ok: true });
       if (method === 'POST' && path === '/rpc') return await this.rpc(this.record(id), req, res);
       const relayed = method === 'POST' ? MODEL_PATHS.get(path) : undefined;
@@ -327,6 +346,13 @@ export class BridgeHost {
       // The unit of work a graceful stop waits for is the agent's turn: it ended, so stop now.
       if (asked && (params.event === 'Stop' || params.event === 'SessionEnd')) this.d.onTurnEnded?.(s.id);
       result = { activity, stopRequested: asked };
+    } else if (call.method.startsWith('tasks.') && this.d.tasks) {
+      try {
+        result = this.d.tasks.call(s, call.method, params);
+      } catch (err) {
+        if (!(err instanceof BerthError)) throw err;
+        return json(res, 200, { jsonrpc: '2.0', id, error: { code: err.rpcCode, message: err.message, data: err.toData() } });
+      }
     } else return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32601, message: `Method not found: ${JSON.stringify(call.method.slice(0, 64))}` } });
     return json(res, 200, { jsonrpc: '2.0', id, result });
   }

@@ -22,6 +22,8 @@ export interface NewCheckout {
   branch: string;
   base: string;
   baseSha: string;
+  /** Where the branch starts: the base, or the tip of the branch it continues. */
+  head: string;
   /** The directory's identity, recorded so a later removal can prove it is the one berth made. */
   identity: DirIdentity;
 }
@@ -100,7 +102,11 @@ export class CheckoutManager {
    * Makes the checkout of session `name` at checkoutDir() on a new branch `berth/<name>` from the
    * base, publishes that branch in the project, and seeds the session's shadow.
    */
-  async create(project: Project, name: string, meta: { agent: string; owner: { uid: number; gid: number }; key: string; onMade?: (identity: DirIdentity) => void }): Promise<NewCheckout> {
+  async create(
+    project: Project,
+    name: string,
+    meta: { agent: string; owner: { uid: number; gid: number }; key: string; onMade?: (identity: DirIdentity) => void; continueBranch?: boolean },
+  ): Promise<NewCheckout> {
     const made = await this.withRepo(project.path, async () => {
       const parent = await this.projectRoot(project.name);
       if (project.gitUrl) await this.remotes.refresh(project);
@@ -121,7 +127,9 @@ export class CheckoutManager {
       const branch = `berth/${name}`;
       // A branch of that name kept from an earlier session is never moved off work the base lacks.
       const earlier = await revParse(project.path, `refs/heads/${branch}`);
-      if (earlier && earlier !== baseSha && !(await isAncestor(project.path, earlier, baseSha))) {
+      // A task's next attempt (a pool's session) goes on from where the last one left its branch.
+      const head = meta.continueBranch && earlier ? earlier : baseSha;
+      if (head === baseSha && earlier && earlier !== baseSha && !(await isAncestor(project.path, earlier, baseSha))) {
         throw new BerthError('CHECKOUT_FAILED', `branch ${branch} already exists in ${project.name} with commits ${base} lacks (kept from an earlier session)`, {
           hint: `Merge or rename it (\`git branch -m ${branch} <new-name>\`), or start the session under another --name.`,
           details: { branch },
@@ -143,14 +151,14 @@ export class CheckoutManager {
           ],
           { cwd: parent, as: owner },
         );
-        await git(['checkout', '--quiet', '-b', branch, baseSha], { cwd: dir, as: owner });
+        await git(['checkout', '--quiet', '-b', branch, head], { cwd: dir, as: owner });
         // The clone's remote would name a host path the container cannot reach: drop it, and the
         // tracking branch section with it, straight from the config file git just wrote.
         const cfg = join(dir, '.git', 'config');
         const text = await readFile(cfg, 'utf8');
         await writeFile(cfg, text.replace(/^\[(remote "origin"|branch "[^"]*")\][^[]*/gm, ''));
         // Every session shows in `git branch` of the project from its start.
-        await pgit(project.path, ['update-ref', `refs/heads/${branch}`, baseSha]);
+        if (head === baseSha) await pgit(project.path, ['update-ref', `refs/heads/${branch}`, baseSha]);
       } catch (err) {
         await this.removal.removeDir(dir, identity).catch(() => {});
         throw new BerthError('CHECKOUT_FAILED', `cannot make the checkout for ${name}: ${gitMessage(err)}`, {
@@ -158,12 +166,12 @@ export class CheckoutManager {
         });
       }
       this.log.info({ project: project.name, dir, branch, base, baseSha }, 'Created session checkout');
-      return { dir, branch, base, baseSha, identity };
+      return { dir, branch, base, baseSha, head, identity };
     });
     // The shadow is the session's own: seeding it needs no hold on the project (20 starts at once
     // queue only for what touches the project).
     try {
-      await this.shadows.seed({ key: meta.key, workTree: made.dir, branch: made.branch, base: made.base, baseSha: made.baseSha }, project.path, made.baseSha);
+      await this.shadows.seed({ key: meta.key, workTree: made.dir, branch: made.branch, base: made.base, baseSha: made.baseSha }, project.path, made.head);
     } catch (err) {
       await this.removal.removeDir(made.dir, made.identity).catch(() => {});
       throw new BerthError('CHECKOUT_FAILED', `cannot prepare berth's view of the checkout for ${name}: ${gitMessage(err)}`);

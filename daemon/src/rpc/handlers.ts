@@ -4,6 +4,8 @@ import type { UsageService } from '../bridge/usage-service.js';
 import type { ProjectService } from '../projects/service.js';
 import type { SessionService } from '../sessions/service.js';
 import type { ImageService } from '../images/service.js';
+import type { PoolService } from '../pools/service.js';
+import type { TaskService } from '../tasks/service.js';
 import type { Handlers } from './dispatcher.js';
 
 export interface HandlerDeps {
@@ -12,6 +14,8 @@ export interface HandlerDeps {
   sessions: SessionService;
   images: ImageService;
   usage: UsageService;
+  tasks: TaskService;
+  pools: PoolService;
   status: () => Promise<DaemonStatus>;
 }
 
@@ -45,5 +49,17 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'sessions.exec': (p) => d.sessions.exec(p.id, p.cmd, p.timeoutSec),
     'sessions.usage': (p) => d.usage.usage(p.id),
     'sessions.requests': (p) => d.usage.requests(p.id, p.limit),
+    'tasks.add': (p) => d.tasks.add(p),
+    'tasks.list': (p) => d.tasks.list(p),
+    'tasks.get': (p) => d.tasks.get(p.id),
+    'tasks.update': (p) => d.tasks.update(p),
+    'tasks.cancel': (p) => d.tasks.cancel(p.id),
+    'tasks.remove': (p) => d.tasks.remove(p.id),
+    'tasks.import': (p) => d.tasks.import(p),
+    'pools.create': (p) => d.pools.create(p),
+    'pools.list': (p) => d.pools.list(p),
+    'pools.get': (p) => d.pools.get(p.id),
+    'pools.scale': (p) => d.pools.scale(p.id, p.parallel),
+    'pools.stop': (p) => d.pools.stop(p.id, p.graceful === true),
   };
 }

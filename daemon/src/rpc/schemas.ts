@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { MethodName, ParamsOf, Streams } from '@berth/client-sdk/protocol';
+import { TASK_STATES, type MethodName, type ParamsOf, type Streams } from '@berth/client-sdk/protocol';
 import { IMAGE_REF, cpuSchema, memorySchema, pidsSchema } from '../config/index.js';
 import { STACK_NAME } from '../images/stacks.js';
 
@@ -26,6 +26,16 @@ const env = z.record(
   z.string().max(64 * 1024),
 );
 const command = z.array(z.string().max(64 * 1024)).min(1, { message: 'command needs at least the program to run' }).max(1024);
+
+const taskId = z.number({ message: 'a task number' }).int().min(1).max(Number.MAX_SAFE_INTEGER);
+const taskIds = z.array(taskId).max(1000);
+// Sizes past these are TASK_TOO_LARGE from the service (a clear code, not a shape error).
+const taskTitle = z.string();
+const taskBody = z.string();
+const taskPriority = z.number().int().min(-1_000_000).max(1_000_000);
+const taskLabels = z.array(z.string().min(1).max(100)).max(50);
+const maxAttempts = z.number().int().min(1).max(100);
+const parallel = z.number({ message: 'a number of sessions from 1 to 100' }).int().min(1).max(100);
 
 const limits = z
   .object({
@@ -165,6 +175,56 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
     .strict(),
   'sessions.usage': z.object({ id: sessionRef }).strict(),
   'sessions.requests': z.object({ id: sessionRef, limit: z.number().int().min(1).max(100_000).optional() }).strict(),
+  'tasks.add': z
+    .object({
+      project: z.string(),
+      title: taskTitle,
+      body: taskBody.optional(),
+      priority: taskPriority.optional(),
+      labels: taskLabels.optional(),
+      dependsOn: taskIds.optional(),
+      maxAttempts: maxAttempts.optional(),
+    })
+    .strict(),
+  'tasks.list': z
+    .object({
+      project: z.string().optional(),
+      state: z.enum(TASK_STATES, { message: TASK_STATES.join(', ') }).optional(),
+      limit: z.number().int().min(1).max(1000).optional(),
+      cursor: z.string().max(64).optional(),
+    })
+    .strict(),
+  'tasks.get': z.object({ id: taskId }).strict(),
+  'tasks.update': z
+    .object({
+      id: taskId,
+      title: taskTitle.optional(),
+      body: taskBody.optional(),
+      priority: taskPriority.optional(),
+      labels: taskLabels.optional(),
+      dependsOn: taskIds.optional(),
+      maxAttempts: maxAttempts.optional(),
+      reopen: z.boolean().optional(),
+    })
+    .strict(),
+  'tasks.cancel': z.object({ id: taskId }).strict(),
+  'tasks.remove': z.object({ id: taskId }).strict(),
+  'tasks.import': z.object({ project: z.string(), format: z.enum(['yaml', 'json', 'csv'], { message: 'yaml, json or csv' }), text: z.string() }).strict(),
+  'pools.create': z
+    .object({
+      project: z.string(),
+      agent: z.string(),
+      parallel: parallel,
+      reviewer: z.string().optional(),
+      autoMerge: z.boolean().optional(),
+      untilEmpty: z.boolean().optional(),
+      name: z.string().optional(),
+    })
+    .strict(),
+  'pools.list': z.object({ project: z.string().optional() }).strict(),
+  'pools.get': z.object({ id: z.string().min(1).max(128) }).strict(),
+  'pools.scale': z.object({ id: z.string().min(1).max(128), parallel: parallel }).strict(),
+  'pools.stop': z.object({ id: z.string().min(1).max(128), graceful: z.boolean().optional() }).strict(),
   'sessions.exec': z
     .object({ id: sessionRef, cmd: command, timeoutSec: z.number().int().min(1).max(3600).optional() })
     .strict(),

@@ -108,11 +108,11 @@ export class SessionCheckouts {
    * Makes the checkout of a session whose row says `creating`, records it `ready` (a new generation:
    * only now may the reconciler make the container) and returns the row.
    */
-  async makeCheckout(s: SessionRecord, project: Project, meta: { agent: string; owner: { uid: number; gid: number } }): Promise<SessionRecord> {
+  async makeCheckout(s: SessionRecord, project: Project, meta: { agent: string; owner: { uid: number; gid: number }; continueBranch?: boolean }): Promise<SessionRecord> {
     const co = await this.manager.create(project, s.name, { ...meta, key: s.id, onMade: (identity) => this.sessions.setCheckoutIdentity(s.id, identity) });
     const rec = this.sessions.setCheckoutReady(s.id, { branch: co.branch, base: co.base, baseSha: co.baseSha }, new Date().toISOString());
     if (!rec) throw new BerthError('SESSION_NOT_FOUND', `session ${s.name} was removed while its checkout was made`, { details: { id: s.id } });
-    this.queue.imported.set(s.id, co.baseSha);
+    this.queue.imported.set(s.id, co.head);
     return rec;
   }
 

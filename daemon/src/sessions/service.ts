@@ -77,6 +77,14 @@ export type { SessionScheduler } from './scheduler.js';
  * Session RPCs. They validate, write desired state, enqueue the session for the reconciler and wait
  * for it to settle; they never touch the engine's lifecycle themselves.
  */
+/** For berth's own callers (pools): not part of the RPC. */
+export interface StartOptions {
+  /** Runs in the transaction that inserts the new row (a throw undoes the insert). */
+  onInsert?: (rec: SessionRecord) => void;
+  /** A branch `berth/<name>` kept from an earlier session is continued instead of refused. */
+  continueBranch?: boolean;
+}
+
 export class SessionService {
   private readonly now: () => Date;
   private readonly images: ImageResolver;
@@ -95,16 +103,16 @@ export class SessionService {
    * makes the write session's checkout (the row goes again if that fails), then waits for the
    * reconciler to run the container. A name that exists starts that session again.
    */
-  async start(p: ParamsOf<'sessions.start'>): Promise<Session> {
+  async start(p: ParamsOf<'sessions.start'>, opts: StartOptions = {}): Promise<Session> {
     const req = await this.startRequest(p);
     const ts = this.now().toISOString();
     if (p.name !== undefined) {
       const again = this.startAgain(p, p.name, ts);
       if (again) return again;
     }
-    const created = this.allocate(p, req, ts);
+    const created = this.allocate(p, req, ts, opts.onInsert);
     if ('settled' in created) return created.settled;
-    const record = await this.withCheckout(created.record, req);
+    const record = await this.withCheckout(created.record, req, opts.continueBranch === true);
     this.d.log.info({ sessionId: record.id, name: record.name, project: req.project.name, agent: req.agent.name, mode: req.mode }, 'Session created');
     this.d.bus.publish('session.created', { session: this.d.sessions.view(record) });
     // Over the capacity cap it waits as pending and starts by itself when a slot frees: no waiting here.
@@ -168,7 +176,7 @@ export class SessionService {
    * is created with names its own checkout, never the project, so no crash or early reconcile pass
    * can give it the main checkout.
    */
-  private allocate(p: ParamsOf<'sessions.start'>, req: StartRequest, ts: string): { record: SessionRecord } | { settled: Promise<Session> } {
+  private allocate(p: ParamsOf<'sessions.start'>, req: StartRequest, ts: string, onInsert?: (rec: SessionRecord) => void): { record: SessionRecord } | { settled: Promise<Session> } {
     const { project, agent, mode } = req;
     for (let attempt = 0; attempt < 5; attempt++) {
       const seq = this.d.projects.takeSeq(project.name);
@@ -179,7 +187,7 @@ export class SessionService {
           const checkoutDir = own ? this.d.checkouts.manager.checkoutDir(project.name, name) : null;
           const spec = this.spec({ agent, project, mode, owner: req.owner, overrides: req.overrides, image: req.image, checkoutDir });
           return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, containerNameTaken: this.d.sessions.hasContainerName(containerName(name, seq)), spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, budgetTokens: p.budgetTokens !== undefined ? p.budgetTokens : agent.budgetTokens, priority: p.priority ?? 0, ts });
-        });
+        }, onInsert);
         return { record };
       } catch (err) {
         if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
@@ -195,10 +203,10 @@ export class SessionService {
   }
 
   /** Makes the session's own checkout, if it has one; when that fails, the row goes too. */
-  private async withCheckout(created: SessionRecord, req: StartRequest): Promise<SessionRecord> {
+  private async withCheckout(created: SessionRecord, req: StartRequest, continueBranch: boolean): Promise<SessionRecord> {
     if (created.checkoutState !== 'creating') return created;
     try {
-      return await this.d.checkouts.makeCheckout(created, req.project, { agent: req.agent.name, owner: req.owner });
+      return await this.d.checkouts.makeCheckout(created, req.project, { agent: req.agent.name, owner: req.owner, continueBranch });
     } catch (err) {
       this.d.sessions.remove(created.id);
       throw err;

@@ -1,8 +1,10 @@
 import { AgentsRepo } from './agents.js';
 import { openDb, type Db, type OpenOptions } from './db.js';
 import { MetaRepo } from './meta.js';
+import { PoolsRepo } from './pools.js';
 import { ProjectsRepo } from './projects.js';
 import { SessionsRepo } from './sessions.js';
+import { TasksRepo } from './tasks.js';
 import { UsageRepo } from './usage.js';
 
 export { openDb, migrate, schemaVersion, type Db } from './db.js';
@@ -15,6 +17,8 @@ export class Store {
   readonly sessions: SessionsRepo;
   readonly meta: MetaRepo;
   readonly usage: UsageRepo;
+  readonly tasks: TasksRepo;
+  readonly pools: PoolsRepo;
 
   constructor(readonly db: Db) {
     this.projects = new ProjectsRepo(db);
@@ -22,6 +26,8 @@ export class Store {
     this.sessions = new SessionsRepo(db);
     this.meta = new MetaRepo(db);
     this.usage = new UsageRepo(db);
+    this.tasks = new TasksRepo(db);
+    this.pools = new PoolsRepo(db);
   }
 
   static open(file: string, opts?: OpenOptions): Store {

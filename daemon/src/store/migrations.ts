@@ -192,6 +192,69 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE sessions ADD COLUMN merged TEXT;
     `,
   },
+  {
+    version: 12,
+    description: 'tasks (a backlog claimed under leases), their dependencies, pools of sessions working through them',
+    up: `
+      CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        key TEXT,                                   -- from a task file: its key, unique per project
+        title TEXT NOT NULL,
+        body TEXT NOT NULL DEFAULT '',
+        priority INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '[]',          -- JSON array of strings
+        state TEXT NOT NULL DEFAULT 'open',
+        claim_session TEXT,                         -- the session holding it (state claimed)
+        claim_name TEXT,
+        lease_until TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,        -- claims so far
+        max_attempts INTEGER NOT NULL DEFAULT 3,
+        result TEXT,                                -- JSON TaskResult
+        notes TEXT NOT NULL DEFAULT '[]',           -- JSON TaskNote[]
+        pool TEXT,
+        reviewer_session TEXT,                      -- the session reviewing it (state review)
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      CREATE UNIQUE INDEX tasks_key ON tasks (project, key) WHERE key IS NOT NULL;
+      CREATE INDEX tasks_open ON tasks (project, priority DESC, id) WHERE state = 'open';
+      CREATE INDEX tasks_by_state ON tasks (state, project, id);
+      CREATE INDEX tasks_project ON tasks (project, id);
+      CREATE INDEX tasks_lease ON tasks (lease_until) WHERE state = 'claimed';
+      -- A session holds one task at most, and a task one session: never two holders.
+      CREATE UNIQUE INDEX tasks_holder ON tasks (claim_session) WHERE claim_session IS NOT NULL;
+      CREATE UNIQUE INDEX tasks_reviewer ON tasks (reviewer_session) WHERE reviewer_session IS NOT NULL;
+      CREATE TABLE task_deps (
+        task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        depends_on INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        PRIMARY KEY (task_id, depends_on)
+      ) WITHOUT ROWID;
+      CREATE INDEX task_deps_rev ON task_deps (depends_on);
+      CREATE TABLE pools (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        agent TEXT NOT NULL,
+        parallel INTEGER NOT NULL,
+        reviewer TEXT,
+        auto_merge INTEGER NOT NULL DEFAULT 0,
+        until_empty INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'running',
+        finished INTEGER NOT NULL DEFAULT 0,
+        tokens INTEGER NOT NULL DEFAULT 0,         -- model tokens of its sessions already removed
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      CREATE TABLE pool_sessions (
+        session_id TEXT PRIMARY KEY,
+        pool TEXT NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+        task_id INTEGER NOT NULL,
+        role TEXT NOT NULL,                         -- worker | reviewer
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX pool_sessions_pool ON pool_sessions (pool);
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

@@ -132,10 +132,11 @@ export class SessionsRepo {
   }
 
   /** Inserts the row that `build` makes, given how many write sessions share the main checkout now (atomically). */
-  insertNew(project: string, build: (sharingMain: number) => SessionRecord): SessionRecord {
+  insertNew(project: string, build: (sharingMain: number) => SessionRecord, onInsert?: (rec: SessionRecord) => void): SessionRecord {
     return this.db.transaction(() => {
       const rec = build(this.sharingMain(project).length);
       this.insert(rec);
+      onInsert?.(rec);
       return rec;
     })();
   }

@@ -1,0 +1,124 @@
+import type { PoolState } from '@berth/client-sdk/protocol';
+import type { Db } from './db.js';
+
+export interface PoolRecord {
+  id: string;
+  project: string;
+  agent: string;
+  parallel: number;
+  reviewer: string | null;
+  autoMerge: boolean;
+  untilEmpty: boolean;
+  state: PoolState;
+  finished: number;
+  tokens: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface PoolSession {
+  sessionId: string;
+  pool: string;
+  taskId: number;
+  role: 'worker' | 'reviewer';
+  createdAt: string;
+}
+
+interface Row {
+  id: string;
+  project: string;
+  agent: string;
+  parallel: number;
+  reviewer: string | null;
+  auto_merge: number;
+  until_empty: number;
+  state: PoolState;
+  finished: number;
+  tokens: number;
+  created_at: string;
+  updated_at: string;
+}
+
+const toPool = (r: Row): PoolRecord => ({
+  id: r.id,
+  project: r.project,
+  agent: r.agent,
+  parallel: r.parallel,
+  reviewer: r.reviewer,
+  autoMerge: r.auto_merge === 1,
+  untilEmpty: r.until_empty === 1,
+  state: r.state,
+  finished: r.finished,
+  tokens: r.tokens,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+/** Pools (desired state, reconciled like sessions) and the sessions each one started. */
+export class PoolsRepo {
+  constructor(private readonly db: Db) {}
+
+  get(id: string): PoolRecord | undefined {
+    const r = this.db.prepare<[string], Row>('SELECT * FROM pools WHERE id = ?').get(id);
+    return r && toPool(r);
+  }
+
+  list(project?: string): PoolRecord[] {
+    const rows = project
+      ? this.db.prepare<[string], Row>('SELECT * FROM pools WHERE project = ? ORDER BY created_at, id').all(project)
+      : this.db.prepare<[], Row>('SELECT * FROM pools ORDER BY created_at, id').all();
+    return rows.map(toPool);
+  }
+
+  insert(p: Omit<PoolRecord, 'finished' | 'tokens' | 'updatedAt'>): void {
+    this.db
+      .prepare(
+        `INSERT INTO pools (id, project, agent, parallel, reviewer, auto_merge, until_empty, state, created_at, updated_at)
+         VALUES (@id, @project, @agent, @parallel, @reviewer, @autoMerge, @untilEmpty, @state, @createdAt, @createdAt)`,
+      )
+      .run({ ...p, autoMerge: p.autoMerge ? 1 : 0, untilEmpty: p.untilEmpty ? 1 : 0 });
+  }
+
+  /** A stopped pool made again under its name: new settings, counters kept. */
+  replace(p: Omit<PoolRecord, 'finished' | 'tokens' | 'updatedAt'>): void {
+    this.db
+      .prepare(
+        `UPDATE pools SET project = @project, agent = @agent, parallel = @parallel, reviewer = @reviewer, auto_merge = @autoMerge,
+           until_empty = @untilEmpty, state = @state, updated_at = @createdAt WHERE id = @id`,
+      )
+      .run({ ...p, autoMerge: p.autoMerge ? 1 : 0, untilEmpty: p.untilEmpty ? 1 : 0 });
+  }
+
+  set(id: string, patch: { parallel?: number; state?: PoolState; finishedDelta?: number; tokensDelta?: number }, now: string): void {
+    this.db
+      .prepare(
+        `UPDATE pools SET parallel = coalesce(@parallel, parallel), state = coalesce(@state, state),
+           finished = finished + @delta, tokens = tokens + @tokens, updated_at = @now WHERE id = @id`,
+      )
+      .run({ id, parallel: patch.parallel ?? null, state: patch.state ?? null, delta: patch.finishedDelta ?? 0, tokens: patch.tokensDelta ?? 0, now });
+  }
+
+  sessions(pool: string): PoolSession[] {
+    return this.db
+      .prepare<[string], { session_id: string; pool: string; task_id: number; role: 'worker' | 'reviewer'; created_at: string }>(
+        'SELECT * FROM pool_sessions WHERE pool = ? ORDER BY created_at, session_id',
+      )
+      .all(pool)
+      .map((r) => ({ sessionId: r.session_id, pool: r.pool, taskId: r.task_id, role: r.role, createdAt: r.created_at }));
+  }
+
+  sessionOf(sessionId: string): PoolSession | undefined {
+    const r = this.db
+      .prepare<[string], { session_id: string; pool: string; task_id: number; role: 'worker' | 'reviewer'; created_at: string }>('SELECT * FROM pool_sessions WHERE session_id = ?')
+      .get(sessionId);
+    return r && { sessionId: r.session_id, pool: r.pool, taskId: r.task_id, role: r.role, createdAt: r.created_at };
+  }
+
+  addSession(s: PoolSession): void {
+    this.db.prepare('INSERT INTO pool_sessions (session_id, pool, task_id, role, created_at) VALUES (?, ?, ?, ?, ?)').run(s.sessionId, s.pool, s.taskId, s.role, s.createdAt);
+  }
+
+  dropSession(sessionId: string): void {
+    this.db.prepare('DELETE FROM pool_sessions WHERE session_id = ?').run(sessionId);
+  }
+}
