@@ -162,6 +162,24 @@ export class BerthClient {
     requests: this.method('sessions.requests'),
   };
 
+  readonly tasks = {
+    add: this.method('tasks.add'),
+    list: this.method('tasks.list'),
+    get: this.method('tasks.get'),
+    update: this.method('tasks.update'),
+    cancel: this.method('tasks.cancel'),
+    remove: this.method('tasks.remove'),
+    import: this.method('tasks.import'),
+  };
+
+  readonly pools = {
+    create: this.method('pools.create'),
+    list: this.method('pools.list'),
+    get: this.method('pools.get'),
+    scale: this.method('pools.scale'),
+    stop: this.method('pools.stop'),
+  };
+
   readonly images = {
     list: this.method('images.list'),
     remove: this.method('images.remove'),
