@@ -253,6 +253,10 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
         await checkouts.queue.importNow(s);
         return checkouts.queue.imported.get(s.id) ?? null;
       },
+      tail: async (s) => {
+        const text = (await sessions.logs(s.id, 20)).map((l) => l.line).join('\n');
+        return text.length > 2000 ? text.slice(-2000) : text;
+      },
       squash: async (s, message) => (await sessions.merge(s.id, 'squash', message)).commit,
     },
   });

@@ -19,6 +19,8 @@ export interface PoolSessions {
   remove(id: string, opts: { force: boolean; stop: boolean }): Promise<unknown>;
   /** Imports the session's branch into the project; the tip imported, or null. */
   importTip(s: SessionRecord): Promise<string | null>;
+  /** The last lines the session's agent printed (for the note an attempt leaves). */
+  tail(s: SessionRecord): Promise<string>;
   /** Squash-merges the session's branch into its base; MERGE_CONFLICT (details.paths) when it cannot. */
   squash(s: SessionRecord, message: string): Promise<string>;
 }
@@ -177,7 +179,8 @@ export class PoolController {
     }
     // The session ended.
     if (holds) {
-      const how = s.state === 'failed' ? `could not run (${s.errorCode ?? 'failed'}: ${s.errorMessage ?? ''})` : `exited with code ${s.exitCode ?? '?'} without completing`;
+      const output = s.state === 'failed' ? '' : await this.d.work.tail(s).catch(() => '');
+      const how = s.state === 'failed' ? `could not run (${s.errorCode ?? 'failed'}: ${s.errorMessage ?? ''})` : `exited with code ${s.exitCode ?? '?'} without completing${output ? `; its last output:\n${output}` : ''}`;
       if (s.state === 'failed') this.backoffUntil.set(pool.id, this.d.clock.now().getTime() + LAUNCH_BACKOFF_MS);
       this.d.taskService.endAttempt(t, 'exited', `session ${s.name} ${how}`);
     }

@@ -82,3 +82,28 @@ export async function ensureClaudeImage(): Promise<string> {
     return CLAUDE_IMAGE;
   });
 }
+
+/** Node 20 and git on the offline base: scripted agents that commit and talk to their bridge. */
+export const NODE_GIT_IMAGE = 'berth-test-node-git:latest';
+
+/** Builds NODE_GIT_IMAGE once (kept between runs, labelled for the sweep). */
+export async function ensureNodeGitImage(): Promise<string> {
+  const there = async () => (await docker('image', 'inspect', '-f', '{{.Id}}', NODE_GIT_IMAGE).catch(() => '')) !== '';
+  if (await there()) return NODE_GIT_IMAGE;
+  return locked(async () => {
+    if (await there()) return NODE_GIT_IMAGE;
+    const dir = `/tmp/berth-test-node-git-${process.pid}`;
+    await mkdir(dir, { recursive: true });
+    try {
+      await writeFile(
+        join(dir, 'Dockerfile'),
+        `FROM ${OFFLINE_BASE}\nRUN apt-get update && apt-get install -y --no-install-recommends git ca-certificates && rm -rf /var/lib/apt/lists/*\n`,
+      );
+      const b = await build(['build', '--force-rm', '--label', `${TEST_LABEL}=true`, '-t', NODE_GIT_IMAGE, dir]);
+      if (b.code !== 0) throw new Error(`docker build of ${NODE_GIT_IMAGE} failed (${b.code}):\n${b.out}`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    return NODE_GIT_IMAGE;
+  });
+}
