@@ -21,6 +21,7 @@ import { PoolController } from './pools/controller.js';
 import { PoolService } from './pools/service.js';
 import { bridgeTasks } from './tasks/bridge.js';
 import { TaskService } from './tasks/service.js';
+import { TaskFileWatcher } from './tasks/watch.js';
 import type { SocketListener } from './rpc/listener.js';
 import { RpcServer } from './rpc/server.js';
 import { Reconciler, type ReconcilerOptions } from './reconcile/controller.js';
@@ -96,6 +97,8 @@ export interface DaemonParts {
   /** Notifications (desktop, webhooks, the `notification` event) from the session events on the bus. */
   notifier: Notifier;
   tasks: TaskService;
+  /** Each project's `.berth/tasks.yaml`, kept in step with its tasks. */
+  taskFiles: TaskFileWatcher;
   pools: PoolService;
   poolController: PoolController;
 }
@@ -231,6 +234,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     checkMs: config.activityCheckSec * 1000,
   });
   const agentTasks = bridgeTasks(tasks);
+  const taskFiles = new TaskFileWatcher({ projects: () => store.projects.list(), tasks, bus, log: log.child({ component: 'task-files' }) });
   const pools = new PoolService({ pools: store.pools, tasks: store.tasks, projects: store.projects, agents: store.agents, sessions: store.sessions, usage: store.usage, bus, clock, poke: (id) => poolController.poke(id) });
   const poolController = new PoolController({
     pools: store.pools,
@@ -273,7 +277,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     log: notifyLog,
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, pools, poolController };
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -287,7 +291,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, pools, poolController } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -345,6 +349,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const admissionDone = admission.start(loops.signal);
   const stuckDone = stuck.start(loops.signal);
   const tasksDone = tasks.start(loops.signal);
+  const taskFilesDone = taskFiles.start(loops.signal);
   const poolsDone = poolController.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
@@ -364,7 +369,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, poolsDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone]);
         store.close();
         log.info('Stopped berthd');
       })();

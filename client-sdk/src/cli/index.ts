@@ -7,6 +7,7 @@ import * as daemon from './commands/daemon.js';
 import * as images from './commands/images.js';
 import * as projects from './commands/projects.js';
 import * as sessions from './commands/sessions.js';
+import * as tasks from './commands/tasks.js';
 import * as watch from './commands/watch.js';
 import { ExitCode, type CliContext } from './context.js';
 import { Out, reportError } from './output.js';
@@ -54,6 +55,7 @@ export async function run(
   agents.register(program, ctx);
   sessions.register(program, ctx);
   images.register(program, ctx);
+  tasks.register(program, ctx);
   watch.register(program, ctx);
   // Last: it reads the whole command tree.
   completion.register(program, ctx);

@@ -4,8 +4,10 @@ import { oneOf } from '../context.js';
 import { ids } from '../output.js';
 
 /** What a command's first argument names, completed from berthd (`berth __complete KIND`). */
-type ArgKind = 'session' | 'project' | 'agent' | 'image';
-const KINDS = ['session', 'project', 'agent', 'image'] as const;
+type ArgKind = 'session' | 'project' | 'agent' | 'image' | 'task' | 'pool';
+const KINDS = ['session', 'project', 'agent', 'image', 'task', 'pool'] as const;
+/** Tasks worth naming: not those finished (a backlog may hold 100,000 done ones). */
+const LIVE_TASK_STATES = ['open', 'claimed', 'review', 'failed'] as const;
 
 interface Node {
   /** Words after `berth`, e.g. `agent add` (empty for the top level). */
@@ -20,7 +22,8 @@ interface Node {
 
 function argKind(cmd: Command, parent: string): ArgKind | null {
   const first = cmd.registeredArguments[0]?.name();
-  if (first === 'id') return 'session';
+  // `task show <id>`, `pool scale <id> <n>`: that kind's ids; every other id is a session's.
+  if (first === 'id') return parent === 'task' || parent === 'pool' ? parent : 'session';
   if (first === 'project') return 'project';
   if (first === 'name' && (KINDS as readonly string[]).includes(parent)) return parent as ArgKind;
   return null;
@@ -161,7 +164,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
       out.print(sh === 'bash' ? bashScript(nodes) : sh === 'zsh' ? zshScript(nodes) : fishScript(nodes));
     });
 
-  // For the scripts above: names of sessions, projects, agents or images, one a line. Quiet on any
+  // For the scripts above: names of sessions, projects, agents or images, ids of tasks or pools, one a line. Quiet on any
   // failure (no berthd, no permission): completion offers nothing rather than an error.
   program
     .command('__complete <kind>', { hidden: true })
@@ -176,7 +179,11 @@ export function register(program: Command, { out, connect }: CliContext): void {
               ? (await c.projects.list()).map((p) => p.name)
               : k === 'agent'
                 ? (await c.agents.list()).map((a) => a.name)
-                : (await c.images.list()).map((i) => i.name);
+                : k === 'task'
+                  ? (await Promise.all(LIVE_TASK_STATES.map((state) => c.tasks.list({ state, limit: 200 })))).flatMap((p) => p.items.map((t) => String(t.id)))
+                  : k === 'pool'
+                    ? (await c.pools.list({})).map((p) => p.id)
+                    : (await c.images.list()).map((i) => i.name);
         // bash's compgen -W expands the words it is given ($(…), `…`): only plain names go out,
         // whatever berthd answered (names and image references never hold anything else).
         out.print(ids(names.filter((n) => /^[A-Za-z0-9][A-Za-z0-9._:/@-]*$/.test(n))));
