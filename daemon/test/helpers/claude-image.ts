@@ -80,7 +80,10 @@ export async function ensureClaudeImage(image = CLAUDE_IMAGE): Promise<string> {
     const b = await build(args);
     if (b.code !== 0) throw new Error(`docker build of ${image} failed (${b.code}):\n${b.out}`);
     // The image built from older files is left untagged: it goes (layers the new one shares stay).
-    if (before) await docker('rmi', before).catch(() => {});
+    // Not while another tag still names it (CLAUDE_IMAGE and a test file's own tag, built from the same
+    // files, are one image): `docker rmi ID` would take every tag of the repository with it.
+    const tags = await docker('image', 'inspect', '-f', '{{len .RepoTags}}', before).catch(() => '');
+    if (before && tags === '0') await docker('rmi', before).catch(() => {});
     return image;
   });
 }
