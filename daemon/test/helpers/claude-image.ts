@@ -60,26 +60,31 @@ async function locked<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Builds CLAUDE_IMAGE from images/base unless an image built from the same files is there. Kept
- * between runs on purpose (labelled for the sweep): removing it would drop its cached layers and
- * download Claude Code (~400 MB) again next time.
+ * Builds `image` (CLAUDE_IMAGE unless a test file asks for a tag of its own) from images/base unless
+ * an image built from the same files is there. Kept between runs on purpose (labelled for the sweep):
+ * removing it would drop its cached layers and download Claude Code (~400 MB) again next time. A tag
+ * of its own keeps a test file on the image it built while a checkout with other images/base files
+ * rebuilds CLAUDE_IMAGE; the two share every layer up to the first file that differs.
  */
-export async function ensureClaudeImage(): Promise<string> {
+export async function ensureClaudeImage(image = CLAUDE_IMAGE): Promise<string> {
   const hash = await contextHash();
-  const current = async () => (await docker('image', 'inspect', '-f', `{{index .Config.Labels "${CONTEXT_LABEL}"}}`, CLAUDE_IMAGE).catch(() => '')) === hash;
-  if (await current()) return CLAUDE_IMAGE;
+  const current = async () => (await docker('image', 'inspect', '-f', `{{index .Config.Labels "${CONTEXT_LABEL}"}}`, image).catch(() => '')) === hash;
+  if (await current()) return image;
   return locked(async () => {
-    if (await current()) return CLAUDE_IMAGE;
+    if (await current()) return image;
     const ca = await readCaCerts('/usr/local/share/ca-certificates');
     const args = ['build', '--force-rm', '--target', 'prod', '--build-arg', `BASE_IMAGE=${OFFLINE_BASE}`, '--build-arg', 'TASK_MASTER=0', '--build-arg', 'CLAUDE_CODE=1'];
     if (ca.length) args.push('--build-arg', `EXTRA_CA_CERTS=${ca.join('\n')}`);
-    args.push('--label', `${TEST_LABEL}=true`, '--label', `${CONTEXT_LABEL}=${hash}`, '-t', CLAUDE_IMAGE, CONTEXT);
-    const before = await docker('image', 'inspect', '-f', '{{.Id}}', CLAUDE_IMAGE).catch(() => '');
+    args.push('--label', `${TEST_LABEL}=true`, '--label', `${CONTEXT_LABEL}=${hash}`, '-t', image, CONTEXT);
+    const before = await docker('image', 'inspect', '-f', '{{.Id}}', image).catch(() => '');
     const b = await build(args);
-    if (b.code !== 0) throw new Error(`docker build of ${CLAUDE_IMAGE} failed (${b.code}):\n${b.out}`);
+    if (b.code !== 0) throw new Error(`docker build of ${image} failed (${b.code}):\n${b.out}`);
     // The image built from older files is left untagged: it goes (layers the new one shares stay).
-    if (before) await docker('rmi', before).catch(() => {});
-    return CLAUDE_IMAGE;
+    // Not while another tag still names it (CLAUDE_IMAGE and a test file's own tag, built from the same
+    // files, are one image): `docker rmi ID` would take every tag of the repository with it.
+    const tags = await docker('image', 'inspect', '-f', '{{len .RepoTags}}', before).catch(() => '');
+    if (before && tags === '0') await docker('rmi', before).catch(() => {});
+    return image;
   });
 }
 

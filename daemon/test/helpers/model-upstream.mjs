@@ -18,6 +18,11 @@ function answersTool(body) {
   return (body?.messages ?? []).some((m) => Array.isArray(m?.content) && m.content.some((c) => c?.type === 'tool_result' || c?.type === 'tool_use'));
 }
 
+/** How many tool calls the assistant already made in the conversation. */
+function toolCalls(body) {
+  return (body?.messages ?? []).reduce((n, m) => n + (m?.role === 'assistant' && Array.isArray(m.content) ? m.content.filter((c) => c?.type === 'tool_use').length : 0), 0);
+}
+
 /** A value that fits a JSON schema: every property, strings from `text`. */
 export function fill(schema, text) {
   if (!schema || typeof schema !== 'object') return null;
@@ -53,7 +58,7 @@ export class ModelUpstream {
     this.server = server;
     this.opts = opts;
   }
-  /** @param {{answer?: string, usage?: object, delayMs?: number, host?: string, record?: boolean, streamPauseMs?: number, toolUse?: {name: string, input: object}}} o */
+  /** @param {{answer?: string, usage?: object, delayMs?: number, host?: string, record?: boolean, streamPauseMs?: number, toolUse?: {name: string, input: object}, toolSteps?: {name: string, input: object}[]}} o */
   static async start(o = {}) {
     const opts = {
       answer: o.answer ?? 'Hello from the stand-in.',
@@ -64,6 +69,8 @@ export class ModelUpstream {
       streamPauseMs: o.streamPauseMs ?? 0,
       /** {name, input}: ask for this tool (the agent's turn then waits for its permission). */
       toolUse: o.toolUse ?? null,
+      /** [{name, input}, ...]: a turn that calls these tools one after the other, then answers. */
+      toolSteps: o.toolSteps ?? null,
       /** Keep each request's body in `seen` (what the agent sent the model). */
       keepBodies: o.keepBodies ?? false,
     };
@@ -74,8 +81,17 @@ export class ModelUpstream {
     await new Promise((r) => server.listen(0, o.host ?? '127.0.0.1', r));
     return self;
   }
-  /** `toolUse`: a request offering that tool, not already answering a tool call, gets a call of it. */
+  /**
+   * `toolSteps`: a request offering the next tool of the list (after as many tool calls as the
+   * conversation holds) gets a call of it. `toolUse`: a request offering that tool, not already
+   * answering a tool call, gets a call of it.
+   */
   askTool(body) {
+    const steps = this.opts.toolSteps;
+    if (steps) {
+      const next = steps[toolCalls(body)];
+      return next && (body.tools ?? []).some((t) => t?.name === next.name) ? { name: next.name, input: next.input } : null;
+    }
     const want = this.opts.toolUse;
     if (!want || answersTool(body) || !(body.tools ?? []).some((t) => t?.name === want.name)) return null;
     return { name: want.name, input: want.input };
