@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { BerthError, TASK_STATES, type ErrorCode, type Pool, type Task, type TaskImportResult } from '../protocol/index.js';
+import { BerthError, MAX_TASK_FILE, TASK_STATES, type ErrorCode, type Pool, type Task, type TaskImportResult } from '../protocol/index.js';
 import { ago, cut, line, table, until } from './output.js';
 import { humanTokens } from './usage.js';
 
@@ -12,8 +12,8 @@ import { humanTokens } from './usage.js';
  * is printed under `  | ` so none of its lines can pass for one of berth's.
  */
 
-/** Largest task file `berth task import` sends: berthd's MAX_TASK_FILE. */
-export const MAX_IMPORT_FILE = 1024 * 1024;
+/** Largest task file `berth task import` sends: what berthd reads. */
+export const MAX_IMPORT_FILE = MAX_TASK_FILE;
 
 /** The format a task file's name says (.yaml, .yml, .json, .csv), or null. */
 export function taskFileFormat(file: string): 'yaml' | 'json' | 'csv' | null {

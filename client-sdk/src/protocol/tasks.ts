@@ -9,6 +9,8 @@ export const TASK_STATES = ['open', 'claimed', 'review', 'done', 'failed', 'canc
 /** Longest task body (bytes of UTF-8): it travels in an environment variable and the agent's prompt. */
 export const MAX_TASK_BODY = 64 * 1024;
 export const MAX_TASK_TITLE = 500;
+/** Largest task file berthd reads (a watched `.berth/tasks.yaml`, `berth task import`). */
+export const MAX_TASK_FILE = 1024 * 1024;
 /** Longest summary, failure reason or review note an agent may send. */
 export const MAX_TASK_NOTE = 16 * 1024;
 /** Lease of a claim unless the claimer asks for another (seconds). */
@@ -40,7 +42,7 @@ export interface TaskNote {
   at: string;
   attempt: number;
   session: string | null;
-  kind: 'expired' | 'failed' | 'released' | 'exited' | 'changes' | 'conflict' | 'reopened';
+  kind: 'expired' | 'stuck' | 'failed' | 'released' | 'exited' | 'changes' | 'conflict' | 'reopened';
   text: string;
 }
 

@@ -66,10 +66,20 @@ export class PoolController {
 
   constructor(private readonly d: PoolControllerDeps) {
     d.bus.subscribe((e) => {
+      if (e.type === 'session.activity' && e.data.activity.state === 'stuck') this.stuck(e.data.id, e.data.activity.reason);
       if (e.type === 'session.state' || e.type === 'task.completed' || e.type === 'task.reviewed' || e.type === 'task.released' || e.type === 'task.added' || e.type === 'task.updated') {
         this.pokeAll();
       }
     });
+  }
+
+  /** A pool's worker that stopped working gives its task up now (the supervisor saw it stuck). */
+  private stuck(sessionId: string, reason: string | null | undefined): void {
+    const ps = this.d.pools.sessionOf(sessionId);
+    const t = ps?.role === 'worker' ? this.d.tasks.heldBy(sessionId) : undefined;
+    if (!ps || !t) return;
+    this.d.taskService.endAttempt(t, 'stuck', `session ${t.claim?.sessionName ?? sessionId} is stuck: ${reason ?? 'no sign of work'}`);
+    this.poke(ps.pool);
   }
 
   poke(id: string): void {
@@ -221,7 +231,8 @@ export class PoolController {
     const t = this.d.tasks.get(ps.taskId);
     const reviewing = t?.state === 'review' && t.reviewerSession === s.id;
     if (reviewing && !ended(s) && pool.state !== 'stopped') return 'active';
-    if (reviewing && t) {
+    if (reviewing && t && pool.state === 'stopped') this.d.tasks.set(t.id, { reviewerSession: null }, this.d.clock.now().toISOString());
+    else if (reviewing && t) {
       const runs = t.notes.filter((n) => n.kind === 'changes' && n.text.startsWith('the reviewer')).length + 1;
       const text = `the reviewer ${s.name} ${s.state === 'failed' ? 'could not run' : `exited with code ${s.exitCode ?? '?'}`} without a decision`;
       this.d.tasks.set(t.id, { reviewerSession: null, ...(runs >= MAX_REVIEWER_RUNS ? { state: 'failed' as const } : {}), note: { at: this.d.clock.now().toISOString(), attempt: t.attempts, session: s.id, kind: 'changes', text } }, this.d.clock.now().toISOString());

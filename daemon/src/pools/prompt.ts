@@ -14,7 +14,7 @@ export function promptOf(t: Task, role: 'worker' | 'reviewer' = 'worker'): strin
   if (role === 'reviewer') lines.push('', `Task: ${t.title}`);
   if (t.body) lines.push('', t.body);
   if (role === 'reviewer' && t.result?.summary) lines.push('', `The agent's summary: ${t.result.summary}`);
-  const notes = t.notes.filter((n) => n.kind === 'changes' || n.kind === 'conflict' || n.kind === 'failed' || n.kind === 'expired' || n.kind === 'exited');
+  const notes = t.notes.filter((n) => n.kind === 'changes' || n.kind === 'conflict' || n.kind === 'failed' || n.kind === 'expired' || n.kind === 'stuck' || n.kind === 'exited');
   if (notes.length) {
     lines.push('', 'Earlier attempts:');
     for (const n of notes) lines.push(`- attempt ${n.attempt} (${n.kind}): ${n.text}`);

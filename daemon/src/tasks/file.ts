@@ -1,9 +1,9 @@
 import { parse as parseCsv } from 'csv-parse/sync';
 import { parse as parseYaml } from 'yaml';
-import { BerthError, type TaskFileEntry } from '@berth/client-sdk/protocol';
+import { BerthError, MAX_TASK_FILE, type TaskFileEntry } from '@berth/client-sdk/protocol';
 
-/** Largest task file read (a watched file past this is reported, not read). */
-export const MAX_TASK_FILE = 1024 * 1024;
+export { MAX_TASK_FILE };
+
 const KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const FIELDS = new Set(['key', 'title', 'body', 'priority', 'labels', 'dependsOn', 'maxAttempts']);
 

@@ -207,7 +207,7 @@ export class TaskService {
       }
     }
     const now = this.now();
-    const out = { added: 0, updated: 0, unchanged: 0, ids: [] as number[] };
+    const out = { added: 0, updated: 0, unchanged: 0, ids: [] as number[], fresh: new Set<number>(), changed: new Set<number>() };
     this.d.tasks.transaction(() => {
       const ids = new Map<string, number>();
       for (const e of entries) {
@@ -219,10 +219,13 @@ export class TaskService {
           if (!same) {
             this.d.tasks.update(had.id, { title: e.title, body: e.body ?? '', priority: e.priority ?? 0, labels: e.labels ?? [], maxAttempts: e.maxAttempts ?? DEFAULT_TASK_MAX_ATTEMPTS }, now);
             out.updated++;
+            out.changed.add(had.id);
           } else out.unchanged++;
         } else {
-          ids.set(e.key, this.d.tasks.insert({ project, key: e.key, title: e.title, body: e.body ?? '', priority: e.priority ?? 0, labels: e.labels ?? [], dependsOn: [], maxAttempts: e.maxAttempts ?? DEFAULT_TASK_MAX_ATTEMPTS }, now));
+          const id = this.d.tasks.insert({ project, key: e.key, title: e.title, body: e.body ?? '', priority: e.priority ?? 0, labels: e.labels ?? [], dependsOn: [], maxAttempts: e.maxAttempts ?? DEFAULT_TASK_MAX_ATTEMPTS }, now);
+          ids.set(e.key, id);
           out.added++;
+          out.fresh.add(id);
         }
       }
       for (const [i, e] of entries.entries()) {
@@ -242,12 +245,21 @@ export class TaskService {
             }
           }
           this.d.tasks.setDeps(id, deps);
+          if (!out.fresh.has(id) && !out.changed.has(id)) {
+            // Counted unchanged by its fields; its dependencies changed.
+            out.unchanged--;
+            out.updated++;
+            out.changed.add(id);
+          }
         }
         out.ids.push(id);
       }
     });
     const tasks = out.ids.map((id) => this.view(id));
-    if (out.added + out.updated > 0) for (const task of tasks) this.d.bus.publish('task.updated', { task });
+    for (const task of tasks) {
+      if (out.fresh.has(task.id)) this.d.bus.publish('task.added', { task });
+      else if (out.changed.has(task.id)) this.d.bus.publish('task.updated', { task });
+    }
     return { added: out.added, updated: out.updated, unchanged: out.unchanged, tasks };
   }
 

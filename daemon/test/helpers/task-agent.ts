@@ -4,6 +4,7 @@
  * What it does is steered by the task's title and earlier notes, so one agent plays every part:
  *   "die ..."      first attempt: waits to be killed (the test kills its container)
  *   "hang ..."     first attempt: claims with a 10 s lease and then does nothing at all
+ *   "stall ..."    first attempt: does nothing at all under the default lease (only the stuck check sees it)
  *   "shared ..."   writes shared.txt (tasks that conflict with each other on merge)
  *   a note of kind "conflict": merges the base first (keeping its own side)
  *   a note of kind "changes": adds the line the reviewer asked for
@@ -57,6 +58,7 @@ const git = (...a) => execFileSync('git', a, { cwd: '/workspace', encoding: 'utf
   if (hostFile.task.id !== task.id) throw new Error('/host/task.json names task ' + hostFile.task.id);
   if (task.title.startsWith('die') && task.attempts === 1) { console.log('working slowly'); await sleep(3600000); }
   if (task.title.startsWith('hang') && task.attempts === 1) { await rpc('tasks.claim', { leaseSec: 10 }); console.log('hanging'); await sleep(3600000); }
+  if (task.title.startsWith('stall') && task.attempts === 1) { console.log('stalling'); await sleep(3600000); }
   const notes = task.notes.map((n) => n.kind);
   if (notes.includes('conflict')) git('merge', '-X', 'ours', '--no-edit', 'refs/remotes/origin/main');
   const file = task.title.startsWith('shared') ? 'shared.txt' : 'task-' + task.id + '.txt';

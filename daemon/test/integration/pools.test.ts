@@ -132,6 +132,46 @@ describe('pools work through a backlog (real engine, scripted agents)', () => {
     }
   }, 900_000);
 
+  it('a pool worker the supervisor finds stuck gives its task up to the next attempt', async () => {
+    await project('stalls');
+    await d.client.agents.define({ name: 'staller', image, command: ['node', '-e', TASK_AGENT], restartPolicy: 'never', stuckAfterSec: 5, onStuck: 'notify' });
+    const t = await d.client.tasks.add({ project: 'stalls', title: 'stall once' });
+    await d.client.pools.create({ project: 'stalls', agent: 'staller', parallel: 1, untilEmpty: true });
+    await untilPool('stalls-pool', (p) => p.state === 'done', 'the pool to finish', 900_000);
+    const done = await d.client.tasks.get({ id: t.id });
+    expect(done).toMatchObject({ state: 'done', attempts: 2 });
+    expect(done.notes.map((n) => n.kind)).toEqual(['stuck']);
+  }, 900_000);
+
+  it('scale up, stop (tasks back to open, the attempt not counted), run again, stop gracefully (work under way finishes)', async () => {
+    await project('scaled');
+    await d.client.agents.define({ name: 'slower', image, command: ['node', '-e', TASK_AGENT], env: { AGENT_WORK_MS: '6000' }, restartPolicy: 'never' });
+    for (let i = 0; i < 8; i++) await d.client.tasks.add({ project: 'scaled', title: `piece ${i}` });
+    await d.client.pools.create({ project: 'scaled', agent: 'slower', parallel: 1 });
+    await untilPool('scaled-pool', (_p, tasks) => tasks.filter((t) => t.state === 'claimed').length === 1, 'one at work');
+    expect((await d.client.pools.scale({ id: 'scaled-pool', parallel: 3 })).parallel).toBe(3);
+    await untilPool('scaled-pool', (_p, tasks) => tasks.filter((t) => t.state === 'claimed').length === 3, 'three at work');
+    const stopped = await d.client.pools.stop({ id: 'scaled-pool' });
+    expect(stopped.state).toBe('stopped');
+    // What is left is finished workers kept for `berth merge` (stopped); the others went.
+    const idle = (p: Pool) => p.sessions.every((x) => x.role === 'worker' && x.state === 'exited');
+    await untilPool('scaled-pool', (p, tasks) => idle(p) && tasks.every((t) => t.state !== 'claimed'), 'the sessions gone');
+    const afterStop = await tasksOf('scaled');
+    for (const t of afterStop.filter((x) => x.state === 'open')) expect(t.attempts).toBe(0);
+    expect(afterStop.filter((t) => t.notes.some((n) => n.kind === 'released')).length).toBeGreaterThanOrEqual(1);
+
+    await d.client.pools.create({ project: 'scaled', agent: 'slower', parallel: 2, name: 'scaled-pool' });
+    await untilPool('scaled-pool', (_p, tasks) => tasks.filter((t) => t.state === 'claimed').length === 2, 'two at work again');
+    const held = (await tasksOf('scaled')).filter((t) => t.state === 'claimed').map((t) => t.id);
+    expect((await d.client.pools.stop({ id: 'scaled-pool', graceful: true })).state).toBe('draining');
+    const end = await untilPool('scaled-pool', (p) => p.state === 'stopped', 'the pool to drain');
+    expect(idle(end)).toBe(true);
+    const final = new Map((await tasksOf('scaled')).map((t) => [t.id, t]));
+    for (const id of held) expect(final.get(id)!.state).toBe('done');
+    expect([...final.values()].filter((t) => t.state === 'claimed')).toEqual([]);
+    expect([...final.values()].some((t) => t.state === 'open')).toBe(true);
+  }, 900_000);
+
   it('a reviewer asks for changes once, then approves; auto-merge squashes into the base', async () => {
     const repo = await project('reviewed');
     const t = await d.client.tasks.add({ project: 'reviewed', title: 'needs review' });
