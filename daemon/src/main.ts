@@ -234,6 +234,9 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     checkMs: config.activityCheckSec * 1000,
   });
   const agentTasks = bridgeTasks(tasks);
+  bus.subscribe((e) => {
+    if (e.type === 'session.removed') tasks.forget(e.data.id);
+  });
   const taskFiles = new TaskFileWatcher({ projects: () => store.projects.list(), tasks, bus, log: log.child({ component: 'task-files' }) });
   const pools = new PoolService({ pools: store.pools, tasks: store.tasks, projects: store.projects, agents: store.agents, sessions: store.sessions, usage: store.usage, bus, clock, poke: (id) => poolController.poke(id) });
   const poolController = new PoolController({

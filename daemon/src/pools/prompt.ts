@@ -1,5 +1,9 @@
 import type { Task } from '@berth/client-sdk/protocol';
 
+/** Notes shown to the next attempt: the latest ones, each cut, so the prompt stays well under what one argument or variable may hold (128 KiB). */
+const MAX_NOTES = 10;
+const MAX_NOTE_CHARS = 2000;
+
 /**
  * What an agent is told about its task: title, body, and every note earlier attempts, reviews and
  * merges left (what to change, what conflicted). Given as BERTH_TASK_PROMPT and, in the agent's
@@ -14,10 +18,10 @@ export function promptOf(t: Task, role: 'worker' | 'reviewer' = 'worker'): strin
   if (role === 'reviewer') lines.push('', `Task: ${t.title}`);
   if (t.body) lines.push('', t.body);
   if (role === 'reviewer' && t.result?.summary) lines.push('', `The agent's summary: ${t.result.summary}`);
-  const notes = t.notes.filter((n) => n.kind === 'changes' || n.kind === 'conflict' || n.kind === 'failed' || n.kind === 'expired' || n.kind === 'stuck' || n.kind === 'exited');
+  const notes = t.notes.slice(-MAX_NOTES * 3).filter((n) => n.kind === 'changes' || n.kind === 'conflict' || n.kind === 'failed' || n.kind === 'expired' || n.kind === 'stuck' || n.kind === 'exited');
   if (notes.length) {
     lines.push('', 'Earlier attempts:');
-    for (const n of notes) lines.push(`- attempt ${n.attempt} (${n.kind}): ${n.text}`);
+    for (const n of notes.slice(-MAX_NOTES)) lines.push(`- attempt ${n.attempt} (${n.kind}): ${n.text.length > MAX_NOTE_CHARS ? `${n.text.slice(0, MAX_NOTE_CHARS)}…` : n.text}`);
   }
   if (role === 'worker') lines.push('', 'Commit your work on this branch, then run `berth-task complete --summary "..."` (or `berth-task fail --reason "..."`).');
   return lines.join('\n');
