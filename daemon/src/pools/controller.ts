@@ -111,16 +111,14 @@ export class PoolController {
         }
       }
       if (this.dirty.size) continue;
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          this.wake = null;
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        this.wake = done;
-        signal.addEventListener('abort', done, { once: true });
-        void this.d.clock.sleep(Math.min(this.d.resyncMs ?? 5000, 1000), signal).then(done);
-      });
+      // Until the next resync, or at once when poked (or stopped): one listener on `signal` per wait.
+      const wait = new AbortController();
+      const stop = () => wait.abort();
+      signal.addEventListener('abort', stop, { once: true });
+      this.wake = stop;
+      await this.d.clock.sleep(Math.min(this.d.resyncMs ?? 5000, 1000), wait.signal);
+      this.wake = null;
+      signal.removeEventListener('abort', stop);
     }
   }
 
