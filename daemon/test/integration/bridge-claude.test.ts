@@ -1,11 +1,10 @@
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BerthEvent } from '@berth/client-sdk/protocol';
 import { CLAUDE_IMAGE, ensureClaudeImage } from '../helpers/claude-image.js';
-import { finished, poll, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
+import { finished, poll, type DaemonProcess } from '../helpers/daemon.js';
 import { docker } from '../helpers/docker.js';
-import { ModelUpstream } from '../helpers/model-upstream.mjs';
+import { startBridgeDaemon, type BridgeDaemon } from '../helpers/bridge-daemon.js';
+import type { ModelUpstream } from '../helpers/model-upstream.mjs';
 
 const KEY = 'sk-ant-api03-host-key-for-the-real-cli';
 
@@ -30,25 +29,19 @@ const ANSWER = 'The tests pass now.';
  * session's bridge, as the host, and its hooks tell berth what it does.
  */
 describe('the real Claude Code CLI in a berth session', () => {
+  let b: BridgeDaemon;
   let up: ModelUpstream;
   let d: DaemonProcess;
-  const events: BerthEvent[] = [];
-  const ac = new AbortController();
+  let events: BerthEvent[];
 
   beforeAll(async () => {
     await ensureClaudeImage();
-    up = await ModelUpstream.start({ answer: ANSWER });
-    ({ d } = await startWithProject({ env: { BERTH_MODEL_UPSTREAM: up.url, BERTH_MODEL_CREDENTIAL: 'secret:anthropic', BERTH_ACTIVITY_CHECK_SEC: '1' } }));
-    await writeFile(join(d.home, 'secrets.yaml'), `anthropic: ${KEY}\n`, { mode: 0o600 });
-    void (async () => {
-      for await (const e of d.client.events({ signal: ac.signal })) events.push(e);
-    })().catch(() => {});
+    b = await startBridgeDaemon({ upstream: { answer: ANSWER }, secrets: { anthropic: KEY }, env: { BERTH_ACTIVITY_CHECK_SEC: '1' } });
+    ({ d, up, events } = b);
   }, 900_000);
 
   afterAll(async () => {
-    ac.abort();
-    await d?.[Symbol.asyncDispose]();
-    await up?.close();
+    await b?.[Symbol.asyncDispose]();
   });
 
   it('`claude -p` answers through the bridge with --network none, as the host, counted and reported', async () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BerthEvent, Pool, Task } from '@berth/client-sdk/protocol';
 import { poll, startWithProject, makeRepo, spawnDaemon, type DaemonProcess } from '../helpers/daemon.js';
 import { docker } from '../helpers/docker.js';
+import { collectEvents } from '../helpers/bridge-daemon.js';
 import { ensureNodeGitImage } from '../helpers/claude-image.js';
 import { hostGit, commitFiles } from '../helpers/git.js';
 import { TASK_AGENT } from '../helpers/task-agent.js';
@@ -15,18 +16,9 @@ describe('pools work through a backlog (real engine, scripted agents)', () => {
   let d: DaemonProcess;
   let image: string;
   const events: BerthEvent[] = [];
-  let follow = new AbortController();
-
-  const watch = (daemon: DaemonProcess) => {
-    follow = new AbortController();
-    void (async () => {
-      try {
-        for await (const e of daemon.client.events({ signal: follow.signal })) events.push(e as BerthEvent);
-      } catch {
-        // ended with the daemon or the test
-      }
-    })();
-  };
+  let follow = { stop: () => {} };
+  // Across a berthd restart the events of both daemons go into one list.
+  const watch = (daemon: DaemonProcess) => (follow = collectEvents(daemon, events));
 
   beforeAll(async () => {
     image = await ensureNodeGitImage();
@@ -37,7 +29,7 @@ describe('pools work through a backlog (real engine, scripted agents)', () => {
   }, 600_000);
 
   afterAll(async () => {
-    follow.abort();
+    follow.stop();
     await d?.[Symbol.asyncDispose]();
   }, 300_000);
 
@@ -216,7 +208,7 @@ describe('pools work through a backlog (real engine, scripted agents)', () => {
     for (let i = 0; i < 9; i++) ids.push((await d.client.tasks.add({ project: 'restarts', title: `job ${i}` })).id);
     await d.client.pools.create({ project: 'restarts', agent: 'slow', parallel: 3, untilEmpty: true });
     await untilPool('restarts-pool', (_p, tasks) => tasks.filter((t) => t.state === 'done').length >= 2 && tasks.some((t) => t.state === 'claimed'), 'work under way');
-    follow.abort();
+    follow.stop();
     d.client.close();
     d.proc.kill('SIGKILL');
     await d.waitExit();

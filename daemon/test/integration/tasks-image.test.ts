@@ -1,10 +1,10 @@
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BerthEvent } from '@berth/client-sdk/protocol';
 import { ensureClaudeImage } from '../helpers/claude-image.js';
-import { finished, sh, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
-import { ModelUpstream } from '../helpers/model-upstream.mjs';
+import { finished, sh, type DaemonProcess } from '../helpers/daemon.js';
+import { startBridgeDaemon, type BridgeDaemon } from '../helpers/bridge-daemon.js';
+import type { ModelUpstream } from '../helpers/model-upstream.mjs';
 
 /** images/base as the bridge tests build it, under a tag of its own (see ensureClaudeImage). */
 const IMAGE = 'berth-test-claude-base:tasks';
@@ -30,25 +30,19 @@ function marks(logs: string): Map<string, string> {
  * (the stand-in upstream) calls them; nothing in the container has a network.
  */
 describe('tasks in images/base: berth-task and the MCP tools', () => {
+  let b: BridgeDaemon;
   let up: ModelUpstream;
   let d: DaemonProcess;
-  const events: BerthEvent[] = [];
-  const ac = new AbortController();
+  let events: BerthEvent[];
 
   beforeAll(async () => {
     await ensureClaudeImage(IMAGE);
-    up = await ModelUpstream.start({ answer: ANSWER, keepBodies: true });
-    ({ d } = await startWithProject({ env: { BERTH_MODEL_UPSTREAM: up.url, BERTH_MODEL_CREDENTIAL: 'secret:anthropic' } }));
-    await writeFile(join(d.home, 'secrets.yaml'), `anthropic: ${KEY}\n`, { mode: 0o600 });
-    void (async () => {
-      for await (const e of d.client.events({ signal: ac.signal })) events.push(e);
-    })().catch(() => {});
+    b = await startBridgeDaemon({ upstream: { answer: ANSWER, keepBodies: true }, secrets: { anthropic: KEY } });
+    ({ d, up, events } = b);
   }, 900_000);
 
   afterAll(async () => {
-    ac.abort();
-    await d?.[Symbol.asyncDispose]();
-    await up?.close();
+    await b?.[Symbol.asyncDispose]();
   });
 
   it('berth-task: claim prints the task, heartbeat, complete; nothing open is 3, not held is 4, usage 2, no bridge 1', async () => {
