@@ -17,6 +17,7 @@ import type { Logger } from './log.js';
 import { ProjectService } from './projects/service.js';
 import { RpcDispatcher } from './rpc/dispatcher.js';
 import { createHandlers } from './rpc/handlers.js';
+import { pgit } from './checkouts/project-git.js';
 import { PoolController } from './pools/controller.js';
 import { PoolService } from './pools/service.js';
 import { bridgeTasks } from './tasks/bridge.js';
@@ -263,6 +264,11 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
       tail: async (s) => {
         const text = (await sessions.logs(s.id, 20)).map((l) => l.line).join('\n');
         return text.length > 2000 ? text.slice(-2000) : text;
+      },
+      touches: async (s, tip, path) => {
+        const project = store.projects.get(s.project);
+        if (!project || !s.base) return false;
+        return (await pgit(project.path, ['diff', '--name-only', `refs/heads/${s.base}...${tip}`, '--', path])).trim() !== '';
       },
       squash: async (s, message) => (await sessions.merge(s.id, 'squash', message)).commit,
     },

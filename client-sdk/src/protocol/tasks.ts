@@ -42,7 +42,7 @@ export interface TaskNote {
   at: string;
   attempt: number;
   session: string | null;
-  kind: 'expired' | 'stuck' | 'failed' | 'released' | 'exited' | 'changes' | 'conflict' | 'reopened';
+  kind: 'expired' | 'stuck' | 'failed' | 'released' | 'exited' | 'changes' | 'conflict' | 'unmerged' | 'reopened';
   text: string;
 }
 

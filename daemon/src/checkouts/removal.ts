@@ -109,9 +109,12 @@ export class Removals {
             config: ['user.name=berth', 'user.email=berth@localhost'],
           })
         ).trim();
+        // A name used again (a pool's task-N, attempt after attempt) never overwrites what an earlier session left.
+        let ref = `refs/berth/wip/${c.name}`;
+        for (let n = 2; (await revParse(projectRepo, ref)) !== null; n++) ref = `refs/berth/wip/${c.name}-${n}`;
         // The wip commit's own objects live in the shadow's store: offer it to the import too.
-        await this.imports.importMany(projectRepo, [], [{ name: `refs/berth/wip/${c.name}`, sha: wip }], [join(gitDir, 'objects'), join(gitDir, 'agent-objects')]);
-        kept.wip = `refs/berth/wip/${c.name}`;
+        await this.imports.importMany(projectRepo, [], [{ name: ref, sha: wip }], [join(gitDir, 'objects'), join(gitDir, 'agent-objects')]);
+        kept.wip = ref;
         notes.push(`uncommitted changes saved as ${kept.wip}: \`git checkout -b rescue ${kept.wip}\` to get them back`);
       }
       if (c.branch && c.base) {

@@ -21,6 +21,8 @@ export interface PoolSessions {
   importTip(s: SessionRecord): Promise<string | null>;
   /** The last lines the session's agent printed (for the note an attempt leaves). */
   tail(s: SessionRecord): Promise<string>;
+  /** Whether the branch, from its base to `tip`, changes anything under `path`. */
+  touches(s: SessionRecord, tip: string, path: string): Promise<boolean>;
   /** Squash-merges the session's branch into its base; MERGE_CONFLICT (details.paths) when it cannot. */
   squash(s: SessionRecord, message: string): Promise<string>;
 }
@@ -48,6 +50,8 @@ const EXIT_GRACE_MS = 60_000;
 /** After a session that could not even start, a pool waits this long before starting another. */
 const LAUNCH_BACKOFF_MS = 30_000;
 const MAX_REVIEWER_RUNS = 3;
+/** A merge the main checkout is not ready for (dirty, another branch) is tried again after this. */
+const MERGE_RETRY_MS = 30_000;
 
 const ended = (s: SessionRecord) => s.state === 'exited' || s.state === 'failed' || s.state === 'stopped' || s.state === 'removed';
 
@@ -63,6 +67,10 @@ export class PoolController {
   private wake: (() => void) | null = null;
   private readonly backoffUntil = new Map<string, number>();
   private readonly completedAt = new Map<string, number>();
+  private readonly mergeRetryAt = new Map<number, number>();
+  /** Done tasks the pool leaves for a person to merge. */
+  private readonly unmergeable = new Set<number>();
+  private readonly warnedNames = new Set<string>();
 
   constructor(private readonly d: PoolControllerDeps) {
     d.bus.subscribe((e) => {
@@ -76,9 +84,16 @@ export class PoolController {
   /** A pool's worker that stopped working gives its task up now (the supervisor saw it stuck). */
   private stuck(sessionId: string, reason: string | null | undefined): void {
     const ps = this.d.pools.sessionOf(sessionId);
-    const t = ps?.role === 'worker' ? this.d.tasks.heldBy(sessionId) : undefined;
-    if (!ps || !t) return;
-    this.d.taskService.endAttempt(t, 'stuck', `session ${t.claim?.sessionName ?? sessionId} is stuck: ${reason ?? 'no sign of work'}`);
+    if (!ps) return;
+    if (ps.role === 'worker') {
+      const t = this.d.tasks.heldBy(sessionId);
+      if (t) this.d.taskService.endAttempt(t, 'stuck', `session ${t.claim?.sessionName ?? sessionId} is stuck: ${reason ?? 'no sign of work'}`);
+    } else {
+      // A reviewer that stopped working gives the review up; another reviewer takes it.
+      const t = this.d.tasks.reviewedBy(sessionId);
+      const now = this.d.clock.now().toISOString();
+      if (t) this.d.tasks.set(t.id, { reviewerSession: null, note: { at: now, attempt: t.attempts, session: sessionId, kind: 'stuck', text: `the reviewer is stuck: ${reason ?? 'no sign of work'}` } }, now);
+    }
     this.poke(ps.pool);
   }
 
@@ -134,21 +149,30 @@ export class PoolController {
         if (!s) this.d.pools.dropSession(ps.sessionId);
         continue;
       }
-      const keep = ps.role === 'worker' ? await this.worker(pool, ps, s) : await this.reviewer(pool, ps, s);
+      let keep: 'active' | 'done';
+      try {
+        keep = ps.role === 'worker' ? await this.worker(pool, ps, s) : await this.reviewer(pool, ps, s);
+      } catch (err) {
+        // One session's trouble (git, the engine) never holds up the others: it is looked at again next pass.
+        this.d.log.warn({ pool: id, session: s.name, err: (err as Error).message }, `Pool ${id}: could not settle session ${s.name}`);
+        keep = ended(s) ? 'done' : 'active';
+      }
       if (keep === 'active') ps.role === 'worker' ? active++ : reviewers++;
     }
     const cur = this.d.pools.get(id)!;
     if (cur.state === 'running') {
-      await this.reviews(cur);
+      reviewers += await this.reviews(cur, cur.parallel - reviewers);
       const now = this.d.clock.now().getTime();
-      while (active < cur.parallel && (this.backoffUntil.get(id) ?? 0) <= now) {
+      // Re-read each time: a pools.stop while a start waited ends the launching.
+      while (active < cur.parallel && (this.backoffUntil.get(id) ?? 0) <= now && this.d.pools.get(id)?.state === 'running') {
         const taskId = this.d.tasks.nextClaimable(cur.project);
         if (taskId === undefined) break;
         if (!(await this.launchWorker(cur, taskId))) break;
         active++;
       }
-      const counts = this.d.tasks.counts(cur.project);
-      if (cur.untilEmpty && counts.open + counts.claimed + counts.review === 0 && active + reviewers === 0) {
+      // Empty: nothing this pool could start, nothing it works on or waits to review. Tasks blocked for
+      // good (a dependency failed or was cancelled) do not keep it running.
+      if (cur.untilEmpty && active + reviewers === 0 && this.d.tasks.nextClaimable(cur.project) === undefined && this.d.tasks.pendingOf(cur.id) === 0) {
         this.finish(cur, 'done');
       }
     } else if (cur.state === 'draining' && active + reviewers === 0) {
@@ -194,34 +218,74 @@ export class PoolController {
     }
     const task = this.d.tasks.get(ps.taskId);
     if (task && (task.state === 'review' || task.state === 'done') && task.result && !task.result.commit) {
-      const tip = await this.d.work.importTip(s);
-      this.d.tasks.set(task.id, { result: { ...task.result, branch: s.branch, commit: tip } }, this.d.clock.now().toISOString());
+      let tip: string | null;
+      try {
+        tip = await this.d.work.importTip(s);
+      } catch (err) {
+        if (!(err instanceof BerthError)) throw err;
+        // git refused the branch (malformed objects, a checkout it cannot read): retrying will not help.
+        tip = null;
+        this.sendBack(task, s, 'failed', `berth could not take the branch into the project (${err.code}): ${err.message}`);
+      }
+      if (tip) this.d.tasks.set(task.id, { result: { ...task.result, branch: s.branch, commit: tip } }, this.d.clock.now().toISOString());
+      else if (this.d.tasks.get(task.id)?.state !== 'open') this.sendBack(task, s, 'failed', `session ${s.name} completed the task with no branch of its own to take the work from`);
     }
     const after = this.d.tasks.get(ps.taskId);
-    if (after?.state === 'done' && pool.autoMerge && after.result?.commit && !after.result.merged) {
+    if (after?.state === 'done' && pool.autoMerge && after.result?.commit && !after.result.merged && !this.unmergeable.has(after.id)) {
       await this.merge(pool, after, s);
     }
     const final = this.d.tasks.get(ps.taskId);
     // The worker stays (stopped) while its branch waits for review or a merge by hand; otherwise it goes.
-    const waits = final && ((final.state === 'review') || (final.state === 'done' && !final.result?.merged && !pool.autoMerge));
+    const waits = final && (final.state === 'review' || (final.state === 'done' && !final.result?.merged));
     if (!waits) await this.dispose(pool, ps, s);
     return 'done';
   }
 
   private async merge(pool: PoolRecord, t: TaskRecord, s: SessionRecord): Promise<void> {
+    const now = this.d.clock.now();
+    if ((this.mergeRetryAt.get(t.id) ?? 0) > now.getTime()) return;
+    // Merged by hand (`berth merge task-N`) since: that is the merge.
+    if (s.merged && s.merged.branchTip === t.result?.commit) {
+      this.merged(t, s.merged.commit);
+      return;
+    }
+    // berth's own files (the watched .berth/tasks.yaml) change only by a person's merge: an agent's
+    // branch never adds tasks for the next agents by itself.
+    if (t.result?.commit && (await this.d.work.touches(s, t.result.commit, '.berth'))) {
+      this.d.tasks.set(t.id, { result: { ...t.result, merged: null }, note: { at: now.toISOString(), attempt: t.attempts, session: s.id, kind: 'unmerged', text: `not merged by the pool: the branch changes .berth/; merge it by hand (\`berth merge ${s.name}\`) if you want that` } }, now.toISOString());
+      this.unmergeable.add(t.id);
+      return;
+    }
     try {
       const commit = await this.d.work.squash(s, `${t.title} (berth task ${t.id})\n\n${t.result?.summary ?? ''}`.trim());
-      this.d.tasks.set(t.id, { result: { ...t.result!, merged: commit } }, this.d.clock.now().toISOString());
-      this.d.bus.publish('task.merged', { task: this.d.taskService.get(t.id), commit });
+      this.merged(t, commit);
     } catch (err) {
-      if (!(err instanceof BerthError) || err.code !== 'MERGE_CONFLICT') throw err;
+      if (!(err instanceof BerthError)) throw err;
+      if (err.code !== 'MERGE_CONFLICT') {
+        // The main checkout is dirty or on another branch, or git failed: the merge waits (the task stays done).
+        this.mergeRetryAt.set(t.id, now.getTime() + MERGE_RETRY_MS);
+        this.d.log.warn({ pool: pool.id, task: t.id, code: err.code }, `Pool ${pool.id}: merging task ${t.id} waits: ${err.message}`);
+        return;
+      }
       const paths = ((err.details as { paths?: string[] } | undefined)?.paths ?? []).slice(0, 50);
-      const text = `merging into the base conflicts${paths.length ? ` in ${paths.join(', ')}` : ''}: bring the branch up to date with the base (merge or rebase it) and resolve them`;
-      this.d.tasks.set(t.id, { state: t.attempts >= t.maxAttempts ? 'failed' : 'open', result: { ...t.result!, commit: null }, note: { at: this.d.clock.now().toISOString(), attempt: t.attempts, session: s.id, kind: 'conflict', text } }, this.d.clock.now().toISOString());
-      const task = this.d.taskService.get(t.id);
-      this.d.bus.publish('task.released', { task, session: { id: s.id, name: s.name }, reason: 'conflict', text });
+      this.sendBack(t, s, 'conflict', `merging into the base conflicts${paths.length ? ` in ${paths.join(', ')}` : ''}: bring the branch up to date with the base (merge or rebase it) and resolve them`);
       this.d.log.info({ pool: pool.id, task: t.id, paths }, `Task ${t.id} sent back: merge conflict`);
     }
+  }
+
+  private merged(t: TaskRecord, commit: string): void {
+    this.mergeRetryAt.delete(t.id);
+    this.d.tasks.set(t.id, { result: { ...t.result!, merged: commit } }, this.d.clock.now().toISOString());
+    this.d.bus.publish('task.merged', { task: this.d.taskService.get(t.id), commit });
+  }
+
+  /** A completed task goes back to open (failed at maxAttempts): its work could not be taken as it is. */
+  private sendBack(t: TaskRecord, s: SessionRecord, kind: 'conflict' | 'failed', text: string): void {
+    const now = this.d.clock.now().toISOString();
+    this.d.tasks.set(t.id, { state: t.attempts >= t.maxAttempts ? 'failed' : 'open', result: { ...t.result!, commit: null }, note: { at: now, attempt: t.attempts, session: s.id, kind, text } }, now);
+    const task = this.d.taskService.get(t.id);
+    this.d.bus.publish('task.released', { task, session: { id: s.id, name: s.name }, reason: kind, text });
+    if (task.state === 'failed') this.d.bus.publish('task.failed', { task });
   }
 
   /** A reviewer session: 'active' until its decision. */
@@ -231,7 +295,7 @@ export class PoolController {
     if (reviewing && !ended(s) && pool.state !== 'stopped') return 'active';
     if (reviewing && t && pool.state === 'stopped') this.d.tasks.set(t.id, { reviewerSession: null }, this.d.clock.now().toISOString());
     else if (reviewing && t) {
-      const runs = t.notes.filter((n) => n.kind === 'changes' && n.text.startsWith('the reviewer')).length + 1;
+      const runs = t.notes.filter((n) => (n.kind === 'changes' || n.kind === 'stuck') && n.text.startsWith('the reviewer')).length + 1;
       const text = `the reviewer ${s.name} ${s.state === 'failed' ? 'could not run' : `exited with code ${s.exitCode ?? '?'}`} without a decision`;
       this.d.tasks.set(t.id, { reviewerSession: null, ...(runs >= MAX_REVIEWER_RUNS ? { state: 'failed' as const } : {}), note: { at: this.d.clock.now().toISOString(), attempt: t.attempts, session: s.id, kind: 'changes', text } }, this.d.clock.now().toISOString());
     }
@@ -240,25 +304,20 @@ export class PoolController {
     return 'done';
   }
 
-  /** Tasks waiting in review get a reviewer session each (when the pool has a reviewer). */
-  private async reviews(pool: PoolRecord): Promise<void> {
-    if (!pool.reviewer) return;
-    for (const t of this.d.tasks.page({ project: pool.project, state: 'review', limit: 100 })) {
-      if (t.reviewerSession || t.pool !== pool.id || !t.result?.commit) continue;
-      await this.launchReviewer(pool, t);
+  /** Tasks of this pool waiting in review get a reviewer session each, up to `room` at once; returns how many started. */
+  private async reviews(pool: PoolRecord, room: number): Promise<number> {
+    if (!pool.reviewer || room <= 0) return 0;
+    let started = 0;
+    for (const t of this.d.tasks.awaitingReview(pool.id, room)) {
+      if (await this.launchReviewer(pool, t)) started++;
     }
+    return started;
   }
 
   /** Starts the worker of task `taskId`; false when it could not (the pass stops launching). */
   private async launchWorker(pool: PoolRecord, taskId: number): Promise<boolean> {
     const name = `task-${taskId}`;
-    const prior = this.d.sessions.byName(name);
-    if (prior) {
-      // An earlier attempt's session still there: it goes first (its work is on the branch, uncommitted files on refs/berth/wip/).
-      if (!ended(prior)) return false;
-      await this.d.work.remove(prior.id, { force: true, stop: true });
-      this.d.pools.dropSession(prior.id);
-    }
+    if (!(await this.clearName(pool, name))) return false;
     const agent = this.d.agents.get(pool.agent);
     const t0 = this.d.tasks.get(taskId);
     if (!agent || !t0) return false;
@@ -268,6 +327,7 @@ export class PoolController {
         { project: pool.project, agent: pool.agent, name, mode: 'write', env: taskEnv(task), command: agent.command.map((a) => substitute(a, task)), restartPolicy: 'never' },
         {
           continueBranch: true,
+          ownCheckout: true,
           onInsert: (rec) => {
             if (!this.d.taskService.claimFor(taskId, rec, pool.id)) {
               throw new BerthError('TASK_STATE', `task ${taskId} was claimed meanwhile`, { details: { id: taskId } });
@@ -288,16 +348,30 @@ export class PoolController {
     return true;
   }
 
-  private async launchReviewer(pool: PoolRecord, t: TaskRecord): Promise<void> {
-    const name = `review-${t.id}`;
+  /**
+   * Frees a session name for the next attempt: an ended session of this pool by that name goes (its
+   * work is on the branch, uncommitted files on refs/berth/wip/). A session that is not the pool's
+   * is never touched: the launch waits (and says so) until its owner renames or removes it.
+   */
+  private async clearName(pool: PoolRecord, name: string): Promise<boolean> {
     const prior = this.d.sessions.byName(name);
-    if (prior) {
-      if (!ended(prior)) return;
-      await this.d.work.remove(prior.id, { force: true, stop: true });
-      this.d.pools.dropSession(prior.id);
+    if (!prior) return true;
+    if (this.d.pools.sessionOf(prior.id)?.pool !== pool.id) {
+      if (!this.warnedNames.has(name)) this.d.log.warn({ pool: pool.id, session: name }, `Pool ${pool.id} cannot start ${name}: a session not of this pool has that name`);
+      this.warnedNames.add(name);
+      return false;
     }
+    if (!ended(prior)) return false;
+    await this.d.work.remove(prior.id, { force: true, stop: true });
+    this.d.pools.dropSession(prior.id);
+    return true;
+  }
+
+  private async launchReviewer(pool: PoolRecord, t: TaskRecord): Promise<boolean> {
+    const name = `review-${t.id}`;
+    if (!(await this.clearName(pool, name))) return false;
     const agent = this.d.agents.get(pool.reviewer!);
-    if (!agent) return;
+    if (!agent) return false;
     const task = publicView(t);
     const env = { ...taskEnv(task), BERTH_TASK_PROMPT: promptOf(task, 'reviewer'), BERTH_TASK_ROLE: 'reviewer', BERTH_TASK_BRANCH: t.result?.branch ?? `berth/task-${t.id}`, BERTH_TASK_COMMIT: t.result?.commit ?? '' };
     try {
@@ -314,9 +388,10 @@ export class PoolController {
         },
       );
     } catch (err) {
-      if (err instanceof BerthError && err.code === 'TASK_STATE') return;
-      this.d.log.warn({ pool: pool.id, task: t.id, err: (err as Error).message }, `Could not start the reviewer for task ${t.id}`);
+      if (!(err instanceof BerthError && err.code === 'TASK_STATE')) this.d.log.warn({ pool: pool.id, task: t.id, err: (err as Error).message }, `Could not start the reviewer for task ${t.id}`);
+      return false;
     }
+    return true;
   }
 
   /**

@@ -22,6 +22,10 @@ describe('what an agent is told about its task', () => {
     const p = promptOf(task({ body: 'b'.repeat(64 * 1024), notes }));
     expect(Buffer.byteLength(p)).toBeLessThan(100 * 1024);
     expect(p).toContain('attempt 199 (exited)');
+    // Counted in bytes: three bytes a character.
+    const wide = promptOf(task({ body: '漢'.repeat(21_000), notes: notes.map((n) => ({ ...n, text: '字'.repeat(5000) })), result: { branch: 'b', commit: 'c', summary: '要'.repeat(5000), merged: null } }), 'reviewer');
+    expect(Buffer.byteLength(wide)).toBeLessThanOrEqual(100 * 1024);
+    expect(wide).not.toContain('\uFFFD');
   });
 
   it('fills {{task.*}} in the agent command and leaves everything else alone', () => {

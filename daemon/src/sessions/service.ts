@@ -83,6 +83,8 @@ export interface StartOptions {
   onInsert?: (rec: SessionRecord) => void;
   /** A branch `berth/<name>` kept from an earlier session is continued instead of refused. */
   continueBranch?: boolean;
+  /** A write session gets its own checkout even where the project would let it share the main one. */
+  ownCheckout?: boolean;
 }
 
 export class SessionService {
@@ -110,7 +112,7 @@ export class SessionService {
       const again = this.startAgain(p, p.name, ts);
       if (again) return again;
     }
-    const created = this.allocate(p, req, ts, opts.onInsert);
+    const created = this.allocate(p, req, ts, opts);
     if ('settled' in created) return created.settled;
     const record = await this.withCheckout(created.record, req, opts.continueBranch === true);
     this.d.log.info({ sessionId: record.id, name: record.name, project: req.project.name, agent: req.agent.name, mode: req.mode }, 'Session created');
@@ -176,18 +178,18 @@ export class SessionService {
    * is created with names its own checkout, never the project, so no crash or early reconcile pass
    * can give it the main checkout.
    */
-  private allocate(p: ParamsOf<'sessions.start'>, req: StartRequest, ts: string, onInsert?: (rec: SessionRecord) => void): { record: SessionRecord } | { settled: Promise<Session> } {
+  private allocate(p: ParamsOf<'sessions.start'>, req: StartRequest, ts: string, opts: StartOptions): { record: SessionRecord } | { settled: Promise<Session> } {
     const { project, agent, mode } = req;
     for (let attempt = 0; attempt < 5; attempt++) {
       const seq = this.d.projects.takeSeq(project.name);
       const name = p.name ?? `${project.name}-${seq}`;
       try {
         const record = this.d.sessions.insertNew(project.name, (sharingMain) => {
-          const own = mode === 'write' && !(project.worktrees === 'when-shared' && sharingMain === 0);
+          const own = mode === 'write' && (opts.ownCheckout === true || !(project.worktrees === 'when-shared' && sharingMain === 0));
           const checkoutDir = own ? this.d.checkouts.manager.checkoutDir(project.name, name) : null;
           const spec = this.spec({ agent, project, mode, owner: req.owner, overrides: req.overrides, image: req.image, checkoutDir });
           return newSessionRecord({ name, project: project.name, agent: agent.name, mode, seq, containerNameTaken: this.d.sessions.hasContainerName(containerName(name, seq)), spec, restartPolicy: p.restartPolicy ?? agent.restartPolicy, checkoutDir, budgetTokens: p.budgetTokens !== undefined ? p.budgetTokens : agent.budgetTokens, priority: p.priority ?? 0, ts });
-        }, onInsert);
+        }, opts.onInsert);
         return { record };
       } catch (err) {
         if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;

@@ -280,6 +280,20 @@ export class TasksRepo {
     this.prepare('UPDATE tasks SET attempts = max(attempts - 1, 0) WHERE id = ?').run(id);
   }
 
+  /** Tasks a pool works on or waits to review (claimed or in review). */
+  pendingOf(pool: string): number {
+    return this.prepare<[string], number>("SELECT count(*) FROM tasks WHERE pool = ? AND state IN ('claimed', 'review')").pluck(true).get(pool)!;
+  }
+
+  /** A pool's tasks in review with their branch imported and no reviewer yet, oldest first. */
+  awaitingReview(pool: string, limit: number): TaskRecord[] {
+    return this.prepare<[string, number], Row>(
+      `${SELECT} WHERE t.pool = ? AND t.state = 'review' AND t.reviewer_session IS NULL AND json_extract(t.result, '$.commit') IS NOT NULL ORDER BY t.updated_at, t.id LIMIT ?`,
+    )
+      .all(pool, limit)
+      .map(toTask);
+  }
+
   remove(id: number): boolean {
     return this.prepare('DELETE FROM tasks WHERE id = ?').run(id).changes === 1;
   }

@@ -345,7 +345,8 @@ export class TaskService {
     const text = agentText('summary', summary);
     const t = this.holding(s);
     const pool = t.pool ? this.d.pools.get(t.pool) : undefined;
-    const next = pool?.reviewer ? 'review' : 'done';
+    // Review is the pool's step for its own workers' branches; a task finished by any other session is done.
+    const next = pool?.reviewer && this.d.pools.sessionOf(s.id)?.pool === pool.id ? 'review' : 'done';
     const result = { branch: s.branch, commit: null, summary: text, merged: null };
     this.d.tasks.finishClaim(t.id, s.id, next, this.now(), { result });
     this.d.hostFile?.(s.id, TASK_HOST_FILE, null);
