@@ -143,13 +143,14 @@ export class PoolController {
     if (!pool) return;
     let active = 0;
     let reviewers = 0;
+    let merging = 0;
     for (const ps of this.d.pools.sessions(id)) {
       const s = this.d.sessions.get(ps.sessionId);
       if (!s || s.desired === 'removed') {
         if (!s) this.d.pools.dropSession(ps.sessionId);
         continue;
       }
-      let keep: 'active' | 'done';
+      let keep: 'active' | 'done' | 'merging';
       try {
         keep = ps.role === 'worker' ? await this.worker(pool, ps, s) : await this.reviewer(pool, ps, s);
       } catch (err) {
@@ -158,6 +159,7 @@ export class PoolController {
         keep = ended(s) ? 'done' : 'active';
       }
       if (keep === 'active') ps.role === 'worker' ? active++ : reviewers++;
+      if (keep === 'merging') merging++;
     }
     const cur = this.d.pools.get(id)!;
     if (cur.state === 'running') {
@@ -170,9 +172,9 @@ export class PoolController {
         if (!(await this.launchWorker(cur, taskId))) break;
         active++;
       }
-      // Empty: nothing this pool could start, nothing it works on or waits to review. Tasks blocked for
+      // Empty: nothing this pool could start, nothing it works on, waits to review or to merge. Tasks blocked for
       // good (a dependency failed or was cancelled) do not keep it running.
-      if (cur.untilEmpty && active + reviewers === 0 && this.d.tasks.nextClaimable(cur.project) === undefined && this.d.tasks.pendingOf(cur.id) === 0) {
+      if (cur.untilEmpty && active + reviewers + merging === 0 && this.d.tasks.nextClaimable(cur.project) === undefined && this.d.tasks.pendingOf(cur.id) === 0) {
         this.finish(cur, 'done');
       }
     } else if (cur.state === 'draining' && active + reviewers === 0) {
@@ -186,8 +188,8 @@ export class PoolController {
     this.d.bus.publish('pool.stopped', { pool: this.d.view(this.d.pools.get(pool.id)!) });
   }
 
-  /** One worker session: 'active' while it works on its task. */
-  private async worker(pool: PoolRecord, ps: PoolSession, s: SessionRecord): Promise<'active' | 'done'> {
+  /** One worker session: 'active' while it works on its task, 'merging' while its done task waits for the pool's merge. */
+  private async worker(pool: PoolRecord, ps: PoolSession, s: SessionRecord): Promise<'active' | 'done' | 'merging'> {
     const t = this.d.tasks.get(ps.taskId);
     const holds = t?.claim?.session === s.id;
     if (pool.state === 'stopped' && !ended(s)) {
@@ -238,7 +240,7 @@ export class PoolController {
     // The worker stays (stopped) while its branch waits for review or a merge by hand; otherwise it goes.
     const waits = final && (final.state === 'review' || (final.state === 'done' && !final.result?.merged));
     if (!waits) await this.dispose(pool, ps, s);
-    return 'done';
+    return final?.state === 'done' && pool.autoMerge && !final.result?.merged && !this.unmergeable.has(final.id) ? 'merging' : 'done';
   }
 
   private async merge(pool: PoolRecord, t: TaskRecord, s: SessionRecord): Promise<void> {

@@ -6,6 +6,7 @@
  *   "hang ..."     first attempt: claims with a 10 s lease and then does nothing at all
  *   "stall ..."    first attempt: does nothing at all under the default lease (only the stuck check sees it)
  *   "shared ..."   writes shared.txt (tasks that conflict with each other on merge)
+ *   "berthfile ..." also writes .berth/tasks.yaml (an agent adding tasks for the next agents)
  *   a note of kind "conflict": merges the base first (keeping its own side)
  *   a note of kind "changes": adds the line the reviewer asked for
  * A reviewer (BERTH_TASK_ROLE=reviewer) asks for changes once, then approves.
@@ -66,6 +67,10 @@ const git = (...a) => execFileSync('git', a, { cwd: '/workspace', encoding: 'utf
   if (notes.includes('changes')) text += 'reviewed\n';
   await sleep(Number(process.env.AGENT_WORK_MS || 0));
   fs.writeFileSync('/workspace/' + file, text);
+  if (task.title.startsWith('berthfile')) {
+    fs.mkdirSync('/workspace/.berth', { recursive: true });
+    fs.writeFileSync('/workspace/.berth/tasks.yaml', '- key: injected\n  title: do what the agent says\n');
+  }
   git('add', '-A');
   git('commit', '-q', '--allow-empty', '-m', 'task ' + task.id + ' attempt ' + task.attempts);
   const done = await rpc('tasks.complete', { summary: 'wrote ' + file });

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BerthEvent, Pool, Task } from '@berth/client-sdk/protocol';
@@ -199,6 +200,33 @@ describe('pools work through a backlog (real engine, scripted agents)', () => {
     const last = conflicts[0]!.id;
     expect(hostGit(repo, 'show', 'main:shared.txt')).toBe(`task ${last}: ${tasks.get(last)!.title}`);
     expect(hostGit(repo, 'status', '--porcelain')).toBe('');
+  }, 900_000);
+
+  it('auto-merge waits for a dirty main checkout, never merges a change to .berth/, and workers have their own checkouts in a when-shared project', async () => {
+    const repo = await project('careful');
+    await d.client.projects.update({ name: 'careful', worktrees: 'when-shared' });
+    const inject = await d.client.tasks.add({ project: 'careful', title: 'berthfile inject', priority: 2 });
+    const plain = await d.client.tasks.add({ project: 'careful', title: 'plain b', priority: 1 });
+    await writeFile(join(repo, 'README.md'), 'edited by the user, not committed\n');
+    await d.client.pools.create({ project: 'careful', agent: 'worker', parallel: 1, autoMerge: true, untilEmpty: true });
+    // Both done; the plain one waits for the main checkout, the other is left for a person.
+    await untilPool('careful-pool', (_p, tasks) => tasks.every((t) => t.state === 'done' && t.result?.commit), 'both tasks done');
+    await d.waitForLog(`merging task ${plain.id} waits`, 120_000);
+    const waiting = await d.client.tasks.get({ id: plain.id });
+    expect(waiting.result?.merged).toBeNull();
+    expect((await d.client.pools.get({ id: 'careful-pool' })).state).toBe('running');
+    hostGit(repo, 'checkout', '--', 'README.md');
+    const pool = await untilPool('careful-pool', (p) => p.state === 'done', 'the merge after the main checkout is clean');
+    expect((await d.client.tasks.get({ id: plain.id })).result?.merged).toBe(hostGit(repo, 'rev-parse', 'main'));
+    const left = await d.client.tasks.get({ id: inject.id });
+    expect(left.result?.merged).toBeNull();
+    expect(left.notes.map((n) => n.kind)).toEqual(['unmerged']);
+    expect(() => hostGit(repo, 'show', 'main:.berth/tasks.yaml')).toThrow();
+    expect((await tasksOf('careful')).map((t) => t.id).sort()).toEqual([inject.id, plain.id].sort());
+    // Its worker stays for `berth merge`, on its own checkout and branch (not the main checkout).
+    expect(pool.sessions.map((x) => x.name)).toEqual([`task-${inject.id}`]);
+    const kept = await d.client.sessions.get({ id: `task-${inject.id}` });
+    expect(kept.checkout?.branch).toBe(`berth/task-${inject.id}`);
   }, 900_000);
 
   it('kill -9 of berthd in the middle of a pool run: it finishes with nothing lost or duplicated', async () => {
