@@ -240,7 +240,6 @@ export const migrations: readonly Migration[] = [
         auto_merge INTEGER NOT NULL DEFAULT 0,
         until_empty INTEGER NOT NULL DEFAULT 0,
         state TEXT NOT NULL DEFAULT 'running',
-        finished INTEGER NOT NULL DEFAULT 0,
         tokens INTEGER NOT NULL DEFAULT 0,         -- model tokens of its sessions already removed
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL

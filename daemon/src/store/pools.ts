@@ -10,7 +10,6 @@ export interface PoolRecord {
   autoMerge: boolean;
   untilEmpty: boolean;
   state: PoolState;
-  finished: number;
   tokens: number;
   createdAt: string;
   updatedAt: string;
@@ -33,7 +32,6 @@ interface Row {
   auto_merge: number;
   until_empty: number;
   state: PoolState;
-  finished: number;
   tokens: number;
   created_at: string;
   updated_at: string;
@@ -48,7 +46,6 @@ const toPool = (r: Row): PoolRecord => ({
   autoMerge: r.auto_merge === 1,
   untilEmpty: r.until_empty === 1,
   state: r.state,
-  finished: r.finished,
   tokens: r.tokens,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
@@ -70,7 +67,7 @@ export class PoolsRepo {
     return rows.map(toPool);
   }
 
-  insert(p: Omit<PoolRecord, 'finished' | 'tokens' | 'updatedAt'>): void {
+  insert(p: Omit<PoolRecord, 'tokens' | 'updatedAt'>): void {
     this.db
       .prepare(
         `INSERT INTO pools (id, project, agent, parallel, reviewer, auto_merge, until_empty, state, created_at, updated_at)
@@ -80,7 +77,7 @@ export class PoolsRepo {
   }
 
   /** A stopped pool made again under its name: new settings, counters kept. */
-  replace(p: Omit<PoolRecord, 'finished' | 'tokens' | 'updatedAt'>): void {
+  replace(p: Omit<PoolRecord, 'tokens' | 'updatedAt'>): void {
     this.db
       .prepare(
         `UPDATE pools SET project = @project, agent = @agent, parallel = @parallel, reviewer = @reviewer, auto_merge = @autoMerge,
@@ -89,13 +86,13 @@ export class PoolsRepo {
       .run({ ...p, autoMerge: p.autoMerge ? 1 : 0, untilEmpty: p.untilEmpty ? 1 : 0 });
   }
 
-  set(id: string, patch: { parallel?: number; state?: PoolState; finishedDelta?: number; tokensDelta?: number }, now: string): void {
+  set(id: string, patch: { parallel?: number; state?: PoolState; tokensDelta?: number }, now: string): void {
     this.db
       .prepare(
         `UPDATE pools SET parallel = coalesce(@parallel, parallel), state = coalesce(@state, state),
-           finished = finished + @delta, tokens = tokens + @tokens, updated_at = @now WHERE id = @id`,
+           tokens = tokens + @tokens, updated_at = @now WHERE id = @id`,
       )
-      .run({ id, parallel: patch.parallel ?? null, state: patch.state ?? null, delta: patch.finishedDelta ?? 0, tokens: patch.tokensDelta ?? 0, now });
+      .run({ id, parallel: patch.parallel ?? null, state: patch.state ?? null, tokens: patch.tokensDelta ?? 0, now });
   }
 
   sessions(pool: string): PoolSession[] {
