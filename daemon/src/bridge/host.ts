@@ -109,13 +109,30 @@ export class BridgeHost {
     return join(this.root, id);
   }
 
-  /** Writes (text) or removes (null) a file the session's container reads in /host. */
+  /**
+   * Writes (text) or removes (null) a file the session's container reads in /host. Tasks do this on
+   * every claim and completion, so it costs the fewest system calls: the directory is made only
+   * when it is missing, and a removal is one unlink.
+   */
   hostFile(id: string, name: string, text: string | null): void {
-    const file = join(this.dirOf(id), name);
+    const dir = this.dirOf(id);
+    const file = join(dir, name);
     try {
-      if (text === null) return rmSync(file, { force: true });
-      mkdirSync(this.dirOf(id), { recursive: true, mode: 0o755 });
-      writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+      if (text === null) {
+        try {
+          return unlinkSync(file);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+          throw err;
+        }
+      }
+      try {
+        writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        mkdirSync(dir, { recursive: true, mode: 0o755 });
+        writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+      }
       renameSync(`${file}.tmp`, file);
     } catch (err) {
       this.d.log.warn({ sessionId: id, file: name, err: (err as Error).message }, 'Cannot write to the session bridge directory');

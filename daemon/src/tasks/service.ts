@@ -262,15 +262,9 @@ export class TaskService {
     }
     const reviewed = this.d.tasks.reviewedBy(s.id);
     if (reviewed) return { task: publicTask(reviewed) };
-    if (this.d.pools.sessionOf(s.id)) return { task: null };
-    const claimed = this.d.tasks.transaction(() => {
-      for (let tries = 0; tries < 8; tries++) {
-        const id = this.d.tasks.nextClaimable(s.project);
-        if (id === undefined) return undefined;
-        if (this.d.tasks.claim(id, s, this.leaseUntil(s.id, leaseSec), this.now(), null)) return id;
-      }
-      return undefined;
-    });
+    if (this.inPool(s.id)) return { task: null };
+    // One statement picks and claims: nothing can come between them.
+    const claimed = this.d.tasks.claimNext(s.project, s, this.leaseUntil(s.id, leaseSec), this.now());
     if (claimed === undefined) return { task: null };
     return { task: this.claimed(claimed, s) };
   }
@@ -430,8 +424,25 @@ export class TaskService {
     }
   }
 
+  /**
+   * Whether the session is one a pool started (it works on the task it was given, claims no other).
+   * Decided once per session: a pool's session row and its pool_sessions row are written in the
+   * same transaction, before its bridge exists, so the answer never changes while it can ask.
+   */
+  private inPool(sessionId: string): boolean {
+    let member = this.poolMember.get(sessionId);
+    if (member === undefined) {
+      member = this.d.pools.sessionOf(sessionId) !== undefined;
+      this.poolMember.set(sessionId, member);
+    }
+    return member;
+  }
+
+  private readonly poolMember = new Map<string, boolean>();
+
   /** A session is gone: forget what was kept about it. */
   forget(sessionId: string): void {
+    this.poolMember.delete(sessionId);
     this.touched.delete(sessionId);
     this.leases.delete(sessionId);
     this.lost.delete(sessionId);
