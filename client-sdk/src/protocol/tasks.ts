@@ -143,7 +143,7 @@ export interface TaskMethods {
     params: { id: number; title?: string; body?: string; priority?: number; labels?: string[]; dependsOn?: number[]; maxAttempts?: number; reopen?: boolean };
     result: Task;
   };
-  /** Cancels an open or claimed task (the holder's next call gets TASK_NOT_HELD). */
+  /** Cancels an open or claimed task (the holder's next call gets TASK_LEASE_LOST). */
   'tasks.cancel': { params: { id: number }; result: Task };
   'tasks.remove': { params: { id: number }; result: { removed: number } };
   /** Adds or updates tasks by key from a file's text (`format` as the file's extension says). */

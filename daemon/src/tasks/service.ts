@@ -168,7 +168,10 @@ export class TaskService {
     const t = this.mustGet(id);
     if (t.state === 'done' || t.state === 'cancelled') throw new BerthError('TASK_STATE', `task ${id} is already ${t.state}`, { details: { id, state: t.state } });
     this.d.tasks.set(id, { state: 'cancelled', reviewerSession: null }, this.now());
-    if (t.claim) this.d.hostFile?.(t.claim.session, TASK_HOST_FILE, null);
+    if (t.claim) {
+      this.lost.set(t.claim.session, { id, why: 'it was cancelled' });
+      this.d.hostFile?.(t.claim.session, TASK_HOST_FILE, null);
+    }
     const task = this.view(id);
     this.d.bus.publish('task.updated', { task });
     return task;
@@ -208,6 +211,8 @@ export class TaskService {
     }
     const now = this.now();
     const out = { added: 0, updated: 0, unchanged: 0, ids: [] as number[] };
+    // Entries whose fields are as stored: still updated if their dependencies change.
+    const asStored = new Set<number>();
     this.d.tasks.transaction(() => {
       const ids = new Map<string, number>();
       for (const e of entries) {
@@ -219,7 +224,10 @@ export class TaskService {
           if (!same) {
             this.d.tasks.update(had.id, { title: e.title, body: e.body ?? '', priority: e.priority ?? 0, labels: e.labels ?? [], maxAttempts: e.maxAttempts ?? DEFAULT_TASK_MAX_ATTEMPTS }, now);
             out.updated++;
-          } else out.unchanged++;
+          } else {
+            out.unchanged++;
+            asStored.add(had.id);
+          }
         } else {
           ids.set(e.key, this.d.tasks.insert({ project, key: e.key, title: e.title, body: e.body ?? '', priority: e.priority ?? 0, labels: e.labels ?? [], dependsOn: [], maxAttempts: e.maxAttempts ?? DEFAULT_TASK_MAX_ATTEMPTS }, now));
           out.added++;
@@ -242,6 +250,10 @@ export class TaskService {
             }
           }
           this.d.tasks.setDeps(id, deps);
+          if (asStored.delete(id)) {
+            out.unchanged--;
+            out.updated++;
+          }
         }
         out.ids.push(id);
       }
@@ -266,6 +278,7 @@ export class TaskService {
     // One statement picks and claims: nothing can come between them.
     const claimed = this.d.tasks.claimNext(s.project, s, this.leaseUntil(s.id, leaseSec), this.now());
     if (claimed === undefined) return { task: null };
+    this.lost.delete(s.id);
     return { task: this.claimed(claimed, s) };
   }
 
@@ -292,20 +305,21 @@ export class TaskService {
   private holding(s: SessionRecord): TaskRecord {
     const held = this.d.tasks.heldBy(s.id);
     if (held) return held;
-    const lost = this.lostBy(s.id);
+    const lost = this.lost.get(s.id);
     if (lost) {
-      throw new BerthError('TASK_LEASE_LOST', `this session no longer holds task ${lost.id} (${lost.state === 'cancelled' ? 'it was cancelled' : 'its lease ran out'})`, { details: { id: lost.id, state: lost.state } });
+      const state = this.d.tasks.get(lost.id)?.state ?? null;
+      throw new BerthError('TASK_LEASE_LOST', `this session no longer holds task ${lost.id} (${lost.why})`, { details: { id: lost.id, state } });
     }
     throw new BerthError('TASK_NOT_HELD', 'this session holds no task', { details: { session: s.name } });
   }
 
-  private readonly lost = new Map<string, number>();
-
-  /** The task a session held before its claim was taken away (lease ran out, cancelled), if berthd saw that happen. */
-  private lostBy(sessionId: string): TaskRecord | undefined {
-    const id = this.lost.get(sessionId);
-    return id === undefined ? undefined : this.d.tasks.get(id);
-  }
+  /**
+   * The task each session held before its claim was taken from it (the lease ran out, the task was
+   * cancelled, berth stopped it), and why, if berthd saw that happen: its next call is told so
+   * (TASK_LEASE_LOST) rather than that it never held one. Not what it gave up itself (fail,
+   * release, complete), nor once it claims again.
+   */
+  private readonly lost = new Map<string, { id: number; why: string }>();
 
   heartbeat(s: SessionRecord, leaseSec?: number): Answer<'tasks.heartbeat'> {
     const t = this.holding(s);
@@ -339,13 +353,13 @@ export class TaskService {
   fail(s: SessionRecord, reason: string): Answer<'tasks.fail'> {
     const text = agentText('reason', reason);
     const t = this.holding(s);
-    return { task: this.endAttempt(t, 'failed', text || 'the agent gave up') };
+    return { task: this.endAttempt(t, 'failed', text || 'the agent gave up', { byHolder: true }) };
   }
 
   release(s: SessionRecord, reason?: string): Answer<'tasks.release'> {
     const text = agentText('reason', reason ?? '');
     const t = this.holding(s);
-    return { task: this.endAttempt(t, 'released', text || 'released by the agent') };
+    return { task: this.endAttempt(t, 'released', text || 'released by the agent', { byHolder: true }) };
   }
 
   review(s: SessionRecord, decision: 'approve' | 'changes', notes?: string): Answer<'tasks.review'> {
@@ -370,8 +384,9 @@ export class TaskService {
   /**
    * Ends the current attempt at `t` (its holder, if any, loses it): back to open, or failed once it
    * had maxAttempts. `refund`: the attempt does not count (berth stopped it, not the agent).
+   * `byHolder`: the holder ended it itself (fail, release), so it has not lost anything.
    */
-  endAttempt(t: TaskRecord, kind: TaskNote['kind'], text: string, opts: { refund?: boolean } = {}): Task {
+  endAttempt(t: TaskRecord, kind: TaskNote['kind'], text: string, opts: { refund?: boolean; byHolder?: boolean } = {}): Task {
     const holder = t.claim?.session ?? null;
     const now = this.now();
     const note: TaskNote = { at: now, attempt: t.attempts, session: holder, kind, text };
@@ -383,7 +398,8 @@ export class TaskService {
       if (opts.refund) this.d.tasks.refundAttempt(t.id);
     });
     if (holder) {
-      this.lost.set(holder, t.id);
+      if (opts.byHolder) this.lost.delete(holder);
+      else this.lost.set(holder, { id: t.id, why: kind === 'expired' ? 'its lease ran out' : `${kind}: ${text}` });
       this.d.hostFile?.(holder, TASK_HOST_FILE, null);
     }
     const task = this.view(t.id);
