@@ -175,6 +175,9 @@ export interface BridgeTaskMethods {
   'tasks.review': { params: { decision: 'approve' | 'changes'; notes?: string }; result: { task: Task } };
 }
 
-/** Where a task is handed to the session that works on it. */
+/**
+ * Where a pool hands a task to the session it starts for it (and a reviewer its review). A session
+ * that claims through its bridge gets the task in the answer, and again from tasks.claim.
+ */
 export const TASK_FILE_IN_CONTAINER = '/host/task.json';
 export const TASK_ID_ENV = 'BERTH_TASK_ID';

@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import {
@@ -119,6 +119,8 @@ export class BridgeHost {
     const file = join(dir, name);
     try {
       if (text === null) {
+        // Mostly there is none (only a pool's sessions get one): no exception to build for that.
+        if (!existsSync(file)) return;
         try {
           return unlinkSync(file);
         } catch (err) {

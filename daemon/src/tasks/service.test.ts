@@ -87,7 +87,8 @@ describe('TaskService', () => {
     // Asking again gives the task it holds, not another, and no second attempt.
     const again = tasks.claim(s1!).task!;
     expect(again).toMatchObject({ id: b, state: 'claimed', attempts: 1, claim: { session: s1!.id, sessionName: 'agent-1', attempt: 1 } });
-    expect(JSON.parse(files.get(`${s1!.id}/task.json`)!)).toMatchObject({ role: 'worker', task: { id: b, title: 'b' } });
+    // The answer hands the task over: a claim through the bridge writes no /host/task.json.
+    expect(files.size).toBe(0);
     expect(events.filter((e) => e.type === 'task.claimed').map((e) => e.type === 'task.claimed' && e.data.task.id)).toEqual([b, c, mid, low]);
   });
 
@@ -160,7 +161,7 @@ describe('TaskService', () => {
   });
 
   it('reopens a task whose lease ran out, counting the attempt, and fails it at maxAttempts with every note', () => {
-    const { tasks, session, add, clock, events, files, state } = setup();
+    const { tasks, session, add, clock, events, state } = setup();
     const t = add('flaky', { maxAttempts: 2 });
     const [s1, s2, s3] = [1, 2, 3].map((n) => session(n));
     expect(tasks.claim(s1!, 10).task?.claim?.leaseUntil).toBe(at(10));
@@ -170,7 +171,6 @@ describe('TaskService', () => {
     clock.advance(1);
     tasks.sweep();
     expect(tasks.get(t)).toMatchObject({ state: 'open', attempts: 1, claim: null, notes: [{ attempt: 1, session: s1!.id, kind: 'expired' }] });
-    expect(files.has(`${s1!.id}/task.json`)).toBe(false);
     expect(events.some((e) => e.type === 'task.released' && e.data.reason === 'expired' && e.data.session?.id === s1!.id)).toBe(true);
     // The one that lost it is told so, whatever it calls; another session claims it meanwhile.
     expect(codeOf(() => tasks.heartbeat(s1!))).toBe('TASK_LEASE_LOST');
@@ -250,7 +250,7 @@ describe('TaskService', () => {
   });
 
   it('completes, fails and releases as the agent says, and then the agent holds nothing', () => {
-    const { tasks, session, add, files, events } = setup();
+    const { tasks, session, add, events } = setup();
     const [a, b, c] = [add('a', { priority: 3 }), add('b', { priority: 2 }), add('c', { priority: 1, maxAttempts: 1 })];
     const s = session(1, 'web', 'berth/agent-1');
     expect(codeOf(() => tasks.complete(s, 'nothing'))).toBe('TASK_NOT_HELD');
@@ -266,7 +266,6 @@ describe('TaskService', () => {
       claim: null,
       result: { branch: 'berth/agent-1', commit: null, summary: 'did it[31m all\n\tfine', merged: null },
     });
-    expect(files.has(`${s.id}/task.json`)).toBe(false);
     expect(events.some((e) => e.type === 'task.completed' && e.data.task.id === a)).toBe(true);
     // Its own completion is not a lost lease.
     expect(codeOf(() => tasks.heartbeat(s))).toBe('TASK_NOT_HELD');
@@ -288,7 +287,10 @@ describe('TaskService', () => {
     const { tasks, session, add, files } = setup();
     const t = add('t');
     const s = session(1);
-    tasks.claim(s);
+    // Given by a pool, so the session has it in /host/task.json too.
+    expect(tasks.claimFor(t, s, 'pool1')).toBe(true);
+    tasks.claimed(t, s);
+    expect(files.has(`${s.id}/task.json`)).toBe(true);
     expect(codeOf(() => tasks.remove(t))).toBe('TASK_STATE');
     expect(tasks.cancel(t)).toMatchObject({ state: 'cancelled', claim: null });
     expect(files.has(`${s.id}/task.json`)).toBe(false);
@@ -299,25 +301,33 @@ describe('TaskService', () => {
   });
 
   it("sends a pool's completed task to review, where only its reviewer decides; a pool's worker claims nothing else", () => {
-    const { store, tasks, session, add, state } = setup();
+    const { store, tasks, session, add, state, files } = setup();
     store.pools.insert({ id: 'pool1', project: 'web', agent: 'coder', parallel: 2, reviewer: 'critic', autoMerge: false, untilEmpty: false, state: 'running', createdAt: at(0) });
     const t = add('t', { maxAttempts: 2 });
     add('other');
     const worker = session(1);
     const reviewer = session(2);
     const stranger = session(3);
+    // As the pool controller does it: claim, the pool's row, then the session's /host/task.json.
     expect(tasks.claimFor(t, worker, 'pool1')).toBe(true);
     store.pools.addSession({ sessionId: worker.id, pool: 'pool1', taskId: t, role: 'worker', createdAt: at(0) });
+    tasks.claimed(t, worker);
+    expect(JSON.parse(files.get(`${worker.id}/task.json`)!)).toMatchObject({ role: 'worker', task: { id: t, state: 'claimed', pool: 'pool1' } });
+    expect(tasks.claim(worker).task).toMatchObject({ id: t, claim: { session: worker.id } });
     expect(tasks.complete(worker, 'ready').task.state).toBe('review');
+    expect(files.has(`${worker.id}/task.json`)).toBe(false);
     // Done with its task, the pool's worker is given no other.
     expect(tasks.claim(worker).task).toBeNull();
 
     store.tasks.set(t, { reviewerSession: reviewer.id }, at(1));
     store.pools.addSession({ sessionId: reviewer.id, pool: 'pool1', taskId: t, role: 'reviewer', createdAt: at(1) });
+    tasks.reviewing(t, reviewer);
+    expect(JSON.parse(files.get(`${reviewer.id}/task.json`)!)).toMatchObject({ role: 'reviewer', task: { id: t, state: 'review' } });
     expect(tasks.claim(reviewer).task).toMatchObject({ id: t, state: 'review' });
     expect(codeOf(() => tasks.review(stranger, 'approve'))).toBe('TASK_NOT_REVIEWING');
     expect(codeOf(() => tasks.complete(reviewer, 'x'))).toBe('TASK_NOT_HELD');
     expect(tasks.review(reviewer, 'changes', 'add tests').task).toMatchObject({ state: 'open', notes: [{ kind: 'changes', text: 'add tests', session: reviewer.id }] });
+    expect(files.has(`${reviewer.id}/task.json`)).toBe(false);
     expect(codeOf(() => tasks.review(reviewer, 'approve'))).toBe('TASK_NOT_REVIEWING');
 
     // The second attempt was the last: changes asked for then fail it.

@@ -63,7 +63,7 @@ function checkSizes(t: { title?: string; body?: string }): void {
  * The backlog: tasks people add (RPC, files) and agents claim through their bridge. Who holds what
  * is only ever changed in the store's transactions; this class decides what a change means (an
  * attempt that ends reopens the task or, at maxAttempts, fails it) and tells everyone (task.* events,
- * the holder's /host/task.json).
+ * the /host/task.json of a session a pool started for its task).
  */
 export class TaskService {
   /** When each session's lease was last extended by its traffic (ms), so traffic costs no write per request. */
@@ -279,7 +279,12 @@ export class TaskService {
     const claimed = this.d.tasks.claimNext(s.project, s, this.leaseUntil(s.id, leaseSec), this.now());
     if (claimed === undefined) return { task: null };
     this.lost.delete(s.id);
-    return { task: this.claimed(claimed, s) };
+    // No /host/task.json: the answer hands the task over, and asking again returns it. A file
+    // written per claim and removed per completion is the costliest part of a claim (the host's
+    // file system allocates and frees a block for each).
+    const task = this.view(claimed);
+    this.d.bus.publish('task.claimed', { task, session: { id: s.id, name: s.name } });
+    return { task };
   }
 
   /** Claims task `id` for a session a pool starts for it (inside the transaction that makes the session). */
@@ -287,7 +292,7 @@ export class TaskService {
     return this.d.tasks.claim(id, s, this.leaseUntil(s.id), this.now(), pool);
   }
 
-  /** After a claim: the holder's /host/task.json and the event. */
+  /** After a pool claimed task `id` for the session it starts for it: the session's /host/task.json and the event. */
   claimed(id: number, s: { id: string; name: string }): Task {
     const task = this.view(id);
     this.d.hostFile?.(s.id, TASK_HOST_FILE, `${JSON.stringify({ role: 'worker', task }, null, 2)}\n`);
