@@ -6,13 +6,13 @@
 // bench itself is their agents: each claimer holds a keep-alive connection to its session's bridge
 // socket on the host and loops tasks.claim -> tasks.complete.
 //   1. saturation: every claimer back to back (--rounds rounds of --per claims each);
-//   2. paced: --rate claims/s offered, spread evenly over the claimers, for --paced seconds;
+//   2. paced: each of --rates claims/s offered, spread evenly over the claimers, for --paced seconds;
 //   3. tasks.list {limit: 100}, the first page, one request at a time.
 // Each is interleaved round for round with a floor: a bare node http server on a Unix socket in a
 // process of its own (bench/floor-server.mjs), answering the same bytes berthd answered, driven by
 // the same client code. Afterwards: no task was claimed by two sessions, by what the claimers were
 // told and by what the database says. --cpu-prof writes a CPU profile of berthd to ./bench-prof/.
-// Usage: npm run bench:tasks [-- --tasks 100000 --claimers 100 --per 40 --rounds 3 --rate 2000 --paced 3 --lists 300 --cpu-prof]
+// Usage: npm run bench:tasks [-- --tasks 100000 --claimers 100 --per 40 --rounds 3 --rates 2000,500 --paced 3 --lists 300 --cpu-prof]
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -26,7 +26,8 @@ const TASKS = arg('tasks', 100_000);
 const CLAIMERS = arg('claimers', 100);
 const PER = arg('per', 40);
 const ROUNDS = arg('rounds', 3);
-const RATE = arg('rate', 2000);
+// Offered rates for the paced phase: the goal's, and one berthd should sustain on a small machine.
+const RATES = (process.argv.includes('--rates') ? process.argv[process.argv.indexOf('--rates') + 1] : '2000,500').split(',').map(Number);
 const PACED_S = arg('paced', 3);
 const LISTS = arg('lists', 300);
 const PROFILE = process.argv.includes('--cpu-prof');
@@ -215,7 +216,7 @@ const keepAlive = () => {
   return a;
 };
 try {
-  const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'cpu'}), Node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the start`;
+  const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 
   // Setup: the project, berthd stopped, the backlog written, berthd again, the sessions.
   b = await startBerthd();
@@ -262,7 +263,9 @@ try {
     return { session: null, target: (m) => ({ socketPath: floorSock, path: `/${m}`, agent }), complete: sample.complete };
   });
 
-  // 1. Saturation, after a warm-up of each side.
+  // 1. Saturation, after the sessions' start has settled and a warm-up of each side.
+  await sleep(10_000);
+  const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'cpu'}), Node ${process.version}; load average ${load()} when measuring began`;
   await saturate(claimers, 5);
   await saturate(floors, 5);
   const sat = { berthd: { claim: [], complete: [], sec: 0, n: 0, cpu: 0 }, floor: { claim: [], complete: [], sec: 0, n: 0 } };
@@ -280,16 +283,20 @@ try {
   }
 
   // 2. Paced at the goal's rate.
-  const pace = { berthd: { claim: [], complete: [], sec: 0, n: 0, late: 0 }, floor: { claim: [], complete: [], sec: 0, n: 0, late: 0 } };
-  for (let r = 0; r < 2; r++) {
-    for (const [side, cs] of [['berthd', claimers], ['floor', floors]]) {
-      const m = await paced(cs, RATE, PACED_S / 2);
-      pace[side].claim.push(...m.lat.claim);
-      pace[side].complete.push(...m.lat.complete);
-      pace[side].sec += m.sec;
-      pace[side].n += m.lat.claim.length;
-      pace[side].late += m.late;
+  const paces = [];
+  for (const rate of RATES) {
+    const pace = { rate, berthd: { claim: [], complete: [], sec: 0, n: 0, late: 0 }, floor: { claim: [], complete: [], sec: 0, n: 0, late: 0 } };
+    for (let r = 0; r < 2; r++) {
+      for (const [side, cs] of [['berthd', claimers], ['floor', floors]]) {
+        const m = await paced(cs, rate, PACED_S / 2);
+        pace[side].claim.push(...m.lat.claim);
+        pace[side].complete.push(...m.lat.complete);
+        pace[side].sec += m.sec;
+        pace[side].n += m.lat.claim.length;
+        pace[side].late += m.late;
+      }
     }
+    paces.push(pace);
   }
 
   // 3. The first page of the list.
@@ -310,6 +317,7 @@ try {
   }
   for (const id of claimedBy.keys()) if (!rows.some((r) => r.id === id)) dbProblems.push(`task ${id} was given to a claimer but the database has no attempt`);
   const claims = claimedBy.size + doubles;
+  const loadAfter = load();
 
   const f = (x, d = 2) => x.toFixed(d);
   const n0 = (x) => Math.round(x).toLocaleString('en');
@@ -323,13 +331,17 @@ try {
   console.log(`| tasks.claim p50 / p99, back to back | ${pp(sat.berthd.claim)} | ${pp(sat.floor.claim)} | ${rt(sat.berthd.claim, sat.floor.claim)} | |`);
   console.log(`| tasks.complete p50 / p99, back to back | ${pp(sat.berthd.complete)} | ${pp(sat.floor.complete)} | ${rt(sat.berthd.complete, sat.floor.complete)} | |`);
   console.log(`| berthd CPU per claim + complete, back to back | ${f((sat.berthd.cpu / sat.berthd.n) * 1e6, 0)} µs | | | |`);
-  console.log(`| claims/s achieved, ${n0(RATE)}/s offered for ${PACED_S} s | ${n0(rate(pace.berthd))} | ${n0(rate(pace.floor))} | | ${n0(RATE)} |`);
-  console.log(`| tasks.claim p50 / p99 at ${n0(RATE)}/s | ${pp(pace.berthd.claim)} | ${pp(pace.floor.claim)} | ${rt(pace.berthd.claim, pace.floor.claim)} | p99 ≤ 10 ms |`);
-  console.log(`| tasks.complete p50 / p99 at ${n0(RATE)}/s | ${pp(pace.berthd.complete)} | ${pp(pace.floor.complete)} | ${rt(pace.berthd.complete, pace.floor.complete)} | |`);
+  for (const pace of paces) {
+    const r = n0(pace.rate);
+    console.log(`| claims/s achieved, ${r}/s offered for ${PACED_S} s | ${n0(rate(pace.berthd))} | ${n0(rate(pace.floor))} | | ${r} |`);
+    console.log(`| tasks.claim p50 / p99 at ${r}/s offered | ${pp(pace.berthd.claim)} | ${pp(pace.floor.claim)} | ${rt(pace.berthd.claim, pace.floor.claim)} | p99 ≤ 10 ms |`);
+    console.log(`| tasks.complete p50 / p99 at ${r}/s offered | ${pp(pace.berthd.complete)} | ${pp(pace.floor.complete)} | ${rt(pace.berthd.complete, pace.floor.complete)} | |`);
+  }
   console.log(`| tasks.list {project, limit: 100} first page p50 | ${f(list.berthd)} ms | ${f(list.floor)} ms | ${f(list.berthd / list.floor)}× | |`);
   console.log(`| tasks.list {project, state: open, limit: 100} first page p50 | ${f(listOpen.berthd)} ms | ${f(listOpen.floor)} ms | ${f(listOpen.berthd / listOpen.floor)}× | |`);
   console.log(`| double claims | ${doubles} of ${n0(claims)} claims; database: ${dbProblems.length ? dbProblems.length + ' problems' : `${n0(rows.length)} tasks done once each, by the session told it had it; ${stillClaimed} still claimed`} | | | 0 |`);
-  if (pace.berthd.late) console.log(`\n(berthd fell behind the paced schedule ${pace.berthd.late} times)`);
+  console.log(`\n(load average ${loadAfter} when measuring ended)`);
+  for (const pace of paces) if (pace.berthd.late) console.log(`\n(at ${n0(pace.rate)}/s berthd fell behind the schedule by more than a period ${pace.berthd.late} times)`);
   for (const p of dbProblems.slice(0, 10)) console.log(`  ${p}`);
   if (doubles || dbProblems.length) process.exitCode = 1;
 } finally {
