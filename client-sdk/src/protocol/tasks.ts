@@ -145,7 +145,7 @@ export interface TaskMethods {
     params: { id: number; title?: string; body?: string; priority?: number; labels?: string[]; dependsOn?: number[]; maxAttempts?: number; reopen?: boolean };
     result: Task;
   };
-  /** Cancels an open or claimed task (the holder's next call gets TASK_NOT_HELD). */
+  /** Cancels an open or claimed task (the holder's next call gets TASK_LEASE_LOST). */
   'tasks.cancel': { params: { id: number }; result: Task };
   'tasks.remove': { params: { id: number }; result: { removed: number } };
   /** Adds or updates tasks by key from a file's text (`format` as the file's extension says). */
@@ -177,6 +177,9 @@ export interface BridgeTaskMethods {
   'tasks.review': { params: { decision: 'approve' | 'changes'; notes?: string }; result: { task: Task } };
 }
 
-/** Where a task is handed to the session that works on it. */
+/**
+ * Where a pool hands a task to the session it starts for it (and a reviewer its review). A session
+ * that claims through its bridge gets the task in the answer, and again from tasks.claim.
+ */
 export const TASK_FILE_IN_CONTAINER = '/host/task.json';
 export const TASK_ID_ENV = 'BERTH_TASK_ID';

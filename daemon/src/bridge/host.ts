@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import {
@@ -109,13 +109,32 @@ export class BridgeHost {
     return join(this.root, id);
   }
 
-  /** Writes (text) or removes (null) a file the session's container reads in /host. */
+  /**
+   * Writes (text) or removes (null) a file the session's container reads in /host. Tasks do this on
+   * every claim and completion, so it costs the fewest system calls: the directory is made only
+   * when it is missing, and a removal is one unlink.
+   */
   hostFile(id: string, name: string, text: string | null): void {
-    const file = join(this.dirOf(id), name);
+    const dir = this.dirOf(id);
+    const file = join(dir, name);
     try {
-      if (text === null) return rmSync(file, { force: true });
-      mkdirSync(this.dirOf(id), { recursive: true, mode: 0o755 });
-      writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+      if (text === null) {
+        // Mostly there is none (only a pool's sessions get one): no exception to build for that.
+        if (!existsSync(file)) return;
+        try {
+          return unlinkSync(file);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+          throw err;
+        }
+      }
+      try {
+        writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        mkdirSync(dir, { recursive: true, mode: 0o755 });
+        writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+      }
       renameSync(`${file}.tmp`, file);
     } catch (err) {
       this.d.log.warn({ sessionId: id, file: name, err: (err as Error).message }, 'Cannot write to the session bridge directory');
@@ -328,18 +347,18 @@ export class BridgeHost {
     try {
       call = JSON.parse(body.toString('utf8'));
     } catch {
-      return json(res, 200, { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } });
+      return rpcError(res, null, new BerthError('PARSE_ERROR', 'Parse error: the body is not one JSON document'));
     }
     const id = typeof call?.id === 'string' || typeof call?.id === 'number' ? call.id : null;
     if (!call || typeof call !== 'object' || call.jsonrpc !== '2.0' || typeof call.method !== 'string') {
-      return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32600, message: 'Invalid Request' } });
+      return rpcError(res, id, new BerthError('INVALID_REQUEST', 'Invalid Request: expected {"jsonrpc":"2.0","method":"...","params":{...},"id":...}'));
     }
     const params = (call.params && typeof call.params === 'object' && !Array.isArray(call.params) ? call.params : {}) as Record<string, unknown>;
     let result: unknown;
     if (call.method === 'bridge.hello') result = this.hello(s);
     else if (call.method === 'bridge.hook') {
       if (typeof params.event !== 'string' || !params.event || params.event.length > 64) {
-        return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32602, message: 'Invalid params: event must be a hook event name' } });
+        return rpcError(res, id, new BerthError('INVALID_PARAMS', 'Invalid params: event must be a hook event name'));
       }
       const activity = this.hook(s, params.event, params.payload);
       const asked = s.desired === 'stopped' && s.gracefulDeadline ? { deadline: s.gracefulDeadline } : null;
@@ -351,9 +370,9 @@ export class BridgeHost {
         result = this.d.tasks.call(s, call.method, params);
       } catch (err) {
         if (!(err instanceof BerthError)) throw err;
-        return json(res, 200, { jsonrpc: '2.0', id, error: { code: err.rpcCode, message: err.message, data: err.toData() } });
+        return rpcError(res, id, err);
       }
-    } else return json(res, 200, { jsonrpc: '2.0', id, error: { code: -32601, message: `Method not found: ${JSON.stringify(call.method.slice(0, 64))}` } });
+    } else return rpcError(res, id, new BerthError('METHOD_NOT_FOUND', `Method not found: ${JSON.stringify(call.method.slice(0, 64))} is not served on the bridge`));
     return json(res, 200, { jsonrpc: '2.0', id, result });
   }
 
@@ -427,6 +446,11 @@ async function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
     chunks.push(c as Buffer);
   }
   return Buffer.concat(chunks);
+}
+
+/** A JSON-RPC error as berthd's own socket sends one: the numeric code, and the string code in data. */
+function rpcError(res: ServerResponse, id: string | number | null, err: BerthError): void {
+  json(res, 200, { jsonrpc: '2.0', id, error: { code: err.rpcCode, message: err.message, data: err.toData() } });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -209,6 +209,7 @@ export const migrations: readonly Migration[] = [
         claim_name TEXT,
         lease_until TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,        -- claims so far
+        waiting INTEGER NOT NULL DEFAULT 0,         -- dependencies not done yet (kept by the triggers below)
         max_attempts INTEGER NOT NULL DEFAULT 3,
         result TEXT,                                -- JSON TaskResult
         notes TEXT NOT NULL DEFAULT '[]',           -- JSON TaskNote[]
@@ -218,10 +219,14 @@ export const migrations: readonly Migration[] = [
         updated_at TEXT NOT NULL
       );
       CREATE UNIQUE INDEX tasks_key ON tasks (project, key) WHERE key IS NOT NULL;
-      CREATE INDEX tasks_open ON tasks (project, priority DESC, id) WHERE state = 'open';
+      -- A claim is one seek here: open, waiting on nothing, highest priority, then oldest. (Judging
+      -- dependencies in the claim's query walked past every blocked task ahead of the first claimable
+      -- one, again on every claim.)
+      CREATE INDEX tasks_claimable ON tasks (project, priority DESC, id) WHERE state = 'open' AND waiting = 0;
       CREATE INDEX tasks_by_state ON tasks (state, project, id);
       CREATE INDEX tasks_project ON tasks (project, id);
-      CREATE INDEX tasks_lease ON tasks (lease_until) WHERE state = 'claimed';
+      -- No index on lease_until: claimed tasks are at most one per session (tasks_by_state finds them),
+      -- and every claim, completion and heartbeat would write one more page.
       -- A session holds one task at most, and a task one session: never two holders.
       CREATE UNIQUE INDEX tasks_holder ON tasks (claim_session) WHERE claim_session IS NOT NULL;
       CREATE UNIQUE INDEX tasks_reviewer ON tasks (reviewer_session) WHERE reviewer_session IS NOT NULL;
@@ -231,6 +236,21 @@ export const migrations: readonly Migration[] = [
         PRIMARY KEY (task_id, depends_on)
       ) WITHOUT ROWID;
       CREATE INDEX task_deps_rev ON task_deps (depends_on);
+      -- tasks.waiting is counted again from task_deps whenever it can change: a dependency added or
+      -- removed (a dependency's task deleted included, through the cascade), or a task going into or
+      -- out of done. Counted, not incremented, so it cannot drift.
+      CREATE TRIGGER task_deps_added AFTER INSERT ON task_deps BEGIN
+        UPDATE tasks SET waiting = (SELECT count(*) FROM task_deps d JOIN tasks u ON u.id = d.depends_on WHERE d.task_id = tasks.id AND u.state != 'done')
+          WHERE id = new.task_id;
+      END;
+      CREATE TRIGGER task_deps_removed AFTER DELETE ON task_deps BEGIN
+        UPDATE tasks SET waiting = (SELECT count(*) FROM task_deps d JOIN tasks u ON u.id = d.depends_on WHERE d.task_id = tasks.id AND u.state != 'done')
+          WHERE id = old.task_id;
+      END;
+      CREATE TRIGGER tasks_done_changed AFTER UPDATE OF state ON tasks WHEN (old.state = 'done') != (new.state = 'done') BEGIN
+        UPDATE tasks SET waiting = (SELECT count(*) FROM task_deps d JOIN tasks u ON u.id = d.depends_on WHERE d.task_id = tasks.id AND u.state != 'done')
+          WHERE id IN (SELECT task_id FROM task_deps WHERE depends_on = new.id);
+      END;
       CREATE TABLE pools (
         id TEXT PRIMARY KEY,
         project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,

@@ -32,9 +32,8 @@ export interface TaskRecord extends Task {
 
 const SELECT = `SELECT t.*, (SELECT json_group_array(depends_on) FROM task_deps WHERE task_id = t.id) AS deps FROM tasks t`;
 
-/** Open, with every dependency done (`t` names the tasks table in the query). */
-const claimable = (t: string) => `${t}.state = 'open' AND NOT EXISTS (
-  SELECT 1 FROM task_deps d JOIN tasks u ON u.id = d.depends_on WHERE d.task_id = ${t}.id AND u.state != 'done')`;
+/** Open, with every dependency done (`waiting` counts those that are not: migration 12's triggers keep it). */
+const CLAIMABLE = `state = 'open' AND waiting = 0`;
 
 function toTask(r: Row): TaskRecord {
   return {
@@ -212,7 +211,7 @@ export class TasksRepo {
 
   /** The next task a claim in `project` would get (highest priority, then oldest), without claiming it. */
   nextClaimable(project: string): number | undefined {
-    return this.prepare<[string], number>(`SELECT t.id FROM tasks t WHERE t.project = ? AND ${claimable('t')} ORDER BY t.priority DESC, t.id LIMIT 1`)
+    return this.prepare<[string], number>(`SELECT id FROM tasks WHERE project = ? AND ${CLAIMABLE} ORDER BY priority DESC, id LIMIT 1`)
       .pluck(true)
       .get(project);
   }
@@ -222,9 +221,25 @@ export class TasksRepo {
     const r = this.prepare(
       `UPDATE tasks SET state = 'claimed', claim_session = @session, claim_name = @name, lease_until = @leaseUntil,
          attempts = attempts + 1, pool = coalesce(@pool, pool), updated_at = @now
-       WHERE id = @id AND claim_session IS NULL AND ${claimable('tasks')}`,
+       WHERE id = @id AND claim_session IS NULL AND ${CLAIMABLE}`,
     ).run({ id, session: session.id, name: session.name, leaseUntil, now, pool });
     return r.changes === 1;
+  }
+
+  /**
+   * Claims the next claimable task of `project` (as nextClaimable picks it) for the session, in one
+   * statement: what is picked and what is changed cannot differ. Returns its id, or undefined when
+   * nothing is claimable.
+   */
+  claimNext(project: string, session: { id: string; name: string }, leaseUntil: string, now: string): number | undefined {
+    return this.prepare<[Record<string, unknown>], number>(
+      `UPDATE tasks SET state = 'claimed', claim_session = @session, claim_name = @name, lease_until = @leaseUntil,
+         attempts = attempts + 1, updated_at = @now
+       WHERE id = (SELECT id FROM tasks WHERE project = @project AND ${CLAIMABLE} ORDER BY priority DESC, id LIMIT 1) AND claim_session IS NULL
+       RETURNING id`,
+    )
+      .pluck(true)
+      .get({ project, session: session.id, name: session.name, leaseUntil, now });
   }
 
   /** Extends the lease of what `session` holds; returns whether it holds one. */
@@ -245,15 +260,15 @@ export class TasksRepo {
     return this.prepare<[], Row>(`${SELECT} WHERE t.state = 'claimed'`).all().map(toTask);
   }
 
-  /** The claim by `session` ends with the task in `state` (a note appended when given). */
+  /** The claim by `session` ends with the task in `state` (a note appended when given); false when it holds no claim on `id`. */
   finishClaim(id: number, session: string, state: TaskState, now: string, opts: { result?: TaskResult; note?: TaskNote } = {}): boolean {
-    const t = this.get(id);
-    if (!t || t.claim?.session !== session) return false;
-    this.prepare(
-      `UPDATE tasks SET state = @state, claim_session = NULL, claim_name = NULL, lease_until = NULL, result = coalesce(@result, result),
-         notes = @notes, updated_at = @now WHERE id = @id AND claim_session = @session`,
-    ).run({ id, session, state, now, result: opts.result ? JSON.stringify(opts.result) : null, notes: JSON.stringify(opts.note ? [...t.notes, opts.note] : t.notes) });
-    return true;
+    return (
+      this.prepare(
+        `UPDATE tasks SET state = @state, claim_session = NULL, claim_name = NULL, lease_until = NULL, result = coalesce(@result, result),
+           notes = CASE WHEN @note IS NULL THEN notes ELSE json_insert(notes, '$[#]', json(@note)) END, updated_at = @now
+         WHERE id = @id AND claim_session = @session AND state = 'claimed'`,
+      ).run({ id, session, state, now, result: opts.result ? JSON.stringify(opts.result) : null, note: opts.note ? JSON.stringify(opts.note) : null }).changes === 1
+    );
   }
 
   /** Sets state (and note, result, reviewer) of a task nobody holds. */

@@ -63,7 +63,7 @@ function checkSizes(t: { title?: string; body?: string }): void {
  * The backlog: tasks people add (RPC, files) and agents claim through their bridge. Who holds what
  * is only ever changed in the store's transactions; this class decides what a change means (an
  * attempt that ends reopens the task or, at maxAttempts, fails it) and tells everyone (task.* events,
- * the holder's /host/task.json).
+ * the /host/task.json of a session a pool started for its task).
  */
 export class TaskService {
   /** When each session's lease was last extended by its traffic (ms), so traffic costs no write per request. */
@@ -168,7 +168,10 @@ export class TaskService {
     const t = this.mustGet(id);
     if (t.state === 'done' || t.state === 'cancelled') throw new BerthError('TASK_STATE', `task ${id} is already ${t.state}`, { details: { id, state: t.state } });
     this.d.tasks.set(id, { state: 'cancelled', reviewerSession: null }, this.now());
-    if (t.claim) this.d.hostFile?.(t.claim.session, TASK_HOST_FILE, null);
+    if (t.claim) {
+      this.lost.set(t.claim.session, { id, why: 'it was cancelled' });
+      this.d.hostFile?.(t.claim.session, TASK_HOST_FILE, null);
+    }
     const task = this.view(id);
     this.d.bus.publish('task.updated', { task });
     return task;
@@ -274,17 +277,17 @@ export class TaskService {
     }
     const reviewed = this.d.tasks.reviewedBy(s.id);
     if (reviewed) return { task: publicTask(reviewed) };
-    if (this.d.pools.sessionOf(s.id)) return { task: null };
-    const claimed = this.d.tasks.transaction(() => {
-      for (let tries = 0; tries < 8; tries++) {
-        const id = this.d.tasks.nextClaimable(s.project);
-        if (id === undefined) return undefined;
-        if (this.d.tasks.claim(id, s, this.leaseUntil(s.id, leaseSec), this.now(), null)) return id;
-      }
-      return undefined;
-    });
+    if (this.inPool(s.id)) return { task: null };
+    // One statement picks and claims: nothing can come between them.
+    const claimed = this.d.tasks.claimNext(s.project, s, this.leaseUntil(s.id, leaseSec), this.now());
     if (claimed === undefined) return { task: null };
-    return { task: this.claimed(claimed, s) };
+    this.lost.delete(s.id);
+    // No /host/task.json: the answer hands the task over, and asking again returns it. A file
+    // written per claim and removed per completion is the costliest part of a claim (the host's
+    // file system allocates and frees a block for each).
+    const task = this.view(claimed);
+    this.d.bus.publish('task.claimed', { task, session: { id: s.id, name: s.name } });
+    return { task };
   }
 
   /** Claims task `id` for a session a pool starts for it (inside the transaction that makes the session). */
@@ -292,7 +295,7 @@ export class TaskService {
     return this.d.tasks.claim(id, s, this.leaseUntil(s.id), this.now(), pool);
   }
 
-  /** After a claim: the holder's /host/task.json and the event. */
+  /** After a pool claimed task `id` for the session it starts for it: the session's /host/task.json and the event. */
   claimed(id: number, s: { id: string; name: string }): Task {
     const task = this.view(id);
     this.d.hostFile?.(s.id, TASK_HOST_FILE, `${JSON.stringify({ role: 'worker', task }, null, 2)}\n`);
@@ -310,20 +313,21 @@ export class TaskService {
   private holding(s: SessionRecord): TaskRecord {
     const held = this.d.tasks.heldBy(s.id);
     if (held) return held;
-    const lost = this.lostBy(s.id);
+    const lost = this.lost.get(s.id);
     if (lost) {
-      throw new BerthError('TASK_LEASE_LOST', `this session no longer holds task ${lost.id} (${lost.state === 'cancelled' ? 'it was cancelled' : 'its lease ran out'})`, { details: { id: lost.id, state: lost.state } });
+      const state = this.d.tasks.get(lost.id)?.state ?? null;
+      throw new BerthError('TASK_LEASE_LOST', `this session no longer holds task ${lost.id} (${lost.why})`, { details: { id: lost.id, state } });
     }
     throw new BerthError('TASK_NOT_HELD', 'this session holds no task', { details: { session: s.name } });
   }
 
-  private readonly lost = new Map<string, number>();
-
-  /** The task a session held before its claim was taken away (lease ran out, cancelled), if berthd saw that happen. */
-  private lostBy(sessionId: string): TaskRecord | undefined {
-    const id = this.lost.get(sessionId);
-    return id === undefined ? undefined : this.d.tasks.get(id);
-  }
+  /**
+   * The task each session held before its claim was taken from it (the lease ran out, the task was
+   * cancelled, berth stopped it), and why, if berthd saw that happen: its next call is told so
+   * (TASK_LEASE_LOST) rather than that it never held one. Not what it gave up itself (fail,
+   * release, complete), nor once it claims again.
+   */
+  private readonly lost = new Map<string, { id: number; why: string }>();
 
   heartbeat(s: SessionRecord, leaseSec?: number): Answer<'tasks.heartbeat'> {
     const t = this.holding(s);
@@ -358,13 +362,13 @@ export class TaskService {
   fail(s: SessionRecord, reason: string): Answer<'tasks.fail'> {
     const text = agentText('reason', reason);
     const t = this.holding(s);
-    return { task: this.endAttempt(t, 'failed', text || 'the agent gave up') };
+    return { task: this.endAttempt(t, 'failed', text || 'the agent gave up', { byHolder: true }) };
   }
 
   release(s: SessionRecord, reason?: string): Answer<'tasks.release'> {
     const text = agentText('reason', reason ?? '');
     const t = this.holding(s);
-    return { task: this.endAttempt(t, 'released', text || 'released by the agent') };
+    return { task: this.endAttempt(t, 'released', text || 'released by the agent', { byHolder: true }) };
   }
 
   review(s: SessionRecord, decision: 'approve' | 'changes', notes?: string): Answer<'tasks.review'> {
@@ -389,8 +393,9 @@ export class TaskService {
   /**
    * Ends the current attempt at `t` (its holder, if any, loses it): back to open, or failed once it
    * had maxAttempts. `refund`: the attempt does not count (berth stopped it, not the agent).
+   * `byHolder`: the holder ended it itself (fail, release), so it has not lost anything.
    */
-  endAttempt(t: TaskRecord, kind: TaskNote['kind'], text: string, opts: { refund?: boolean } = {}): Task {
+  endAttempt(t: TaskRecord, kind: TaskNote['kind'], text: string, opts: { refund?: boolean; byHolder?: boolean } = {}): Task {
     const holder = t.claim?.session ?? null;
     const now = this.now();
     const note: TaskNote = { at: now, attempt: t.attempts, session: holder, kind, text };
@@ -402,7 +407,8 @@ export class TaskService {
       if (opts.refund) this.d.tasks.refundAttempt(t.id);
     });
     if (holder) {
-      this.lost.set(holder, t.id);
+      if (opts.byHolder) this.lost.delete(holder);
+      else this.lost.set(holder, { id: t.id, why: kind === 'expired' ? 'its lease ran out' : `${kind}: ${text}` });
       this.d.hostFile?.(holder, TASK_HOST_FILE, null);
     }
     const task = this.view(t.id);
@@ -443,8 +449,25 @@ export class TaskService {
     }
   }
 
+  /**
+   * Whether the session is one a pool started (it works on the task it was given, claims no other).
+   * Decided once per session: a pool's session row and its pool_sessions row are written in the
+   * same transaction, before its bridge exists, so the answer never changes while it can ask.
+   */
+  private inPool(sessionId: string): boolean {
+    let member = this.poolMember.get(sessionId);
+    if (member === undefined) {
+      member = this.d.pools.sessionOf(sessionId) !== undefined;
+      this.poolMember.set(sessionId, member);
+    }
+    return member;
+  }
+
+  private readonly poolMember = new Map<string, boolean>();
+
   /** A session is gone: forget what was kept about it. */
   forget(sessionId: string): void {
+    this.poolMember.delete(sessionId);
     this.touched.delete(sessionId);
     this.leases.delete(sessionId);
     this.lost.delete(sessionId);
