@@ -208,6 +208,7 @@ export const migrations: readonly Migration[] = [
         claim_session TEXT,                         -- the session holding it (state claimed)
         claim_name TEXT,
         lease_until TEXT,
+        lease_sec INTEGER,                          -- the lease the holder asked for (kept across restarts)
         attempts INTEGER NOT NULL DEFAULT 0,        -- claims so far
         waiting INTEGER NOT NULL DEFAULT 0,         -- dependencies not done yet (kept by the triggers below)
         max_attempts INTEGER NOT NULL DEFAULT 3,

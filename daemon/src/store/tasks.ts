@@ -14,6 +14,7 @@ interface Row {
   claim_session: string | null;
   claim_name: string | null;
   lease_until: string | null;
+  lease_sec: number | null;
   attempts: number;
   max_attempts: number;
   result: string | null;
@@ -28,6 +29,8 @@ interface Row {
 /** A task as stored, with who reviews it (not part of the public view). */
 export interface TaskRecord extends Task {
   reviewerSession: string | null;
+  /** The lease length the holder asked for (seconds), null for the default. */
+  leaseSec: number | null;
 }
 
 const SELECT = `SELECT t.*, (SELECT json_group_array(depends_on) FROM task_deps WHERE task_id = t.id) AS deps FROM tasks t`;
@@ -58,13 +61,20 @@ function toTask(r: Row): TaskRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     reviewerSession: r.reviewer_session,
+    leaseSec: r.lease_sec,
   };
 }
 
 /** The public view of a stored task. */
 export function publicTask(t: TaskRecord): Task {
-  const { reviewerSession: _, ...task } = t;
+  const { reviewerSession: _r, leaseSec: _l, ...task } = t;
   return task;
+}
+
+/** A lease: until when, and the length asked for (seconds). */
+export interface Lease {
+  until: string;
+  sec: number;
 }
 
 export interface NewTask {
@@ -217,12 +227,12 @@ export class TasksRepo {
   }
 
   /** Claims task `id` for the session if it is claimable; returns whether it did. */
-  claim(id: number, session: { id: string; name: string }, leaseUntil: string, now: string, pool: string | null): boolean {
+  claim(id: number, session: { id: string; name: string }, lease: Lease, now: string, pool: string | null): boolean {
     const r = this.prepare(
-      `UPDATE tasks SET state = 'claimed', claim_session = @session, claim_name = @name, lease_until = @leaseUntil,
+      `UPDATE tasks SET state = 'claimed', claim_session = @session, claim_name = @name, lease_until = @leaseUntil, lease_sec = @leaseSec,
          attempts = attempts + 1, pool = coalesce(@pool, pool), updated_at = @now
        WHERE id = @id AND claim_session IS NULL AND ${CLAIMABLE}`,
-    ).run({ id, session: session.id, name: session.name, leaseUntil, now, pool });
+    ).run({ id, session: session.id, name: session.name, leaseUntil: lease.until, leaseSec: lease.sec, now, pool });
     return r.changes === 1;
   }
 
@@ -231,22 +241,26 @@ export class TasksRepo {
    * statement: what is picked and what is changed cannot differ. Returns its id, or undefined when
    * nothing is claimable.
    */
-  claimNext(project: string, session: { id: string; name: string }, leaseUntil: string, now: string): number | undefined {
+  claimNext(project: string, session: { id: string; name: string }, lease: Lease, now: string): number | undefined {
     return this.prepare<[Record<string, unknown>], number>(
-      `UPDATE tasks SET state = 'claimed', claim_session = @session, claim_name = @name, lease_until = @leaseUntil,
+      `UPDATE tasks SET state = 'claimed', claim_session = @session, claim_name = @name, lease_until = @leaseUntil, lease_sec = @leaseSec,
          attempts = attempts + 1, updated_at = @now
        WHERE id = (SELECT id FROM tasks WHERE project = @project AND ${CLAIMABLE} ORDER BY priority DESC, id LIMIT 1) AND claim_session IS NULL
        RETURNING id`,
     )
       .pluck(true)
-      .get({ project, session: session.id, name: session.name, leaseUntil, now });
+      .get({ project, session: session.id, name: session.name, leaseUntil: lease.until, leaseSec: lease.sec, now });
   }
 
   /** Extends the lease of what `session` holds; returns whether it holds one. */
-  extend(session: string, leaseUntil: string, now: string): boolean {
+  extend(session: string, lease: Lease, now: string): boolean {
     return (
-      this.prepare("UPDATE tasks SET lease_until = @leaseUntil, updated_at = @now WHERE claim_session = @session AND state = 'claimed'").run({ session, leaseUntil, now })
-        .changes === 1
+      this.prepare("UPDATE tasks SET lease_until = @leaseUntil, lease_sec = @leaseSec, updated_at = @now WHERE claim_session = @session AND state = 'claimed'").run({
+        session,
+        leaseUntil: lease.until,
+        leaseSec: lease.sec,
+        now,
+      }).changes === 1
     );
   }
 

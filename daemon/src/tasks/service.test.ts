@@ -359,7 +359,8 @@ describe('TaskService', () => {
     again.clock.set(T0 + 600_000);
     again.alive.add(live.id);
     again.tasks.renewAfterRestart();
-    expect(again.tasks.get(a).claim?.leaseUntil).toBe(at(600 + 600));
+    // With the lease length the agent asked for (kept in the row), not the default.
+    expect(again.tasks.get(a).claim?.leaseUntil).toBe(at(600 + 60));
     expect(again.tasks.get(b).claim?.leaseUntil).toBe(at(60));
     again.tasks.sweep();
     expect(again.tasks.get(a).state).toBe('claimed');

@@ -19,7 +19,7 @@ import type { Clock } from '../shared/clock.js';
 import type { PoolsRepo } from '../store/pools.js';
 import type { ProjectsRepo } from '../store/projects.js';
 import type { SessionRecord } from '../store/sessions.js';
-import { publicTask, type TaskRecord, type TasksRepo } from '../store/tasks.js';
+import { publicTask, type Lease, type TaskRecord, type TasksRepo } from '../store/tasks.js';
 import { parseTaskFile } from './file.js';
 
 export interface TaskServiceDeps {
@@ -77,11 +77,12 @@ export class TaskService {
     return this.d.clock.now().toISOString();
   }
 
-  private leaseUntil(sessionId: string, leaseSec?: number): string {
+  private leaseUntil(sessionId: string, leaseSec?: number): Lease {
     const sec = leaseSec ?? this.leases.get(sessionId) ?? DEFAULT_TASK_LEASE_SEC;
     if (leaseSec !== undefined) this.leases.set(sessionId, leaseSec);
-    return new Date(this.d.clock.now().getTime() + sec * 1000).toISOString();
+    return { until: new Date(this.d.clock.now().getTime() + sec * 1000).toISOString(), sec };
   }
+
 
   private mustGet(id: number): TaskRecord {
     const t = this.d.tasks.get(id);
@@ -433,7 +434,10 @@ export class TaskService {
    */
   renewAfterRestart(): void {
     for (const t of this.d.tasks.claimed()) {
-      if (t.claim && this.d.sessionAlive(t.claim.session)) this.d.tasks.extend(t.claim.session, this.leaseUntil(t.claim.session), this.now());
+      if (!t.claim || !this.d.sessionAlive(t.claim.session)) continue;
+      // The lease the agent asked for, kept in the row: it holds after the restart as before.
+      if (t.leaseSec !== null) this.leases.set(t.claim.session, t.leaseSec);
+      this.d.tasks.extend(t.claim.session, this.leaseUntil(t.claim.session), this.now());
     }
   }
 
