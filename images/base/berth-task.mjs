@@ -29,7 +29,7 @@ const USAGE = `usage: berth-task COMMAND [options]
   release [--reason TEXT]       hand the task back for another attempt (or --reason-file FILE)
   approve [--notes TEXT]        as a pool's reviewer: approve the task under review (or --notes-file FILE)
   changes --notes TEXT          as a pool's reviewer: send it back with what to change (or --notes-file FILE)
-  show                          the task given to this session (/host/task.json: role and task), claiming
+  show                          the task a pool gave this session (/host/task.json: role and task), claiming
                                 nothing (exit 3 when there is none)
 
   --lease SEC                   lease length, ${LEASE.min} to ${LEASE.max} seconds (default: what berthd set, 600)
@@ -126,7 +126,7 @@ function readText(path, flag) {
   }
 }
 
-/** /host/task.json, written by berthd when this session got a task (claimed, or given it by a pool). */
+/** /host/task.json, written by berthd when a pool started this session for a task (or to review one). */
 function show() {
   const file = join(dirname(bridgeSocket()), 'task.json');
   let fd;

@@ -59,7 +59,7 @@ describe('tasks in images/base: berth-task and the MCP tools', () => {
       `echo "CLAIMED $(jq -c '{id, state, session: .claim.session}' $t/claimed.json)"`,
       `[ "$(jq -r .title $t/claimed.json)" = "$(printf 'Add a login page \\342\\200\\256gnp.exe')" ] && echo TITLE_OK`,
       `echo "RAW_BIDI $(LC_ALL=C grep -c "$(printf '\\342\\200\\256')" $t/claimed.json)"`,
-      `echo "SHOW $(berth-task show | jq -c '{role, id: .task.id}')"`,
+      'berth-task show >/dev/null 2>&1; echo "SHOW $?"',
       `echo "AGAIN $(berth-task claim | jq -c '{id}')"`,
       'berth-task heartbeat -q; echo "HEARTBEAT $?"',
       `printf 'did it' | berth-task complete --summary-file - >$t/done.json; rc=$?; echo "COMPLETE $rc $(jq -c '{id, state}' $t/done.json)"`,
@@ -84,7 +84,8 @@ describe('tasks in images/base: berth-task and the MCP tools', () => {
     expect(JSON.parse(out('CLAIMED'))).toEqual({ id: task.id, state: 'claimed', session: s.id });
     expect(m.has('TITLE_OK'), logs).toBe(true);
     expect(out('RAW_BIDI')).toBe('0');
-    expect(JSON.parse(out('SHOW'))).toEqual({ role: 'worker', id: task.id });
+    // /host/task.json is what a pool gives its sessions; a task claimed through the bridge is in the answer (and in claim again).
+    expect(out('SHOW')).toBe('3');
     // Claiming again returns the task it holds.
     expect(JSON.parse(out('AGAIN'))).toEqual({ id: task.id });
     expect(out('HEARTBEAT')).toBe('0');
