@@ -11,8 +11,9 @@
 // Each is interleaved round for round with a floor: a bare node http server on a Unix socket in a
 // process of its own (bench/floor-server.mjs), answering the same bytes berthd answered, driven by
 // the same client code. Afterwards: no task was claimed by two sessions, by what the claimers were
-// told and by what the database says. --cpu-prof writes a CPU profile of berthd to ./bench-prof/.
-// Usage: npm run bench:tasks [-- --tasks 100000 --claimers 100 --per 40 --rounds 3 --rates 2000,500 --paced 3 --lists 300 --cpu-prof]
+// told and by what the database says. --cpu-prof writes a CPU profile of berthd to ./bench-prof/;
+// --rev REV runs the berthd of an earlier commit instead (built beside this tree), for a before/after.
+// Usage: npm run bench:tasks [-- --tasks 100000 --claimers 100 --per 40 --rounds 3 --rates 2000,500 --paced 3 --lists 300 --cpu-prof --rev REV]
 import { execFileSync, fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -20,7 +21,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { BerthClient } from '../client-sdk/dist/index.js';
-import { IMAGE, addProject, arg, finish, ms, pct, prepareEngine, root } from './lib.mjs';
+import { IMAGE, addProject, arg, buildRevision, finish, ms, pct, prepareEngine, root } from './lib.mjs';
 
 const TASKS = arg('tasks', 100_000);
 const CLAIMERS = arg('claimers', 100);
@@ -32,6 +33,7 @@ const PACED_S = arg('paced', 3);
 const LISTS = arg('lists', 300);
 const PROFILE = process.argv.includes('--cpu-prof');
 const DONE = Math.floor(TASKS * 0.4);
+const REV = process.argv.includes('--rev') ? process.argv[process.argv.indexOf('--rev') + 1] : null;
 
 const HZ = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 const cpuTicks = (pid) => {
@@ -41,13 +43,14 @@ const cpuTicks = (pid) => {
 const sleep = (m) => new Promise((r) => setTimeout(r, m));
 
 prepareEngine();
+const daemonRoot = REV ? buildRevision(REV) : root;
 const home = mkdtempSync(join(tmpdir(), 'bench-tasks-'));
 mkdirSync(join(home, 'projects'));
 const sock = join(home, 'berth.sock');
 
 async function startBerthd() {
   const prof = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${join(root, 'bench-prof')}`] : [];
-  const daemon = spawn(process.execPath, [...prof, join(root, 'daemon/bin/berthd.js'), '--log-level', 'warn'], {
+  const daemon = spawn(process.execPath, [...prof, join(daemonRoot, 'daemon/bin/berthd.js'), '--log-level', 'warn'], {
     env: { ...process.env, BERTH_HOME: home, PROJECTS_ROOT: join(home, 'projects'), AGENT_DEFAULT_IMAGE: IMAGE, AGENT_MEMORY_LIMIT: '64m', BERTH_MAX_RUNNING: '0' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -321,7 +324,7 @@ try {
 
   const f = (x, d = 2) => x.toFixed(d);
   const n0 = (x) => Math.round(x).toLocaleString('en');
-  console.log(`\nbench/tasks: ${TASKS.toLocaleString('en')} tasks (${DONE.toLocaleString('en')} done, ${seeded.deps.toLocaleString('en')} dependencies, ${seeded.blocked.toLocaleString('en')} open tasks waiting on one), written in ${n0(seedMs)} ms; ${CLAIMERS} claimers on their own bridge sockets; ${machine}\n`);
+  console.log(`\nbench/tasks${REV ? ` (berthd at ${REV})` : ''}: ${TASKS.toLocaleString('en')} tasks (${DONE.toLocaleString('en')} done, ${seeded.deps.toLocaleString('en')} dependencies, ${seeded.blocked.toLocaleString('en')} open tasks waiting on one), written in ${n0(seedMs)} ms; ${CLAIMERS} claimers on their own bridge sockets; ${machine}\n`);
   console.log('| | berthd | floor (same bytes) | berthd ÷ floor | goal |');
   console.log('|---|---|---|---|---|');
   const rate = (s) => s.n / s.sec;
@@ -349,5 +352,6 @@ try {
   floorProc?.kill('SIGTERM');
   if (b) await finish(b).catch((e) => console.error(`bench: cleanup: ${e.message}`));
   else rmSync(home, { recursive: true, force: true });
+  if (REV) rmSync(daemonRoot, { recursive: true, force: true });
   if (PROFILE) console.log(`berthd CPU profile(s) in ${join(root, 'bench-prof')}`);
 }

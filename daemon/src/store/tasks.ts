@@ -33,7 +33,10 @@ export interface TaskRecord extends Task {
   leaseSec: number | null;
 }
 
-const SELECT = `SELECT t.*, (SELECT json_group_array(depends_on) FROM task_deps WHERE task_id = t.id) AS deps FROM tasks t`;
+const deps = (t: string) => `(SELECT json_group_array(depends_on) FROM task_deps WHERE task_id = ${t}.id) AS deps`;
+const SELECT = `SELECT t.*, ${deps('t')} FROM tasks t`;
+/** What an UPDATE of tasks hands back: the row as it wrote it, as get() reads one. */
+const RETURNING = `RETURNING *, ${deps('tasks')}`;
 
 /** Open, with every dependency done (`waiting` counts those that are not: migration 12's triggers keep it). */
 const CLAIMABLE = `state = 'open' AND waiting = 0`;
@@ -238,18 +241,17 @@ export class TasksRepo {
 
   /**
    * Claims the next claimable task of `project` (as nextClaimable picks it) for the session, in one
-   * statement: what is picked and what is changed cannot differ. Returns its id, or undefined when
-   * nothing is claimable.
+   * statement: what is picked and what is changed cannot differ. Returns the task as claimed, or
+   * undefined when nothing is claimable.
    */
-  claimNext(project: string, session: { id: string; name: string }, lease: Lease, now: string): number | undefined {
-    return this.prepare<[Record<string, unknown>], number>(
+  claimNext(project: string, session: { id: string; name: string }, lease: Lease, now: string): TaskRecord | undefined {
+    const r = this.prepare<[Record<string, unknown>], Row>(
       `UPDATE tasks SET state = 'claimed', claim_session = @session, claim_name = @name, lease_until = @leaseUntil, lease_sec = @leaseSec,
          attempts = attempts + 1, updated_at = @now
        WHERE id = (SELECT id FROM tasks WHERE project = @project AND ${CLAIMABLE} ORDER BY priority DESC, id LIMIT 1) AND claim_session IS NULL
-       RETURNING id`,
-    )
-      .pluck(true)
-      .get({ project, session: session.id, name: session.name, leaseUntil: lease.until, leaseSec: lease.sec, now });
+       ${RETURNING}`,
+    ).get({ project, session: session.id, name: session.name, leaseUntil: lease.until, leaseSec: lease.sec, now });
+    return r && toTask(r);
   }
 
   /** Extends the lease of what `session` holds; returns whether it holds one. */
@@ -274,15 +276,18 @@ export class TasksRepo {
     return this.prepare<[], Row>(`${SELECT} WHERE t.state = 'claimed'`).all().map(toTask);
   }
 
-  /** The claim by `session` ends with the task in `state` (a note appended when given); false when it holds no claim on `id`. */
-  finishClaim(id: number, session: string, state: TaskState, now: string, opts: { result?: TaskResult; note?: TaskNote } = {}): boolean {
-    return (
-      this.prepare(
-        `UPDATE tasks SET state = @state, claim_session = NULL, claim_name = NULL, lease_until = NULL, result = coalesce(@result, result),
-           notes = CASE WHEN @note IS NULL THEN notes ELSE json_insert(notes, '$[#]', json(@note)) END, updated_at = @now
-         WHERE id = @id AND claim_session = @session AND state = 'claimed'`,
-      ).run({ id, session, state, now, result: opts.result ? JSON.stringify(opts.result) : null, note: opts.note ? JSON.stringify(opts.note) : null }).changes === 1
-    );
+  /**
+   * The claim by `session` ends with the task in `state` (a note appended when given). Returns the
+   * task as it is now, or undefined when the session holds no claim on `id`.
+   */
+  finishClaim(id: number, session: string, state: TaskState, now: string, opts: { result?: TaskResult; note?: TaskNote } = {}): TaskRecord | undefined {
+    const r = this.prepare<[Record<string, unknown>], Row>(
+      `UPDATE tasks SET state = @state, claim_session = NULL, claim_name = NULL, lease_until = NULL, result = coalesce(@result, result),
+         notes = CASE WHEN @note IS NULL THEN notes ELSE json_insert(notes, '$[#]', json(@note)) END, updated_at = @now
+       WHERE id = @id AND claim_session = @session AND state = 'claimed'
+       ${RETURNING}`,
+    ).get({ id, session, state, now, result: opts.result ? JSON.stringify(opts.result) : null, note: opts.note ? JSON.stringify(opts.note) : null });
+    return r && toTask(r);
   }
 
   /** Sets state (and note, result, reviewer) of a task nobody holds. */

@@ -93,7 +93,13 @@ describe('TaskService', () => {
   });
 
   it('claims a task only once every dependency is done, and counts again when they change', () => {
-    const { tasks, session, add, state } = setup();
+    const { store, tasks, session, add, state } = setup();
+    /** Tasks whose kept count of dependencies not done (tasks.waiting) differs from a recount. */
+    const drifted = () =>
+      store.db
+        .prepare("SELECT count(*) FROM tasks t WHERE waiting != (SELECT count(*) FROM task_deps d JOIN tasks u ON u.id = d.depends_on WHERE d.task_id = t.id AND u.state != 'done')")
+        .pluck()
+        .get();
     const a = add('a');
     const b = add('b');
     const top = add('top', { priority: 10, dependsOn: [a, b] });
@@ -125,6 +131,7 @@ describe('TaskService', () => {
     expect(tasks.claim(s1!).task?.id).toBe(after);
     tasks.complete(s1!, 'after done');
     expect(tasks.claim(s2!).task?.id).toBe(gated);
+    expect(drifted()).toBe(0);
   });
 
   it('refuses a dependency that would close a cycle, on itself, unknown or of another project, changing nothing', () => {

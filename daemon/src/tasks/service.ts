@@ -286,7 +286,7 @@ export class TaskService {
     // No /host/task.json: the answer hands the task over, and asking again returns it. A file
     // written per claim and removed per completion is the costliest part of a claim (the host's
     // file system allocates and frees a block for each).
-    const task = this.view(claimed);
+    const task = publicTask(claimed);
     this.d.bus.publish('task.claimed', { task, session: { id: s.id, name: s.name } });
     return { task };
   }
@@ -353,9 +353,9 @@ export class TaskService {
     // Review is the pool's step for its own workers' branches; a task finished by any other session is done.
     const next = pool?.reviewer && this.d.pools.sessionOf(s.id)?.pool === pool.id ? 'review' : 'done';
     const result = { branch: s.branch, commit: null, summary: text, merged: null };
-    this.d.tasks.finishClaim(t.id, s.id, next, this.now(), { result });
+    const done = this.d.tasks.finishClaim(t.id, s.id, next, this.now(), { result });
     this.d.hostFile?.(s.id, TASK_HOST_FILE, null);
-    const task = this.view(t.id);
+    const task = publicTask(done ?? this.mustGet(t.id));
     this.d.bus.publish('task.completed', { task, session: { id: s.id, name: s.name } });
     return { task };
   }
