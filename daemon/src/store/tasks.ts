@@ -80,16 +80,7 @@ export interface Lease {
   sec: number;
 }
 
-export interface NewTask {
-  project: string;
-  key: string | null;
-  title: string;
-  body: string;
-  priority: number;
-  labels: string[];
-  dependsOn: number[];
-  maxAttempts: number;
-}
+export type NewTask = Pick<Task, 'project' | 'key' | 'title' | 'body' | 'priority' | 'labels' | 'dependsOn' | 'maxAttempts'>;
 
 export type TaskPatch = Partial<Pick<NewTask, 'title' | 'body' | 'priority' | 'labels' | 'maxAttempts'> & { attempts: number }>;
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BerthError, type BerthEvent, type Task } from '@berth/client-sdk/protocol';
 import { makeRepo, poll, rawRpc, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
+import { collectEvents } from '../helpers/bridge-daemon.js';
 
 /** Debian with Node 20 (scripts/build-offline-base.sh): node in the container is the agent's HTTP client. */
 const NODE_IMAGE = 'berth-offline-base:bookworm';
@@ -93,7 +94,7 @@ const code = (a: Answer) => (a.body?.error ? (a.body.error.data?.code ?? `no dat
 describe('tasks: hostile agents on their bridges (real engine, real daemon)', () => {
   let d: DaemonProcess;
   const events: BerthEvent[] = [];
-  const ac = new AbortController();
+  let follow = { stop: () => {} };
   let projects = 0;
 
   /** A project of its own for each test, so no test claims another's tasks. */
@@ -120,13 +121,11 @@ describe('tasks: hostile agents on their bridges (real engine, real daemon)', ()
     // taken back soon after it runs out.
     ({ d } = await startWithProject({ env: { BERTH_ACTIVITY_CHECK_SEC: '1' } }));
     await d.client.agents.define({ name: 'coder', image: NODE_IMAGE, command: ['node', '-e', 'setInterval(() => {}, 1 << 30)'], network: 'none', readOnly: true });
-    void (async () => {
-      for await (const e of d.client.events({ signal: ac.signal })) events.push(e);
-    })().catch(() => {});
+    follow = collectEvents(d, events);
   }, 180_000);
 
   afterAll(async () => {
-    ac.abort();
+    follow.stop();
     await d?.[Symbol.asyncDispose]();
   });
 
