@@ -77,6 +77,9 @@ export class ModelUpstream {
     let self;
     const server = createServer((req, res) => void self.handle(req, res));
     server.on('connection', () => self.connections++);
+    // A real API keeps idle connections open far longer than node's 5 s: on a busy machine a gap
+    // between two calls must not count as the relay opening another connection.
+    server.keepAliveTimeout = 120_000;
     self = new ModelUpstream(server, opts);
     await new Promise((r) => server.listen(0, o.host ?? '127.0.0.1', r));
     return self;
