@@ -53,17 +53,24 @@ const toPool = (r: Row): PoolRecord => ({
 
 /** Pools (desired state, reconciled like sessions) and the sessions each one started. */
 export class PoolsRepo {
-  constructor(private readonly db: Db) {}
+  private readonly stmts;
+
+  constructor(private readonly db: Db) {
+    // Read on every task event (which pools to look at): prepared once.
+    this.stmts = {
+      get: db.prepare<[string], Row>('SELECT * FROM pools WHERE id = ?'),
+      all: db.prepare<[], Row>('SELECT * FROM pools ORDER BY created_at, id'),
+      ofProject: db.prepare<[string], Row>('SELECT * FROM pools WHERE project = ? ORDER BY created_at, id'),
+    };
+  }
 
   get(id: string): PoolRecord | undefined {
-    const r = this.db.prepare<[string], Row>('SELECT * FROM pools WHERE id = ?').get(id);
+    const r = this.stmts.get.get(id);
     return r && toPool(r);
   }
 
   list(project?: string): PoolRecord[] {
-    const rows = project
-      ? this.db.prepare<[string], Row>('SELECT * FROM pools WHERE project = ? ORDER BY created_at, id').all(project)
-      : this.db.prepare<[], Row>('SELECT * FROM pools ORDER BY created_at, id').all();
+    const rows = project ? this.stmts.ofProject.all(project) : this.stmts.all.all();
     return rows.map(toPool);
   }
 
