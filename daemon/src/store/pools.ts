@@ -1,19 +1,8 @@
-import type { PoolState } from '@berth/client-sdk/protocol';
+import type { Pool, PoolState } from '@berth/client-sdk/protocol';
 import type { Db } from './db.js';
 
-export interface PoolRecord {
-  id: string;
-  project: string;
-  agent: string;
-  parallel: number;
-  reviewer: string | null;
-  autoMerge: boolean;
-  untilEmpty: boolean;
-  state: PoolState;
-  tokens: number;
-  createdAt: string;
-  updatedAt: string;
-}
+/** A pool as stored: its desired state, and the tokens of its sessions already removed. */
+export type PoolRecord = Pick<Pool, 'id' | 'project' | 'agent' | 'parallel' | 'reviewer' | 'autoMerge' | 'untilEmpty' | 'state' | 'tokens' | 'createdAt' | 'updatedAt'>;
 
 export interface PoolSession {
   sessionId: string;
