@@ -1,3 +1,5 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Session } from '@berth/client-sdk/protocol';
 import { poll, sh, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
@@ -6,10 +8,13 @@ import { TEST_IMAGE } from '../helpers/docker.js';
 /** BERTH_MAX_RUNNING on the real engine: starts beyond the cap wait, and start by themselves in order. */
 describe('capacity cap', () => {
   let d: DaemonProcess;
+  let repo: string;
 
   beforeAll(async () => {
-    ({ d } = await startWithProject({ env: { BERTH_MAX_RUNNING: '2' } }));
-    await d.client.agents.define({ name: 'job', image: TEST_IMAGE, readOnly: true, restartPolicy: 'never', command: sh('echo working; sleep 3; exit 0') });
+    ({ d, repo } = await startWithProject({ env: { BERTH_MAX_RUNNING: '2' } }));
+    // A job works until the test opens the gate (a file in the shared checkout), so how fast the
+    // machine is cannot free a slot early.
+    await d.client.agents.define({ name: 'job', image: TEST_IMAGE, readOnly: true, restartPolicy: 'never', command: sh('echo working; until [ -e /workspace/gate ]; do sleep 0.2; done; sleep 3; exit 0') });
   }, 120_000);
 
   afterAll(async () => {
@@ -23,6 +28,7 @@ describe('capacity cap', () => {
     expect(started.slice(2).every((s) => s.state === 'pending')).toBe(true);
     const ps = (await d.client.sessions.list({ active: true })).items;
     expect(ps.filter((s) => s.state === 'running').length).toBeLessThanOrEqual(2);
+    writeFileSync(join(repo, 'gate'), '');
 
     // Never more than 2 at once while they drain.
     let most = 0;
@@ -39,14 +45,20 @@ describe('capacity cap', () => {
   }, 240_000);
 
   it('a higher --priority goes first among those waiting', async () => {
-    for (let i = 0; i < 2; i++) await d.client.sessions.start({ project: 'web', agent: 'job', name: `fill-${i}` });
-    const low = await d.client.sessions.start({ project: 'web', agent: 'job', name: 'low' });
-    const high = await d.client.sessions.start({ project: 'web', agent: 'job', name: 'high', priority: 5 });
+    // Every session here runs until stopped, so nothing frees a slot but the test.
+    await d.client.agents.define({ name: 'hold', image: TEST_IMAGE, readOnly: true, restartPolicy: 'never', command: sh('sleep 600') });
+    const fills = [];
+    for (let i = 0; i < 2; i++) fills.push(await d.client.sessions.start({ project: 'web', agent: 'hold', name: `fill-${i}` }));
+    const low = await d.client.sessions.start({ project: 'web', agent: 'hold', name: 'low' });
+    const high = await d.client.sessions.start({ project: 'web', agent: 'hold', name: 'high', priority: 5 });
     expect([low.queued, high.queued]).toEqual([true, true]);
-    const both = await poll(async () => {
-      const [l, h] = await Promise.all([d.client.sessions.get({ id: low.id }), d.client.sessions.get({ id: high.id })]);
-      return l.startedAt && h.startedAt ? [l, h] : null;
-    }, 120_000, 'both to start');
-    expect(Date.parse(both[1]!.startedAt!)).toBeLessThanOrEqual(Date.parse(both[0]!.startedAt!));
+
+    // One slot frees: the higher priority takes it, the lower one still waits.
+    await d.client.sessions.stop({ id: fills[0]!.id, timeoutSec: 1 });
+    await poll(async () => ((await d.client.sessions.get({ id: high.id })).startedAt ? true : null), 120_000, 'high to start');
+    expect((await d.client.sessions.get({ id: low.id })).queued).toBe(true);
+
+    await d.client.sessions.stop({ id: fills[1]!.id, timeoutSec: 1 });
+    await poll(async () => ((await d.client.sessions.get({ id: low.id })).startedAt ? true : null), 120_000, 'low to start');
   }, 240_000);
 });
