@@ -64,6 +64,9 @@ export async function runCli(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // SIGHUP reloads config.yaml and secrets.yaml; before the daemon runs, the files are being read anyway.
+  let reloadConfig: ((trigger: string) => unknown) | null = null;
+  process.on('SIGHUP', () => void reloadConfig?.('SIGHUP'));
 
   // The socket path without the validator; a path the validator will refuse is left to it.
   let listener: SocketListener | null = null;
@@ -89,12 +92,13 @@ export async function runCli(argv: string[]): Promise<void> {
 
   try {
     const main = await import('./main.js');
-    const config = main.loadConfig(loadOpts);
+    const { config, layers } = main.loadLayered(loadOpts);
     const log = main.createLogger(config.logLevel, opts.pretty ? { pretty: true } : {});
     flush = () => log.flush?.();
     for (const [obj, msg] of early) log.warn(obj, msg);
-    const daemon = await main.startDaemon(config, log, listener ? { listener } : {});
+    const daemon = await main.startDaemon(config, log, { ...(listener ? { listener } : {}), reload: { options: loadOpts, layers } });
     stopDaemon = (reason) => daemon.stop(reason);
+    reloadConfig = (trigger) => daemon.reloadConfig(trigger);
   } catch (err) {
     await startupFailed(err);
   }

@@ -7,13 +7,14 @@ import { CredentialSource } from './bridge/credential.js';
 import { BridgeHost } from './bridge/host.js';
 import { ModelRelay } from './bridge/relay.js';
 import { UsageService } from './bridge/usage-service.js';
-import { parseMemory, socketAccess, summarize, type Config } from './config/index.js';
+import { loadLayered, parseMemory, socketAccess, summarize, type Config, type ConfigKey, type Layers, type LoadOptions } from './config/index.js';
+import { ConfigWatcher, type ReloadResult } from './config/reload.js';
 import { EventBus } from './events/bus.js';
 import { EngineMonitor } from './health/engine-monitor.js';
 import { systemClock, type Clock } from './shared/clock.js';
 import { Health } from './health/index.js';
 import { StuckMonitor } from './health/stuck.js';
-import type { Logger } from './log.js';
+import { setLogLevel, type Logger } from './log.js';
 import { ProjectService } from './projects/service.js';
 import { RpcDispatcher } from './rpc/dispatcher.js';
 import { createHandlers } from './rpc/handlers.js';
@@ -51,14 +52,22 @@ export interface Daemon {
   log: Logger;
   /** Stops serving and releases everything. Agent containers are left running, always. */
   stop(reason: string): Promise<void>;
+  /** Reloads config.yaml and secrets.yaml now (SIGHUP); null when this daemon was started without `reload`. */
+  reloadConfig(trigger: string): ReloadResult | null;
 }
 
-export { loadConfig } from './config/index.js';
+export { loadConfig, loadLayered } from './config/index.js';
 export { createLogger } from './log.js';
 
 export interface StartOptions extends Omit<BuildOptions, 'log'> {
   /** The socket, already bound by boot (requests are held until the daemon serves them). Default: bind config.socket. */
   listener?: SocketListener;
+  /**
+   * How `config` was loaded (file, environment, flags) and its layers: given, berthd watches
+   * config.yaml and secrets.yaml and reloads them on change (berthd's entry gives it; tests'
+   * in-process daemons do not, unless they ask).
+   */
+  reload?: { options: LoadOptions; layers: Layers };
 }
 
 export interface BuildOptions {
@@ -102,6 +111,8 @@ export interface DaemonParts {
   taskFiles: TaskFileWatcher;
   pools: PoolService;
   poolController: PoolController;
+  /** How each live config key reaches the components that copied its value (config/reload-policy.ts says which keys are live). */
+  liveConfig: Partial<Record<ConfigKey, (config: Config) => void>>;
 }
 
 /**
@@ -126,14 +137,15 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
   const secrets = new Secrets(config.home);
   const audit = new AuditLog(config.home);
   const credential = new CredentialSource(config.modelCredential, secrets);
+  const relay = config.agentMode === 'local' ? null : new ModelRelay(config.modelUpstream, config.modelMaxInflight, credential, log.child({ component: 'relay' }));
   const bridge =
-    config.agentMode === 'local'
+    relay === null
       ? null
       : new BridgeHost({
           home: config.home,
           sessions: store.sessions,
           usage: store.usage,
-          relay: new ModelRelay(config.modelUpstream, config.modelMaxInflight, credential, log.child({ component: 'relay' })),
+          relay,
           audit,
           bus,
           log: log.child({ component: 'bridge' }),
@@ -286,7 +298,33 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     log: notifyLog,
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController };
+  // Agent limits, runtime and docker access need no setter: sessions read `config` (updated in place) when they are made.
+  const liveConfig: DaemonParts['liveConfig'] = {
+    logLevel: (c) => setLogLevel(log, c.logLevel),
+    resyncSec: (c) => {
+      reconciler.setResyncMs(c.resyncSec * 1000);
+      poolController.setResyncMs(c.resyncSec * 1000);
+    },
+    gitTimeoutSec: (c) => {
+      GIT_LIMITS.defaultTimeoutMs = c.gitTimeoutSec * 1000;
+    },
+    agentDefaultImage: (c) => {
+      images.setDefaultImage(c.agentDefaultImage);
+      monitor.setDefaultImage(c.agentDefaultImage);
+    },
+    agentDockerAccess: (c) => {
+      if (c.agentDockerAccess === 'socket') log.warn('AGENT_DOCKER_ACCESS=socket: new agents get the Docker engine socket, which is equivalent to root on this host');
+    },
+    notifyWebhooks: (c) => notifier.setWebhooks(c.notifyWebhooks.map((hook) => new WebhookQueue(hook, { clock, log: notifyLog }))),
+    modelUpstream: (c) => relay?.configure(c.modelUpstream, c.modelMaxInflight),
+    modelMaxInflight: (c) => relay?.configure(c.modelUpstream, c.modelMaxInflight),
+    modelCredential: (c) => {
+      credential.setSpec(c.modelCredential);
+      log.info({ credential: credential.describe() }, 'Model credential changed');
+    },
+  };
+
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -299,11 +337,15 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   if (config.agentMode === 'local') {
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
-  const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController } = buildDaemon(config, {
+  const { listener, reload, ...build } = opts;
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig } = buildDaemon(config, {
     ...build,
     log,
   });
+  const configWatcher = reload
+    ? new ConfigWatcher({ current: config, layers: reload.layers, load: () => loadLayered(reload.options), apply: liveConfig, bus, log: log.child({ component: 'config' }) })
+    : null;
+  if (configWatcher) health.addCheck(() => configWatcher.check());
 
   const status = async (): Promise<DaemonStatus> => {
     // Status is polled by editors and scripts: a two-second-old engine check is fresh enough.
@@ -360,6 +402,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const tasksDone = tasks.start(loops.signal);
   const taskFilesDone = taskFiles.start(loops.signal);
   const poolsDone = poolController.start(loops.signal);
+  const configDone = configWatcher?.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
 
@@ -370,6 +413,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   return {
     config,
     log,
+    reloadConfig: (trigger) => configWatcher?.reload(trigger) ?? null,
     stop(reason: string) {
       stopping ??= (async () => {
         log.info({ reason }, 'Stopping berthd');
@@ -378,7 +422,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, configDone]);
         store.close();
         log.info('Stopped berthd');
       })();

@@ -131,6 +131,8 @@ export const eventTypes = [
   'daemon.started',
   'daemon.stopping',
   'daemon.health',
+  'config.changed',
+  'config.invalid',
   'engine.available',
   'engine.unavailable',
   'project.added',

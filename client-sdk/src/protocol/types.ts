@@ -332,6 +332,8 @@ export interface HealthCheck {
   detail: string;
   /** What to do about it, when failing. */
   remediation?: string;
+  /** A failing warning is shown in the report but leaves `status` ok (an invalid config edit berthd did not apply). */
+  warning?: boolean;
 }
 
 export interface HealthReport {
@@ -390,11 +392,33 @@ export interface Notification {
   ts: string;
 }
 
+/**
+ * A reload of config.yaml / secrets.yaml (file watch, SIGHUP) that was valid. `keys`: the changed keys
+ * applied at once; `restartNeeded`: changed keys that take effect only when berthd restarts (the
+ * running value still governs); `secrets`: names of secrets added, changed or removed (never values).
+ */
+export interface ConfigChange {
+  trigger: string;
+  keys: string[];
+  restartNeeded: string[];
+  secrets: string[];
+}
+
+/** A reload that was refused: the running configuration is kept. `key` is the config key, or the file when it cannot be read or parsed. */
+export interface ConfigProblem {
+  trigger: string;
+  key: string;
+  file: string;
+  message: string;
+}
+
 /** One line of `GET /events`. `seq` grows by one per event within a daemon's lifetime. */
 export type BerthEvent =
   | EventOf<'daemon.started', { version: string; pid: number }>
   | EventOf<'daemon.stopping', { reason: string }>
   | EventOf<'daemon.health', { status: 'ok' | 'fail'; previous: 'ok' | 'fail' | null; failing: string[] }>
+  | EventOf<'config.changed', ConfigChange>
+  | EventOf<'config.invalid', ConfigProblem>
   | EventOf<'engine.available', { version: string; apiVersion: string }>
   | EventOf<'engine.unavailable', { error: string; nextRetryAt: string }>
   | EventOf<'project.added', { project: Project }>

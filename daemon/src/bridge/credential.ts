@@ -34,7 +34,7 @@ export class CredentialSource {
   readonly loginFile: string;
 
   constructor(
-    readonly spec: string,
+    public spec: string,
     private readonly secrets: Secrets,
     opts: { claudeConfigDir?: string; now?: () => number } = {},
   ) {
@@ -43,6 +43,13 @@ export class CredentialSource {
   }
 
   private readonly now: () => number;
+
+  /** Config `modelCredential` changed live: the next request uses it. */
+  setSpec(spec: string): void {
+    this.spec = spec;
+    this.secret = null;
+    this.cached = null;
+  }
 
   /** What is used, for status and logs (never the value). */
   describe(): string {

@@ -9,7 +9,17 @@ export class FairQueue {
   /** Keys with waiters, in turn order. */
   private readonly turn: string[] = [];
 
-  constructor(readonly limit: number) {}
+  constructor(private max: number) {}
+
+  get limit(): number {
+    return this.max;
+  }
+
+  /** A new limit (config `modelMaxInflight`, live): a higher one admits waiters at once; a lower one lets the holders over it finish. */
+  setLimit(limit: number): void {
+    this.max = limit;
+    this.next();
+  }
 
   get inFlight(): number {
     return this.active;

@@ -44,8 +44,8 @@ export function sendApiError(res: ServerResponse, err: BerthError): void {
  */
 export class ModelRelay {
   readonly queue: FairQueue;
-  private readonly base: URL;
-  private readonly agent: HttpAgent;
+  private base: URL;
+  private agent: HttpAgent;
 
   constructor(
     upstream: string,
@@ -55,8 +55,27 @@ export class ModelRelay {
   ) {
     this.base = new URL(upstream);
     this.queue = new FairQueue(maxInflight);
-    const Agent = this.base.protocol === 'https:' ? HttpsAgent : HttpAgent;
-    this.agent = new Agent({ keepAlive: true, maxSockets: maxInflight, maxFreeSockets: maxInflight, scheduling: 'lifo' });
+    this.agent = ModelRelay.pool(this.base, maxInflight);
+  }
+
+  private static pool(base: URL, maxInflight: number): HttpAgent {
+    const Agent = base.protocol === 'https:' ? HttpsAgent : HttpAgent;
+    return new Agent({ keepAlive: true, maxSockets: maxInflight, maxFreeSockets: maxInflight, scheduling: 'lifo' });
+  }
+
+  /**
+   * Config `modelUpstream` / `modelMaxInflight` changed live: requests that get their slot from now
+   * on go to the new upstream through a new connection pool; those in flight finish on the old one,
+   * whose idle connections are closed once they are done.
+   */
+  configure(upstream: string, maxInflight: number): void {
+    const old = this.agent;
+    this.base = new URL(upstream);
+    this.agent = ModelRelay.pool(this.base, maxInflight);
+    this.queue.setLimit(maxInflight);
+    // destroy() would cut the requests in flight; free sockets are closed as they come back.
+    old.on('free', (socket) => socket.destroy());
+    for (const list of Object.values(old.freeSockets)) for (const s of list ?? []) s.destroy();
   }
 
   /** Relays one request whose body was read already. Never throws: failures are answered to the agent. */

@@ -1,10 +1,10 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { BerthError, notificationKinds, type ConfigSummary } from '@berth/client-sdk/protocol';
-import { configKeys, configLayers, type ConfigKey, type LoadOptions } from './layers.js';
+import { configKeys, configLayers, type ConfigKey, type Layers, type LoadOptions } from './layers.js';
 import { SOCKET_GROUP_RE, SOCKET_MODES } from './socket-access.js';
 
-export { SHIPPED_IMAGES_DIR, configKeys, type ConfigKey, type LoadOptions } from './layers.js';
+export { MAX_CONFIG_FILE, SHIPPED_IMAGES_DIR, configKeys, readSmallFile, type ConfigKey, type Layers, type LoadOptions } from './layers.js';
 export { socketAccess, type SocketAccess } from './socket-access.js';
 
 const MEMORY_RE = /^(\d+(?:\.\d+)?)([bkmg])?$/i;
@@ -114,7 +114,13 @@ export type Config = z.infer<typeof fileSchema> & { home: string; configFile: st
 
 /** Reads, merges and validates. Throws BerthError CONFIG_INVALID naming key, value and what is accepted. */
 export function loadConfig(opts: LoadOptions = {}): Config {
-  const { home: berthHome, configFile, raw, source } = configLayers(opts);
+  return loadLayered(opts).config;
+}
+
+/** loadConfig, with the layers it was merged from (the reload tells a file edit from an environment value). */
+export function loadLayered(opts: LoadOptions = {}): { config: Config; layers: Layers } {
+  const layers = configLayers(opts);
+  const { home: berthHome, configFile, raw, source } = layers;
   const parsed = fileSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -128,7 +134,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       { details: { key, env: envName, value, source: from, expected: issue.message } },
     );
   }
-  return { ...parsed.data, home: berthHome, configFile };
+  return { config: { ...parsed.data, home: berthHome, configFile }, layers };
 }
 
 export function summarize(config: Config): ConfigSummary {

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -59,6 +59,32 @@ export interface Layers {
   raw: Record<ConfigKey, unknown>;
   /** Where each non-default value came from: `FILE: key`, an environment name, or `--flag`. */
   source: Partial<Record<ConfigKey, string>>;
+  /** What the config file says, key by key, whether or not the environment or a flag beats it. */
+  file: Partial<Record<ConfigKey, unknown>>;
+}
+
+/** Largest config.yaml or secrets.yaml berthd reads. */
+export const MAX_CONFIG_FILE = 1024 * 1024;
+
+/**
+ * A small regular file's text, read without blocking: a FIFO, a device or a link to one is refused
+ * (it would hang berthd at startup or on reload), as is a file over `maxBytes`. Throws an Error
+ * whose message says why; ENOENT keeps its `code`.
+ */
+export function readSmallFile(path: string, maxBytes = MAX_CONFIG_FILE): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > maxBytes) throw new Error(`${st.size} bytes; the limit is ${maxBytes}`);
+    const buf = Buffer.alloc(maxBytes + 1);
+    let n = 0;
+    for (let r; n <= maxBytes && (r = readSync(fd, buf, n, maxBytes + 1 - n, null)) > 0; ) n += r;
+    if (n > maxBytes) throw new Error(`grew past the limit of ${maxBytes} bytes while read`);
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function expandHome(p: string, home: string): string {
@@ -108,13 +134,14 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     notifyWebhooks: null,
   };
   const source: Partial<Record<ConfigKey, string>> = {};
+  const file: Partial<Record<ConfigKey, unknown>> = {};
 
   let configFile: string | null = null;
   const explicit = opts.configFile !== undefined;
   const candidate = explicit ? resolve(opts.configFile!) : join(home, 'config.yaml');
   let text: string | null = null;
   try {
-    text = readFileSync(candidate, 'utf8');
+    text = readSmallFile(candidate);
     configFile = candidate;
   } catch (err) {
     if (explicit || (err as NodeJS.ErrnoException).code !== 'ENOENT') {
@@ -149,6 +176,7 @@ export function configLayers(opts: LoadOptions = {}): Layers {
         // A list or mapping (notifyWebhooks) travels as JSON text, as its environment variable does.
         raw[k as ConfigKey] = v === null || v === undefined ? null : typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
         source[k as ConfigKey] = `${candidate}: ${k}`;
+        file[k as ConfigKey] = raw[k as ConfigKey];
       }
     }
   }
@@ -169,5 +197,5 @@ export function configLayers(opts: LoadOptions = {}): Layers {
   for (const key of ['socket', 'projectsRoot', 'imagesDir', 'buildCaCerts'] as const) {
     if (typeof raw[key] === 'string') raw[key] = expandHome(raw[key] as string, userHome);
   }
-  return { home, configFile, raw, source };
+  return { home, configFile, raw, source, file };
 }

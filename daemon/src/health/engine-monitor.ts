@@ -34,7 +34,7 @@ export class EngineMonitor {
 
   constructor(
     private readonly engine: EnginePort,
-    private readonly defaultImage: string,
+    private defaultImage: string,
     private readonly bus: EventBus,
     private readonly log: Logger,
     private readonly clock: Clock = systemClock,
@@ -119,6 +119,15 @@ export class EngineMonitor {
   }
 
   /** Cut the current wait short (used by tests and when a caller reports an engine error). */
+  /** AGENT_DEFAULT_IMAGE changed live: checked again at once. */
+  setDefaultImage(name: string): void {
+    if (name === this.defaultImage) return;
+    this.defaultImage = name;
+    this.image = null;
+    this.imageError = null;
+    void this.refresh(0).catch(() => {});
+  }
+
   poke(): void {
     this.wake?.();
   }

@@ -10,6 +10,7 @@ import type { EngineMonitor } from './engine-monitor.js';
  */
 export class Health {
   private last: 'ok' | 'fail' | null = null;
+  private readonly extra: (() => HealthCheck)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -32,9 +33,14 @@ export class Health {
     }
   }
 
+  /** A check of another part (the config reload): computed for each report, without I/O. */
+  addCheck(check: () => HealthCheck): void {
+    this.extra.push(check);
+  }
+
   /** Current report from the last engine check (no I/O). */
   snapshot(): HealthReport {
-    return this.record([this.storeCheck(), ...this.engine.checks()]);
+    return this.record([this.storeCheck(), ...this.engine.checks(), ...this.extra.map((c) => c())]);
   }
 
   /** Re-checks the engine (unless a check is younger than `maxAgeMs`), then reports. */
@@ -44,9 +50,10 @@ export class Health {
   }
 
   private record(checks: HealthCheck[]): HealthReport {
-    const status = checks.every((c) => c.ok) ? 'ok' : 'fail';
+    // A failing warning is reported, not counted: berthd is as ready as before it.
+    const status = checks.every((c) => c.ok || c.warning) ? 'ok' : 'fail';
     if (status !== this.last) {
-      const failing = checks.filter((c) => !c.ok).map((c) => c.name);
+      const failing = checks.filter((c) => !c.ok && !c.warning).map((c) => c.name);
       if (this.last !== null) this.log.info({ status, failing }, `Health changed: ${this.last} -> ${status}`);
       this.bus.publish('daemon.health', { status, previous: this.last, failing });
       this.last = status;

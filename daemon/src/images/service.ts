@@ -51,6 +51,11 @@ export class ImageService {
     private readonly opts: ImageServiceOptions,
   ) {}
 
+  /** AGENT_DEFAULT_IMAGE changed live. */
+  setDefaultImage(name: string): void {
+    this.opts.defaultImage = name;
+  }
+
   /** The shipped stacks, read afresh (the directory may change while berthd runs). */
   stacks(): Promise<Stack[]> {
     return readStacks(this.opts.imagesDir);

@@ -79,24 +79,62 @@ export class Notifier {
   /** The budget each session was last notified for: the bridge repeats its event while the agent retries. */
   private readonly budgetNotified = new Map<string, number>();
   private readonly newId: () => string;
+  private webhooks: WebhookQueue[];
+  /** Each started webhook's loop, stopped on its own when a reload drops it. */
+  private readonly loops = new Map<WebhookQueue, { stop: AbortController; done: Promise<void> }>();
+  private signal: AbortSignal | null = null;
 
   constructor(private readonly d: NotifierDeps) {
     this.newId = d.newId ?? (() => randomBytes(8).toString('hex'));
+    this.webhooks = [...d.webhooks];
+  }
+
+  /**
+   * The webhooks from a reloaded config (`notifyWebhooks`, live). A webhook with the same url and
+   * events keeps its queue and its pending deliveries; a dropped one stops (what it still held is
+   * not sent); a new one starts with the next notification.
+   */
+  setWebhooks(next: WebhookQueue[]): void {
+    const key = (w: WebhookQueue) => JSON.stringify([w.hook.url, w.hook.events ?? null]);
+    const kept = new Map(this.webhooks.map((w) => [key(w), w]));
+    const list = next.map((w) => kept.get(key(w)) ?? w);
+    for (const w of this.webhooks) if (!list.includes(w)) this.stopLoop(w);
+    this.webhooks = list;
+    if (this.signal && !this.signal.aborted) for (const w of list) this.startLoop(w);
+    this.d.log.info({ webhooks: list.map((w) => w.target) }, 'Webhooks changed');
+  }
+
+  private startLoop(w: WebhookQueue): void {
+    if (this.loops.has(w) || !this.signal) return;
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    this.signal.addEventListener('abort', onAbort, { once: true });
+    const done = w.start(stop.signal).finally(() => this.signal?.removeEventListener('abort', onAbort));
+    this.loops.set(w, { stop, done });
+  }
+
+  private stopLoop(w: WebhookQueue): void {
+    const loop = this.loops.get(w);
+    if (!loop) return;
+    this.loops.delete(w);
+    loop.stop.abort();
   }
 
   /** Runs until `signal` aborts; resolves once every webhook loop has ended. */
   async start(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return;
     const { log } = this.d;
-    log.info({ desktop: this.d.desktop?.command ?? null, webhooks: this.d.webhooks.length }, 'Starting notifications');
+    log.info({ desktop: this.d.desktop?.command ?? null, webhooks: this.webhooks.length }, 'Starting notifications');
     // Handled after the publish that delivered it returns: the notification must not overtake
     // its cause on the other subscribers' streams.
     const unsubscribe = this.d.bus.subscribe((e) => queueMicrotask(() => this.handle(e)));
-    const loops = this.d.webhooks.map((w) => w.start(signal));
+    this.signal = signal;
+    for (const w of this.webhooks) this.startLoop(w);
     log.info('Started notifications');
     await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     unsubscribe();
-    await Promise.all(loops);
+    await Promise.all([...this.loops.values()].map((l) => l.done));
+    this.loops.clear();
   }
 
   /** One event off the bus; never throws (a failure is logged). */
@@ -122,6 +160,6 @@ export class Notifier {
     this.d.log.info({ sessionId: n.session.id, kind: n.kind, notificationId: n.id }, 'Notifying');
     this.d.bus.publish('notification', n);
     this.d.desktop?.notify(n);
-    for (const w of this.d.webhooks) w.push(n);
+    for (const w of this.webhooks) w.push(n);
   }
 }

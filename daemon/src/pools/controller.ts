@@ -72,6 +72,11 @@ export class PoolController {
   private readonly unmergeable = new Set<number>();
   private readonly warnedNames = new Set<string>();
 
+  /** Config `resyncSec` changed live: taken at the next pass. */
+  setResyncMs(ms: number): void {
+    this.d.resyncMs = ms;
+  }
+
   constructor(private readonly d: PoolControllerDeps) {
     d.bus.subscribe((e) => {
       if (e.type === 'session.activity' && e.data.activity.state === 'stuck') this.stuck(e.data.id, e.data.activity.reason);

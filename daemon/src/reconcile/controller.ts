@@ -68,7 +68,7 @@ export class Reconciler {
    */
   private readonly networks = new Map<string, string>();
   private readonly networkLock = new KeyedMutex();
-  private readonly opts: Required<ReconcilerOptions>;
+  private opts: Required<ReconcilerOptions>;
   private runSeq = 0;
 
   constructor(
@@ -83,6 +83,11 @@ export class Reconciler {
     };
     this.queue = new WorkQueue(d.clock);
     this.orphans = new OrphanSweeper(d.runtime, d.clock, d.log, this.opts.orphanGraceMs);
+  }
+
+  /** The resync interval, changed live (config `resyncSec`): taken at the next sleep. */
+  setResyncMs(ms: number): void {
+    this.opts.resyncMs = ms;
   }
 
   get ownLabels(): Record<string, string> {

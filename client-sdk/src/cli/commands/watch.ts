@@ -124,6 +124,15 @@ export function describeEvent(e: BerthEvent): string {
       return `${e.data.name} ${e.data.previous ?? '-'} -> ${e.data.activity.state}`;
     case 'notification':
       return `${e.data.session.name} ${e.data.kind}: ${e.data.message}`;
+    case 'config.changed': {
+      const d = e.data;
+      const parts = [`applied: ${d.keys.join(', ') || 'nothing'}`];
+      if (d.restartNeeded.length) parts.push(`needs a restart: ${d.restartNeeded.join(', ')}`);
+      if (d.secrets.length) parts.push(`secrets changed: ${d.secrets.join(', ')}`);
+      return `${d.trigger}: ${parts.join('; ')}`;
+    }
+    case 'config.invalid':
+      return `${e.data.trigger}: ${e.data.key} not applied (running configuration kept): ${cut(e.data.message, 200)}`;
     default:
       return cut(jsonText(e.data), 120);
   }
