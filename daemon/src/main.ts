@@ -403,6 +403,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const taskFilesDone = taskFiles.start(loops.signal);
   const poolsDone = poolController.start(loops.signal);
   const configDone = configWatcher?.start(loops.signal);
+  await configWatcher?.ready;
   reconciler.resyncSoon();
   checkouts.start();
 

@@ -46,6 +46,9 @@ export class ConfigWatcher {
   private readonly reportedShadow = new Map<ConfigKey, string>();
   readonly configFile: string;
   readonly secretsFile: string;
+  private markReady: () => void = () => {};
+  /** Resolves once the files are watched (and an edit made while berthd was starting has been reloaded). */
+  readonly ready = new Promise<void>((r) => (this.markReady = r));
 
   constructor(private readonly d: ConfigWatcherDeps) {
     this.configFile = d.current.configFile ?? join(d.current.home, 'config.yaml');
@@ -87,7 +90,13 @@ export class ConfigWatcher {
       }, this.d.debounceMs ?? 200);
     });
     watcher.on('error', (err) => this.d.log.warn({ err: (err as Error).message }, 'Failed watching the config files'));
-    this.d.log.info({ files: [...files] }, 'Watching the config files');
+    watcher.once('ready', () => {
+      this.d.log.info({ files: [...files] }, 'Watching the config files');
+      // What changed between the startup load and the watch would otherwise wait for the next edit.
+      this.reload('startup');
+      this.markReady();
+    });
+    signal.addEventListener('abort', () => this.markReady(), { once: true });
     await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
     if (timer) clearTimeout(timer);
     await watcher.close().catch(() => {});
