@@ -34,7 +34,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
           `engine   ${engine}`,
           `health   ${s.health.status}`,
           ...s.health.checks.map(
-            (c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}${c.ok || !c.remediation ? '' : `\n       fix: ${c.remediation}`}`,
+            (c) => `  ${c.ok ? 'ok  ' : c.warning ? 'WARN' : 'FAIL'} ${c.name}: ${c.detail}${c.ok || !c.remediation ? '' : `\n       fix: ${c.remediation}`}`,
           ),
         ];
         return lines.join('\n') + '\n';
