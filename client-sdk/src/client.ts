@@ -120,6 +120,7 @@ export class BerthClient {
 
   readonly daemon = {
     status: this.method('daemon.status'),
+    reloadConfig: this.method('daemon.reloadConfig'),
   };
 
   readonly projects = {

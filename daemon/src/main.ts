@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DaemonStatus } from '@berth/client-sdk/protocol';
+import { BerthError, type ConfigChange, type DaemonStatus } from '@berth/client-sdk/protocol';
 import { AgentService } from './agents/service.js';
 import { AuditLog } from './bridge/audit.js';
 import { CredentialSource } from './bridge/credential.js';
@@ -364,7 +364,17 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     };
   };
 
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status }), log.child({ component: 'rpc' }));
+  const reloadConfig = (): ConfigChange => {
+    if (!configWatcher) throw new BerthError('CONFIG_RELOAD_UNAVAILABLE', 'this berthd cannot read its configuration again: it was started without its load options');
+    const r = configWatcher.reload('rpc');
+    if (r.problem) {
+      throw new BerthError('CONFIG_INVALID', `not applied, the running configuration is kept: ${r.problem.message}`, {
+        details: { key: r.problem.key, file: r.problem.file },
+      });
+    }
+    return { trigger: 'rpc', keys: r.keys, restartNeeded: r.restartNeeded, secrets: r.secrets };
+  };
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status, reloadConfig }), log.child({ component: 'rpc' }));
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   // Before the first request: what was being made when berthd went down, not what starts now.

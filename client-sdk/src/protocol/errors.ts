@@ -178,6 +178,10 @@ export const errorRegistry = {
 
   // Daemon startup and client connection (not sent over RPC, but reported with the same codes)
   CONFIG_INVALID: { rpc: 1900, hint: 'Fix the named key in the config file or environment; README lists accepted values.' },
+  CONFIG_RELOAD_UNAVAILABLE: {
+    rpc: 1750,
+    hint: 'This berthd was started without its load options (embedded in a program or a test) and cannot read its config again: restart it to apply config changes.',
+  },
   SOCKET_IN_USE: { rpc: 1901, hint: 'Another berthd already serves this socket; stop it, or set BERTH_SOCKET to another path.' },
   SOCKET_PATH_TOO_LONG: { rpc: 1902, hint: 'Choose a shorter BERTH_SOCKET (or BERTH_HOME) path.' },
   SOCKET_PATH_NOT_SOCKET: { rpc: 1903, hint: 'Something other than a socket sits at BERTH_SOCKET; move it away or choose another path.' },

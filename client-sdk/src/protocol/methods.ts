@@ -2,6 +2,7 @@ import type {
   Agent,
   AgentLimits,
   BridgeRequestRecord,
+  ConfigChange,
   DaemonStatus,
   ExecResult,
   DefaultImagesResult,
@@ -31,6 +32,8 @@ import type { TaskMethods } from './tasks.js';
  */
 export interface Methods extends TaskMethods {
   'daemon.status': { params: Record<string, never>; result: DaemonStatus };
+  /** Reads config.yaml and secrets.yaml again, as SIGHUP does. A refused file: CONFIG_INVALID naming the key; the running configuration is kept. */
+  'daemon.reloadConfig': { params: Record<string, never>; result: ConfigChange };
 
   'projects.add': {
     params: { name: string; path?: string; gitUrl?: string; sshKeyPath?: string; branch?: string; worktrees?: WorktreePolicy };
@@ -164,6 +167,7 @@ export type ResultOf<M extends MethodName> = Methods[M]['result'];
  */
 export const positionalParams: { readonly [M in MethodName]: readonly (keyof ParamsOf<M> & string)[] } = {
   'daemon.status': [],
+  'daemon.reloadConfig': [],
   'projects.add': ['name', 'path', 'gitUrl', 'sshKeyPath', 'branch', 'worktrees'],
   'projects.list': [],
   'projects.get': ['name'],

@@ -107,6 +107,7 @@ const fileSchema = z
       message: '"auto" (what the host holds at the default limits), a whole number of sessions, or 0 for no cap',
     }),
     notifyWebhooks: webhooksSchema,
+    configWatch: z.enum(['true', 'false'], { message: 'true (reload config.yaml and secrets.yaml when they change) or false (only on SIGHUP or `berth config reload`)' }).transform((v) => v === 'true'),
   })
   .strict();
 

@@ -37,6 +37,7 @@ export const configKeys = {
   agentStuckTimeoutMinutes: 'AGENT_STUCK_TIMEOUT_MINUTES',
   activityCheckSec: 'BERTH_ACTIVITY_CHECK_SEC',
   notifyWebhooks: 'BERTH_NOTIFY_WEBHOOKS',
+  configWatch: 'BERTH_CONFIG_WATCH',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -132,6 +133,7 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     agentStuckTimeoutMinutes: '10',
     activityCheckSec: '15',
     notifyWebhooks: null,
+    configWatch: 'true',
   };
   const source: Partial<Record<ConfigKey, string>> = {};
   const file: Partial<Record<ConfigKey, unknown>> = {};

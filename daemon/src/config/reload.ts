@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { watch } from 'chokidar';
 import { parse } from 'yaml';
@@ -74,12 +75,46 @@ export class ConfigWatcher {
     };
   }
 
+  /**
+   * The files, and the targets of those that are links to regular files (a config.yaml kept with
+   * one's dotfiles): their directories are watched, not descended into.
+   */
+  private watchedFiles(): string[] {
+    const out: string[] = [];
+    for (const f of [resolve(this.configFile), resolve(this.secretsFile)]) {
+      out.push(f);
+      try {
+        const real = realpathSync(f);
+        if (real !== f && statSync(real).isFile()) out.push(real);
+      } catch {
+        // absent, or a dangling link: its directory is watched for it
+      }
+    }
+    return out;
+  }
+
   async start(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return;
-    const files = new Set([resolve(this.configFile), resolve(this.secretsFile)]);
-    const dirs = new Set([...files].map((f) => dirname(f)));
+    if (!this.d.current.configWatch) {
+      this.d.log.info('Config files not watched (configWatch: false): SIGHUP or `berth config reload` reads them again');
+      this.markReady();
+      await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+      return;
+    }
+    const files = new Set<string>();
+    const dirs = new Set<string>();
     const relevant = (p: string) => dirs.has(resolve(p)) || files.has(resolve(p));
-    const watcher = watch([...dirs], { ignoreInitial: true, followSymlinks: false, depth: 0, ignored: (p: string) => !relevant(p), ignorePermissionErrors: true });
+    const watcher = watch([], { ignoreInitial: true, followSymlinks: false, depth: 0, ignored: (p: string) => !relevant(p), ignorePermissionErrors: true });
+    const track = () => {
+      for (const f of this.watchedFiles()) {
+        if (files.has(f)) continue;
+        files.add(f);
+        if (!dirs.has(dirname(f))) {
+          dirs.add(dirname(f));
+          watcher.add(dirname(f));
+        }
+      }
+    };
     let timer: NodeJS.Timeout | null = null;
     watcher.on('all', (_event, p) => {
       if (!files.has(resolve(p))) return;
@@ -96,14 +131,28 @@ export class ConfigWatcher {
       this.reload('startup');
       this.markReady();
     });
+    track();
+    this.retrack = track;
     signal.addEventListener('abort', () => this.markReady(), { once: true });
     await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    this.retrack = null;
     if (timer) clearTimeout(timer);
     await watcher.close().catch(() => {});
   }
 
   /** One reload, synchronous (the files are small and capped), so two never interleave. */
   reload(trigger: string): ReloadResult {
+    try {
+      return this.reloadOnce(trigger);
+    } finally {
+      // A link may point elsewhere now.
+      this.retrack?.();
+    }
+  }
+
+  private retrack: (() => void) | null = null;
+
+  private reloadOnce(trigger: string): ReloadResult {
     const { log } = this.d;
     let next: { config: Config; layers: Layers };
     let secrets: Map<string, string>;

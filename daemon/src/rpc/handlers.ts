@@ -1,4 +1,4 @@
-import type { DaemonStatus } from '@berth/client-sdk/protocol';
+import type { ConfigChange, DaemonStatus } from '@berth/client-sdk/protocol';
 import type { AgentService } from '../agents/service.js';
 import type { UsageService } from '../bridge/usage-service.js';
 import type { ProjectService } from '../projects/service.js';
@@ -17,12 +17,15 @@ export interface HandlerDeps {
   tasks: TaskService;
   pools: PoolService;
   status: () => Promise<DaemonStatus>;
+  /** Reads the config files again (trigger `rpc`); throws CONFIG_INVALID or CONFIG_RELOAD_UNAVAILABLE. */
+  reloadConfig: () => ConfigChange;
 }
 
 /** Method name → service call. Params arrive validated against the protocol's types. */
 export function createHandlers(d: HandlerDeps): Handlers {
   return {
     'daemon.status': () => d.status(),
+    'daemon.reloadConfig': () => d.reloadConfig(),
     'projects.add': (p) => d.projects.add(p),
     'projects.list': () => d.projects.list(),
     'projects.get': (p) => d.projects.get(p.name),

@@ -51,6 +51,7 @@ const limits = z
  */
 export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'daemon.status': none,
+  'daemon.reloadConfig': none,
   'projects.add': z
     .object({
       name: z.string(),

@@ -99,7 +99,7 @@ describe('config reloaded live', () => {
     expect((await d.client.daemon.status()).config.agentPidsLimit).toBe(200);
   }, 120_000);
 
-  it('a config.yaml deleted and re-created is picked up; SIGHUP reloads what no watch sees (the target of a symlinked config.yaml)', async () => {
+  it('a config.yaml deleted and re-created is picked up, and so is an edit of the target of a symlinked one', async () => {
     const { tempDir } = await import('../helpers/daemon.js');
     const { mkdir, rm, symlink } = await import('node:fs/promises');
     const home = await tempDir();
@@ -108,33 +108,82 @@ describe('config reloaded live', () => {
     await using d = await startDaemon({ home, ownsHome: true });
     const { events, stop } = await collect(d);
     try {
-      // Nothing changed: a SIGHUP reloads quietly and berthd keeps running (SIGHUP's default would end it).
-      d.proc.kill('SIGHUP');
-      expect((await d.client.daemon.status()).pid).toBe(d.pid);
-
       await rm(file);
       await writeFile(file, 'agentCpuLimit: 1.5\n');
       await poll(async () => find(events, 'config.changed', (e) => e.data.keys.includes('agentCpuLimit')), 60_000, 'agentCpuLimit applied');
       expect((await d.client.daemon.status()).config.agentCpuLimit).toBe(1.5);
 
-      // Links are not followed by the watch: an edit of the target is applied on SIGHUP.
       await mkdir(join(home, 'dotfiles'));
       const target = join(home, 'dotfiles', 'berth.yaml');
-      await writeFile(target, 'agentCpuLimit: 1.25\n');
+      await writeFile(target, 'agentCpuLimit: 1.5\nagentPidsLimit: 64\n');
       await rm(file);
       await symlink(target, file);
-      // The link itself is watched: swapping it in is a change, reloaded once it settles.
-      await poll(async () => find(events, 'config.changed', (e) => e.data.keys.includes('agentCpuLimit') && e.data.trigger !== 'SIGHUP' && e !== events.find((x) => x.type === 'config.changed')), 60_000, 'the link swapped in');
-      expect((await d.client.daemon.status()).config.agentCpuLimit).toBe(1.25);
-      await writeFile(target, 'agentCpuLimit: 1.25\nagentPidsLimit: 64\n');
+      await poll(async () => find(events, 'config.changed', (e) => e.data.keys.includes('agentPidsLimit')), 60_000, 'the link swapped in');
+      await writeFile(target, 'agentCpuLimit: 1.5\nagentPidsLimit: 96\n');
+      await poll(async () => (await d.client.daemon.status()).config.agentPidsLimit === 96, 60_000, 'the edit of the target applied');
+    } finally {
+      stop();
+    }
+  }, 120_000);
+
+  it('with configWatch: false only SIGHUP reads the files again', async () => {
+    const { tempDir } = await import('../helpers/daemon.js');
+    const home = await tempDir();
+    const file = join(home, 'config.yaml');
+    await writeFile(file, 'configWatch: false\nagentCpuLimit: 1\n');
+    await using d = await startDaemon({ home, ownsHome: true });
+    await d.waitForLog('Config files not watched', 60_000);
+    const { events, stop } = await collect(d);
+    try {
+      // Nothing changed: a SIGHUP reloads quietly and berthd keeps running (SIGHUP's default would end it).
       d.proc.kill('SIGHUP');
-      const hup = await poll(async () => find(events, 'config.changed', (e) => e.data.keys.includes('agentPidsLimit')), 60_000, 'agentPidsLimit applied');
+      expect((await d.client.daemon.status()).pid).toBe(d.pid);
+
+      await save(file, 'configWatch: false\nagentCpuLimit: 1.5\n');
+      d.proc.kill('SIGHUP');
+      const hup = await poll(async () => find(events, 'config.changed', (e) => e.data.keys.includes('agentCpuLimit')), 60_000, 'agentCpuLimit applied');
       expect(hup.data.trigger).toBe('SIGHUP');
-      expect((await d.client.daemon.status()).config).toMatchObject({ agentCpuLimit: 1.25, agentPidsLimit: 64 });
+      expect((await d.client.daemon.status()).config.agentCpuLimit).toBe(1.5);
       expect(d.exitCode).toBeNull();
     } finally {
       stop();
     }
+  }, 120_000);
+
+  it('berth config reload (daemon.reloadConfig) applies now and answers what changed; an invalid file fails with CONFIG_INVALID naming the key', async () => {
+    const { tempDir, BERTH_BIN } = await import('../helpers/daemon.js');
+    const { execFile } = await import('node:child_process');
+    const home = await tempDir();
+    // Not watched, so that no file watch races the command: only the reload asked for reads the edit.
+    const target = join(home, 'config.yaml');
+    await writeFile(target, 'configWatch: false\nagentPidsLimit: 100\n');
+    await using d = await startDaemon({ home, ownsHome: true });
+    const berth = (...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((res) =>
+        execFile(process.execPath, [BERTH_BIN, '--socket', d.socket, ...args], { env: { PATH: process.env.PATH, HOME: home } }, (err, stdout, stderr) =>
+          res({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+
+    await writeFile(target, 'configWatch: false\nagentPidsLimit: 128\nlogLevel: debug\n');
+    const r = await berth('--json', 'config', 'reload');
+    expect(r.code).toBe(0);
+    const change = JSON.parse(r.stdout) as { trigger: string; keys: string[]; restartNeeded: string[] };
+    expect(change.trigger).toBe('rpc');
+    expect(change.keys.sort()).toEqual(['agentPidsLimit', 'logLevel']);
+    expect((await d.client.daemon.status()).config.agentPidsLimit).toBe(128);
+
+    await writeFile(target, 'configWatch: false\nagentPidsLimit: 8\n');
+    const bad = await berth('config', 'reload');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('CONFIG_INVALID');
+    expect(bad.stderr).toContain('agentPidsLimit');
+    const err = (await d.client.daemon.reloadConfig().catch((e: unknown) => e)) as { code: string; details?: { key?: string } };
+    expect(err.code).toBe('CONFIG_INVALID');
+    expect(err.details?.key).toBe('agentPidsLimit');
+    expect((await d.client.daemon.status()).config.agentPidsLimit).toBe(128);
+    const status = await berth('status');
+    expect(status.stdout).toMatch(/WARN config: agentPidsLimit/);
   }, 120_000);
 
   it('a secrets.yaml change reaches new sessions; a running one keeps its value; names are logged, never values', async () => {

@@ -21,7 +21,8 @@ describe('/health and the engine', () => {
     const { status, report } = await health(d.socket);
     expect(status).toBe(200);
     expect(report.status).toBe('ok');
-    expect(report.checks.map((c) => c.name)).toEqual(['store', 'engine', 'default-image']);
+    expect(report.checks.map((c) => c.name)).toEqual(['store', 'engine', 'default-image', 'config']);
+    expect(check(report, 'config')).toMatchObject({ ok: true, warning: true });
     expect(check(report, 'engine').detail).toMatch(/Docker .* \(API \d+\.\d+\)/);
   });
 

@@ -40,4 +40,21 @@ export function register(program: Command, { out, connect }: CliContext): void {
         return lines.join('\n') + '\n';
       });
     });
+
+  program
+    .command('config')
+    .description("berthd's configuration")
+    .command('reload')
+    .description('read config.yaml and secrets.yaml again now (as SIGHUP does): what changed, what needs a restart; an invalid file is refused, naming the key')
+    .action(async (_o, cmd: Command) => {
+      const r = await connect(cmd).daemon.reloadConfig();
+      emit(out, r, () => {
+        const lines = [
+          `applied          ${r.keys.length ? r.keys.join(', ') : '(no change)'}`,
+          ...(r.restartNeeded.length ? [`needs a restart  ${r.restartNeeded.join(', ')}`] : []),
+          ...(r.secrets.length ? [`secrets changed  ${r.secrets.join(', ')}`] : []),
+        ];
+        return lines.map((l) => line`${l}`).join('\n') + '\n';
+      });
+    });
 }
