@@ -26,6 +26,15 @@ export const RELOAD_POLICY: Partial<Record<ConfigKey, KeyReload>> = {
   modelMaxInflight: live('bridge'),
 };
 
+/** Keys whose values are not logged or evented on reload: a webhook URL may carry a token (path, query, userinfo). */
+export const UNLOGGED_KEYS: ReadonlySet<string> = new Set<ConfigKey>(['notifyWebhooks']);
+
+/** A key's value as the reload logs it. */
+export function shownValue(key: ConfigKey, value: unknown): unknown {
+  if (!UNLOGGED_KEYS.has(key)) return value;
+  return Array.isArray(value) ? `(${value.length} entries, not logged)` : '(not logged)';
+}
+
 export function reloadOf(key: ConfigKey): KeyReload {
   return RELOAD_POLICY[key] ?? { apply: 'restart' };
 }

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -21,7 +22,7 @@ afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force
 const silent = pino({ level: 'silent' });
 
 /** A berth home with config.yaml `text`, loaded as berthd loads it (env: only HOME/BERTH_HOME, and `env`). */
-function setup(text: string, env: Record<string, string> = {}) {
+function setup(text: string, env: Record<string, string> = {}, log = silent) {
   const home = tmp();
   const file = join(home, 'config.yaml');
   writeFileSync(file, text);
@@ -34,7 +35,7 @@ function setup(text: string, env: Record<string, string> = {}) {
   const apply = Object.fromEntries(
     (['logLevel', 'resyncSec', 'notifyWebhooks'] as ConfigKey[]).map((k) => [k, (c: Config) => void applied.push([k, c[k]])]),
   );
-  const watcher = new ConfigWatcher({ current: first.config, layers: first.layers, load: () => loadLayered(options), apply, bus, log: silent });
+  const watcher = new ConfigWatcher({ current: first.config, layers: first.layers, load: () => loadLayered(options), apply, bus, log });
   return { home, file, config: first.config, watcher, events, applied };
 }
 
@@ -139,6 +140,26 @@ describe('ConfigWatcher.reload', () => {
     writeFileSync(s.file, `# ${'x'.repeat(1024 * 1024 + 10)}\n`);
     expect(s.watcher.reload('test').problem?.message).toMatch(/limit/);
     expect(() => readSmallFile(s.file)).toThrow(/limit/);
+  });
+});
+
+describe('what the reload logs and publishes', () => {
+  it('never a webhook URL (it may carry a token); a restart still pending is shown on the check', () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'debug' }, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }));
+    const s = setup('logLevel: info\n', {}, log);
+    writeFileSync(s.file, 'notifyWebhooks: [{url: "https://hooks.example/T0K3N?key=S3CRET"}]\n');
+    expect(s.watcher.reload('test').keys).toEqual(['notifyWebhooks']);
+    writeFileSync(s.file, 'notifyWebhooks: [{url: "ftp://hooks.example/T0K3N2"}]\n');
+    const bad = s.watcher.reload('test');
+    expect(bad.problem).toMatchObject({ key: 'notifyWebhooks' });
+    const all = lines.join('') + JSON.stringify(s.events);
+    expect(all).not.toMatch(/T0K3N|S3CRET/);
+    expect(all).toContain('Applied notifyWebhooks');
+
+    writeFileSync(s.file, `socket: ${join(s.home, 'b.sock')}\n`);
+    expect(s.watcher.reload('test').restartNeeded).toEqual(['socket']);
+    expect(s.watcher.check()).toMatchObject({ ok: true, detail: expect.stringContaining('needs a restart to apply: socket') });
   });
 });
 

@@ -8,7 +8,7 @@ import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
 import type { Config, ConfigKey, Layers } from './index.js';
 import { readSmallFile } from './layers.js';
-import { diffConfig } from './reload-policy.js';
+import { diffConfig, shownValue, UNLOGGED_KEYS } from './reload-policy.js';
 
 export interface ConfigWatcherDeps {
   /** The running configuration: live keys are updated in it, in place (whoever reads it at use sees them). */
@@ -65,7 +65,11 @@ export class ConfigWatcher {
 
   /** The `config` health check: a warning, so an unapplied edit shows without making berthd unready. */
   check(): HealthCheck {
-    if (!this.problem) return { name: 'config', ok: true, warning: true, detail: `running configuration matches ${this.configFile} and ${this.secretsFile}` };
+    if (!this.problem) {
+      const pending = [...this.reportedRestart.keys()];
+      const detail = `running configuration applied from ${this.configFile} and ${this.secretsFile}`;
+      return { name: 'config', ok: true, warning: true, detail: pending.length ? `${detail}; needs a restart to apply: ${pending.join(', ')}` : detail };
+    }
     return {
       name: 'config',
       ok: false,
@@ -174,7 +178,7 @@ export class ConfigWatcher {
       current[key] = (next.config as Record<ConfigKey, unknown>)[key];
       try {
         this.d.apply[key]?.(this.d.current);
-        log.info({ key, from, to: current[key], by }, `Applied ${key}`);
+        log.info({ key, from: shownValue(key, from), to: shownValue(key, current[key]), by }, `Applied ${key}`);
       } catch (err) {
         log.error({ key, by, err: (err as Error).message }, `Failed applying ${key}`);
       }
@@ -183,7 +187,7 @@ export class ConfigWatcher {
       const to = JSON.stringify((next.config as Record<ConfigKey, unknown>)[key]);
       if (this.reportedRestart.get(key) === to) continue;
       this.reportedRestart.set(key, to);
-      log.warn({ key, running: current[key], configured: (next.config as Record<ConfigKey, unknown>)[key] }, `${key} changed: needs a restart to apply`);
+      log.warn({ key, running: shownValue(key, current[key]), configured: shownValue(key, (next.config as Record<ConfigKey, unknown>)[key]) }, `${key} changed: needs a restart to apply`);
     }
     for (const key of [...this.reportedRestart.keys()]) if (!diff.restart.includes(key)) this.reportedRestart.delete(key);
     for (const { key, by } of diff.shadowed) {
@@ -213,9 +217,9 @@ export class ConfigWatcher {
   }
 
   private refuse(trigger: string, err: unknown, file: string): ReloadResult {
-    const details = err instanceof BerthError ? (err.details as { key?: unknown; file?: unknown } | undefined) : undefined;
+    const details = err instanceof BerthError ? (err.details as { key?: unknown; file?: unknown; expected?: unknown; source?: unknown } | undefined) : undefined;
     const key = typeof details?.key === 'string' && details.key ? details.key : basename(file);
-    const message = (err as Error).message;
+    const message = UNLOGGED_KEYS.has(key) ? `invalid ${key} from ${String(details?.source ?? file)}: expected ${String(details?.expected ?? 'a valid value')}` : (err as Error).message;
     this.problem = { trigger, key, file: typeof details?.file === 'string' ? details.file : file, message };
     this.d.log.warn({ trigger, key, err: message }, `Config change not applied (${key}): keeping the running configuration`);
     this.d.bus.publish('config.invalid', this.problem);
