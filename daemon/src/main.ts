@@ -343,7 +343,22 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log,
   });
   const configWatcher = reload
-    ? new ConfigWatcher({ current: config, layers: reload.layers, load: () => loadLayered(reload.options), apply: liveConfig, bus, log: log.child({ component: 'config' }) })
+    ? new ConfigWatcher({
+        current: config,
+        layers: reload.layers,
+        load: () => loadLayered(reload.options),
+        apply: liveConfig,
+        onSecretsChanged: (names) => {
+          // The bridge re-reads secrets.yaml when its stat changes; a same-size edit within one mtime tick is forced here.
+          const name = config.modelCredential.startsWith('secret:') ? config.modelCredential.slice('secret:'.length) : null;
+          if (name && names.includes(name)) {
+            credential.setSpec(config.modelCredential);
+            log.info({ secret: name }, `Model credential: the new value of secret ${name} is used from the next request`);
+          }
+        },
+        bus,
+        log: log.child({ component: 'config' }),
+      })
     : null;
   if (configWatcher) health.addCheck(() => configWatcher.check());
 

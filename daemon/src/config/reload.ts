@@ -19,6 +19,8 @@ export interface ConfigWatcherDeps {
   load: () => { config: Config; layers: Layers };
   /** Setters of the components that copied a live key's value; called after `current` has the new value. */
   apply: Partial<Record<ConfigKey, (config: Config) => void>>;
+  /** Called with the names of the secrets that changed (added, changed or removed). */
+  onSecretsChanged?: (names: string[]) => void;
   bus: EventBus;
   log: Logger;
   /** Wait after the last file event before reloading (an editor's save is several events). Default 200 ms. */
@@ -201,6 +203,11 @@ export class ConfigWatcher {
     this.secretHashes = secrets;
     if (changedSecrets.length) {
       log.info({ secrets: changedSecrets }, 'Secrets changed: new sessions get the new values; running sessions keep theirs');
+      try {
+        this.d.onSecretsChanged?.(changedSecrets);
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'Failed applying the secrets change');
+      }
     }
 
     this.d.layers = next.layers;
