@@ -78,10 +78,16 @@ export function readSmallFile(path: string, maxBytes = MAX_CONFIG_FILE): string 
     const st = fstatSync(fd);
     if (!st.isFile()) throw new Error('not a regular file');
     if (st.size > maxBytes) throw new Error(`${st.size} bytes; the limit is ${maxBytes}`);
-    const buf = Buffer.alloc(maxBytes + 1);
+    // Sized by the file (a byte more to see it grow), grown while it grows, never past the limit.
+    let buf = Buffer.allocUnsafe(st.size + 1);
     let n = 0;
-    for (let r; n <= maxBytes && (r = readSync(fd, buf, n, maxBytes + 1 - n, null)) > 0; ) n += r;
-    if (n > maxBytes) throw new Error(`grew past the limit of ${maxBytes} bytes while read`);
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n > maxBytes) throw new Error(`grew past the limit of ${maxBytes} bytes while read`);
+      if (n === buf.length) buf = Buffer.concat([buf, Buffer.allocUnsafe(Math.min(buf.length, maxBytes + 1 - buf.length))]);
+    }
     return buf.subarray(0, n).toString('utf8');
   } finally {
     closeSync(fd);
