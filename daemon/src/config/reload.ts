@@ -77,7 +77,7 @@ export class ConfigWatcher {
       ok: false,
       warning: true,
       detail: `${this.problem.key}: ${this.problem.message}`,
-      remediation: `Fix ${this.problem.key} in ${this.problem.file}: berthd keeps its running configuration and applies the file once it is valid (on save, or on SIGHUP).`,
+      remediation: `Fix ${this.problem.key} in ${this.problem.file}: berthd keeps its running configuration and applies the file once it is valid (on save unless configWatch is false, on SIGHUP, or \`berth config reload\`).`,
     };
   }
 
