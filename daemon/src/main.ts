@@ -44,6 +44,11 @@ import { SessionCheckouts } from './sessions/checkouts.js';
 import { CheckoutManager } from './checkouts/manager.js';
 import { GIT_LIMITS, setGitGlobalConfig } from './checkouts/git.js';
 import { Store } from './store/index.js';
+import { Backups } from './maintenance/backup.js';
+import { DiskUsage } from './maintenance/disk.js';
+import { backupJob, checkoutsJob, imagesJob, pruneJob, type Pruner } from './maintenance/jobs.js';
+import { RestoredOrphans } from './maintenance/restore.js';
+import { Maintenance, type Scheduler } from './maintenance/runner.js';
 import { VERSION } from './version.js';
 
 export interface Daemon {
@@ -69,6 +74,8 @@ export interface BuildOptions {
   runtime?: ContainerRuntime;
   /** Overrides of the reconciler's workers, resync and timeouts (config gives the rest). */
   reconciler?: ReconcilerOptions;
+  /** The maintenance jobs' timer (default node-cron); tests pass one they fire themselves. */
+  maintenanceScheduler?: Scheduler;
 }
 
 /** Every part of a daemon, wired, nothing started: what `startDaemon` runs and what tests drive directly. */
@@ -102,6 +109,10 @@ export interface DaemonParts {
   taskFiles: TaskFileWatcher;
   pools: PoolService;
   poolController: PoolController;
+  /** Scheduled maintenance (backup, prune, images, checkouts), each also run by hand. */
+  maintenance: Maintenance;
+  backups: Backups;
+  disk: DiskUsage;
 }
 
 /**
@@ -144,6 +155,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
 
   const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
   const checkouts = new SessionCheckouts(checkoutManager, store.sessions, store.projects, log.child({ component: 'checkouts' }), bus);
+  const restoredOrphans = new RestoredOrphans(store.meta, log.child({ component: 'restore' }));
   const reconciler = new Reconciler(
     {
       sessions: store.sessions,
@@ -159,6 +171,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
         await bridge?.close(s.id, { forget: true });
       },
       ...(bridge ? { bridge } : {}),
+      keepOrphans: (candidates) => restoredOrphans.keep(candidates),
     },
     { resyncMs: config.resyncSec * 1000, orphanGraceMs: config.orphanGraceSec * 1000, ...opts.reconciler },
   );
@@ -182,6 +195,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     defaultImage: config.agentDefaultImage,
     imagesDir: config.imagesDir,
     buildCaCerts: config.buildCaCerts,
+    instanceId,
   });
   const stuck = new StuckMonitor({
     sessions: store.sessions,
@@ -286,7 +300,22 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     log: notifyLog,
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController };
+  const maintenanceLog = log.child({ component: 'maintenance' });
+  const backups = new Backups(store.db, { home: config.home, keep: config.backupKeep, clock, log: maintenanceLog });
+  // What the prune job removes; the session records and logs past retention are added here as they come.
+  const pruners: Pruner[] = [
+    async () => {
+      const items = await backups.removeStaleTemps(60 * 60 * 1000);
+      return { name: 'backup-temps', removed: items.length, items };
+    },
+  ];
+  const maintenance = new Maintenance(
+    { runs: store.maintenance, bus, log: maintenanceLog, clock, cron: config.maintenanceCron, ...(opts.maintenanceScheduler ? { scheduler: opts.maintenanceScheduler } : {}) },
+    [backupJob(backups), pruneJob(pruners), imagesJob(runtime, instanceId, maintenanceLog), checkoutsJob(() => checkouts.repairAll())],
+  );
+  const disk = new DiskUsage(config.home, clock);
+
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, maintenance, backups, disk };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -300,7 +329,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, maintenance, backups, disk } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -319,10 +348,12 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
       config: summarize(config),
       engine: monitor.engineStatus,
       health: report,
+      maintenance: maintenance.status(),
+      disk: await disk.current(),
     };
   };
 
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status }), log.child({ component: 'rpc' }));
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status, maintenance, backups }), log.child({ component: 'rpc' }));
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   // Before the first request: what was being made when berthd went down, not what starts now.
@@ -362,6 +393,8 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const poolsDone = poolController.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
+  const maintenanceDone = maintenance.start(loops.signal);
+  void disk.refresh().catch((err: unknown) => log.debug({ err: (err as Error).message }, 'Measuring BERTH_HOME failed'));
 
   bus.publish('daemon.started', { version: VERSION, pid: process.pid });
   log.info({ socket: config.socket }, `Started berthd on ${config.socket}`);
@@ -378,7 +411,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, maintenanceDone]);
         store.close();
         log.info('Stopped berthd');
       })();

@@ -24,12 +24,13 @@ import type {
   WorktreePolicy,
 } from './types.js';
 import type { TaskMethods } from './tasks.js';
+import type { MaintenanceMethods } from './maintenance.js';
 
 /**
  * Every JSON-RPC method berthd serves, once: its params (by name) and its result.
  * Server handlers and the client's methods are both typed against this map.
  */
-export interface Methods extends TaskMethods {
+export interface Methods extends TaskMethods, MaintenanceMethods {
   'daemon.status': { params: Record<string, never>; result: DaemonStatus };
 
   'projects.add': {
@@ -218,6 +219,9 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'pools.get': ['id'],
   'pools.scale': ['id', 'parallel'],
   'pools.stop': ['id', 'graceful'],
+  'maintenance.list': [],
+  'maintenance.run': ['job'],
+  'maintenance.backup': ['to'],
 };
 
 export const methodNames = Object.keys(positionalParams) as MethodName[];
@@ -232,6 +236,9 @@ export const longRunningMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'sessions.restart',
   'sessions.stop',
   'sessions.remove',
+  // A backup or an image sweep takes as long as the database or the engine makes it.
+  'maintenance.run',
+  'maintenance.backup',
 ]);
 
 /**
@@ -256,4 +263,5 @@ export const idempotentMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'tasks.get',
   'pools.list',
   'pools.get',
+  'maintenance.list',
 ]);

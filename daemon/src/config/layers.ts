@@ -37,6 +37,8 @@ export const configKeys = {
   agentStuckTimeoutMinutes: 'AGENT_STUCK_TIMEOUT_MINUTES',
   activityCheckSec: 'BERTH_ACTIVITY_CHECK_SEC',
   notifyWebhooks: 'BERTH_NOTIFY_WEBHOOKS',
+  backupKeep: 'BERTH_BACKUP_KEEP',
+  maintenanceCron: 'BERTH_MAINTENANCE_CRON',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -106,6 +108,8 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     agentStuckTimeoutMinutes: '10',
     activityCheckSec: '15',
     notifyWebhooks: null,
+    backupKeep: '7',
+    maintenanceCron: null,
   };
   const source: Partial<Record<ConfigKey, string>> = {};
 
