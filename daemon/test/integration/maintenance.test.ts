@@ -59,7 +59,8 @@ describe('maintenance on the real engine', () => {
       expect((await c.agents.list()).map((a) => a.name)).toContain('newer');
 
       expect(await first.stop()).toBe(0);
-      const restored = await berthd(first.home, '--restore', backup);
+      // With berthd stopped the CLI runs `berthd --restore` (BERTHD names it here: not on PATH in tests).
+      const restored = await run(BERTH_BIN, ['--socket', first.socket, 'restore', backup], { HOME: first.home, BERTH_HOME: first.home, BERTHD: BERTHD_BIN });
       expect(restored.code, restored.stderr).toBe(0);
       expect(restored.stdout).toContain('berth.db.before-restore-');
 
