@@ -349,7 +349,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
       engine: monitor.engineStatus,
       health: report,
       maintenance: maintenance.status(),
-      disk: await disk.current(),
+      disk: disk.current(),
     };
   };
 

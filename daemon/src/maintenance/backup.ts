@@ -1,9 +1,11 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { lstat, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join } from 'node:path';
-import { BerthError, type BackupResult } from '@berth/client-sdk/protocol';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { BerthError, type BackupResult, type ErrorCode } from '@berth/client-sdk/protocol';
 import type { Logger } from '../log.js';
 import type { Clock } from '../shared/clock.js';
 import type { Db } from '../store/db.js';
@@ -55,6 +57,26 @@ export function verifyCopy(file: string): { userVersion: number; instanceId: str
   }
 }
 
+const WORKER = new URL('./verify-worker.js', import.meta.url);
+
+/**
+ * verifyCopy off the event loop (a worker thread), so berthd keeps serving while a large copy is
+ * checked. Run from sources (unit tests), where there is no compiled worker, it checks in-thread.
+ */
+export function verifyCopyOffThread(file: string): Promise<ReturnType<typeof verifyCopy>> {
+  if (!existsSync(fileURLToPath(WORKER))) return Promise.resolve().then(() => verifyCopy(file));
+  return new Promise((resolve, reject) => {
+    const w = new Worker(WORKER, { workerData: { file } });
+    type Answer = { ok: true; result: ReturnType<typeof verifyCopy> } | { ok: false; code: ErrorCode; message: string; details: Record<string, unknown> | null };
+    w.once('message', (m: Answer) => {
+      if (m.ok) resolve(m.result);
+      else reject(new BerthError(m.code, m.message, m.details ? { details: m.details } : {}));
+    });
+    w.once('error', reject);
+    w.once('exit', (code) => reject(new Error(`the verifying thread exited (${code}) without an answer`)));
+  });
+}
+
 /** Creates `file` empty with mode 0600 (fails if it exists), so the copy is never readable by others, even briefly. */
 async function createPrivate(file: string): Promise<void> {
   const fh = await open(file, 'wx', 0o600);
@@ -102,7 +124,7 @@ export class Backups {
     try {
       await createPrivate(tmp);
       await this.db.backup(tmp);
-      verifyCopy(tmp);
+      await verifyCopyOffThread(tmp);
       if (await lstat(final).then(() => true, () => false)) throw new BerthError('BACKUP_TARGET_EXISTS', `${final} appeared while the backup ran`, { details: { to: final } });
       await rename(tmp, final);
     } catch (err) {

@@ -16,8 +16,7 @@ function kindOf(name: string): Kind {
 /**
  * Bytes under `$BERTH_HOME` by kind. The walk is asynchronous (each directory read and lstat goes to
  * libuv's pool, so the event loop serves between them), follows no link, counts a hard-linked file
- * once, and runs at most once per `maxAgeMs`: status reads the last measure and never waits for a walk
- * longer than `waitMs`.
+ * once, and runs at most once per `maxAgeMs`: status reads the last measure and never waits for a walk.
  */
 export class DiskUsage {
   private last: DiskUse | null = null;
@@ -29,13 +28,10 @@ export class DiskUsage {
     private readonly maxAgeMs = 60_000,
   ) {}
 
-  /** The last measure (null before the first), starting a new one when it is older than maxAgeMs. */
-  async current(waitMs = 1000): Promise<DiskUse | null> {
+  /** The last measure (null before the first), starting a new one in the background when it is older than maxAgeMs. Never waits for a walk. */
+  current(): DiskUse | null {
     const age = this.last ? this.clock.now().getTime() - Date.parse(this.last.measuredAt) : Infinity;
-    if (age >= this.maxAgeMs) {
-      const p = this.refresh();
-      if (!this.last) await Promise.race([p.catch(() => null), new Promise((r) => setTimeout(r, waitMs).unref())]);
-    }
+    if (age >= this.maxAgeMs) void this.refresh().catch(() => {});
     return this.last;
   }
 

@@ -143,7 +143,11 @@ describe('maintenance on the real engine', () => {
 
       const b = await d.client.maintenance.backup({});
       expect(existsSync(b.path)).toBe(true);
-      const st = await d.client.daemon.status();
+      // Disk use is measured behind the status call (null only until the first walk ends).
+      const st = await poll(async () => {
+        const x = await d.client.daemon.status();
+        return x.disk ? x : null;
+      }, 60_000, 'disk use measured');
       const byJob = Object.fromEntries(st.maintenance.map((j) => [j.job, j]));
       expect(byJob.images?.lastRun?.ok).toBe(true);
       expect(byJob.backup?.lastRun?.summary?.path).toBe(b.path);
