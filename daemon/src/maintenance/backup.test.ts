@@ -135,3 +135,32 @@ describe('backups and restore (real SQLite files)', () => {
     expect([...guard.keep([c('a'), c('b')])]).toEqual(['b']);
   });
 });
+
+describe('restore while the database is open elsewhere', () => {
+  it('is refused with RESTORE_DAEMON_RUNNING when another process holds the live database, changing nothing', async () => {
+    const { spawn } = await import('node:child_process');
+    const { createRequire } = await import('node:module');
+    const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
+    const h = await mkdtemp(join(tmpdir(), 'bt-maint-open-'));
+    try {
+      const s = Store.open(join(h, 'berth.db'));
+      const b = new Backups(s.db, { home: h, keep: 7, clock: new FakeClock(), log });
+      const { path } = await b.backup();
+      s.close();
+      // Another process with the database open, as a berthd serving another socket would have it.
+      const script = `const D = require(${JSON.stringify(sqlite)}); const d = new D(${JSON.stringify(join(h, 'berth.db'))}); d.pragma('journal_mode = WAL'); d.prepare('SELECT 1').get(); console.log('open'); setInterval(() => {}, 1000);`;
+      const holder = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      try {
+        await new Promise((r) => holder.stdout!.once('data', r));
+        await expect(restoreDb(h, path)).rejects.toMatchObject({ code: 'RESTORE_DAEMON_RUNNING' });
+        expect((await readdir(h)).filter((n) => n.includes('before-restore'))).toEqual([]);
+      } finally {
+        holder.kill('SIGKILL');
+        await new Promise((r) => holder.once('exit', r));
+      }
+      expect((await restoreDb(h, path)).previous).not.toBeNull();
+    } finally {
+      await rm(h, { recursive: true, force: true });
+    }
+  });
+});

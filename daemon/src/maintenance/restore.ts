@@ -26,6 +26,26 @@ export interface RestoreResult {
 const exists = (p: string) => lstat(p).then(() => true, () => false);
 
 /**
+ * Whether another process has `file` open (a berthd serving another socket of this home): an
+ * exclusive lock cannot be had then. An unreadable file is not in use (a restore is for that).
+ */
+function inUse(file: string): boolean {
+  let db: Database.Database | null = null;
+  try {
+    db = new Database(file, { fileMustExist: true, timeout: 200 });
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.exec('BEGIN EXCLUSIVE');
+    db.exec('COMMIT');
+    return false;
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED');
+  } finally {
+    db?.close();
+  }
+}
+
+/**
  * Puts the backup `from` in place of `$BERTH_HOME/berth.db`. berthd must not be running (the caller
  * holds its socket while this runs). The backup itself is never changed: it is copied next to the
  * live database, verified there (integrity check, a berth schema no newer than this berthd's), marked
@@ -34,6 +54,9 @@ const exists = (p: string) => lstat(p).then(() => true, () => false);
  */
 export async function restoreDb(home: string, from: string, now: Date = new Date()): Promise<RestoreResult> {
   const live = join(home, 'berth.db');
+  if ((await exists(live)) && inUse(live)) {
+    throw new BerthError('RESTORE_DAEMON_RUNNING', `${live} is open in another process (a berthd on another socket?)`, { details: { db: live } });
+  }
   const st = await stat(from).catch(() => null);
   if (!st?.isFile()) throw new BerthError('RESTORE_INVALID', `${from} is not a file`, { details: { file: from } });
   const tmp = `${live}.restoring`;
