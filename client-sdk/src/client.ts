@@ -181,6 +181,12 @@ export class BerthClient {
     stop: this.method('pools.stop'),
   };
 
+  readonly maintenance = {
+    list: this.method('maintenance.list'),
+    run: this.method('maintenance.run'),
+    backup: this.method('maintenance.backup'),
+  };
+
   readonly images = {
     list: this.method('images.list'),
     remove: this.method('images.remove'),

@@ -1,4 +1,4 @@
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { BerthError } from '@berth/client-sdk/protocol';
 import { configLayers } from './config/layers.js';
@@ -21,7 +21,40 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
-/** `berthd [--config FILE] [--socket PATH] [--log-level LEVEL]`: runs in the foreground until SIGTERM/SIGINT. */
+/**
+ * `berthd --restore FILE`: puts a backup in place of the state database, berthd not running. The
+ * socket is held while it works, so no berthd can start on the half-swapped database meanwhile;
+ * a berthd serving it already makes this fail with RESTORE_DAEMON_RUNNING, having changed nothing.
+ */
+async function restore(file: string, loadOpts: Parameters<typeof configLayers>[0]): Promise<void> {
+  const layers = configLayers(loadOpts);
+  const socket = layers.raw.socket;
+  if (typeof socket !== 'string' || !isAbsolute(socket)) throw new BerthError('CONFIG_INVALID', `BERTH_SOCKET must be an absolute path (got ${JSON.stringify(socket)})`);
+  let listener: SocketListener;
+  try {
+    listener = await SocketListener.open(socket, { warn: () => {} }, socketAccess(layers.raw, layers.source));
+  } catch (err) {
+    if (err instanceof BerthError && err.code === 'SOCKET_IN_USE') {
+      throw new BerthError('RESTORE_DAEMON_RUNNING', `berthd is running on ${socket}: a database cannot be restored under it`, { details: { socket } });
+    }
+    throw err;
+  }
+  listener.fail(new BerthError('DAEMON_UNREACHABLE', 'berthd is restoring a backup; start it when that is done'));
+  try {
+    const { restoreDb } = await import('./maintenance/restore.js');
+    const r = await restoreDb(layers.home, resolve(file));
+    process.stdout.write(
+      `restored ${r.from} (schema version ${r.userVersion}) to ${r.db}\n` +
+        (r.previous ? `the database it replaced is kept at ${r.previous}\n` : '') +
+        (r.otherInstance ? 'warning: the backup is of another berth installation (another instance id)\n' : '') +
+        'start berthd: it adopts the running containers of the sessions in the backup; containers of sessions made after it are kept running, unsupervised, and logged\n',
+    );
+  } finally {
+    await listener.close();
+  }
+}
+
+/** `berthd [--config FILE] [--socket PATH] [--log-level LEVEL] [--restore FILE]`: runs in the foreground until SIGTERM/SIGINT. */
 export async function runCli(argv: string[]): Promise<void> {
   const program = new Command('berthd')
     .description('berth daemon: supervises AI coding agents in isolated containers')
@@ -30,12 +63,17 @@ export async function runCli(argv: string[]): Promise<void> {
     .option('-s, --socket <path>', 'RPC socket path (default: $BERTH_SOCKET or $BERTH_HOME/berth.sock)')
     .addOption(new Option('-l, --log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
     .option('--pretty', 'human-readable logs even when stdout is not a terminal')
+    .option('--restore <file>', 'put a backup (berth backup) in place of the state database and exit; berthd must be stopped')
     .parse(argv);
-  const opts = program.opts<{ config?: string; socket?: string; logLevel?: string; pretty?: boolean }>();
+  const opts = program.opts<{ config?: string; socket?: string; logLevel?: string; pretty?: boolean; restore?: string }>();
   const loadOpts = {
     ...(opts.config !== undefined ? { configFile: opts.config } : {}),
     overrides: { socket: opts.socket, logLevel: opts.logLevel },
   };
+  if (opts.restore !== undefined) {
+    await restore(opts.restore, loadOpts).catch(fail);
+    process.exit(0);
+  }
 
   // Handlers go in before the socket opens: a signal during startup must still end cleanly.
   let stopDaemon: ((reason: string) => Promise<void>) | null = null;

@@ -45,6 +45,11 @@ import { SessionCheckouts } from './sessions/checkouts.js';
 import { CheckoutManager } from './checkouts/manager.js';
 import { GIT_LIMITS, setGitGlobalConfig } from './checkouts/git.js';
 import { Store } from './store/index.js';
+import { Backups } from './maintenance/backup.js';
+import { DiskUsage } from './maintenance/disk.js';
+import { backupJob, checkoutsJob, imagesJob, pruneJob, type Pruner } from './maintenance/jobs.js';
+import { RestoredOrphans } from './maintenance/restore.js';
+import { Maintenance, type Scheduler } from './maintenance/runner.js';
 import { VERSION } from './version.js';
 
 export interface Daemon {
@@ -78,6 +83,8 @@ export interface BuildOptions {
   runtime?: ContainerRuntime;
   /** Overrides of the reconciler's workers, resync and timeouts (config gives the rest). */
   reconciler?: ReconcilerOptions;
+  /** The maintenance jobs' timer (default node-cron); tests pass one they fire themselves. */
+  maintenanceScheduler?: Scheduler;
 }
 
 /** Every part of a daemon, wired, nothing started: what `startDaemon` runs and what tests drive directly. */
@@ -113,6 +120,10 @@ export interface DaemonParts {
   poolController: PoolController;
   /** How each live config key reaches the components that copied its value (config/reload-policy.ts says which keys are live). */
   liveConfig: Partial<Record<ConfigKey, (config: Config) => void>>;
+  /** Scheduled maintenance (backup, prune, images, checkouts), each also run by hand. */
+  maintenance: Maintenance;
+  backups: Backups;
+  disk: DiskUsage;
 }
 
 /**
@@ -156,6 +167,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
 
   const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
   const checkouts = new SessionCheckouts(checkoutManager, store.sessions, store.projects, log.child({ component: 'checkouts' }), bus);
+  const restoredOrphans = new RestoredOrphans(store.meta, log.child({ component: 'restore' }));
   const reconciler = new Reconciler(
     {
       sessions: store.sessions,
@@ -171,6 +183,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
         await bridge?.close(s.id, { forget: true });
       },
       ...(bridge ? { bridge } : {}),
+      keepOrphans: (candidates) => restoredOrphans.keep(candidates),
     },
     { resyncMs: config.resyncSec * 1000, orphanGraceMs: config.orphanGraceSec * 1000, ...opts.reconciler },
   );
@@ -194,6 +207,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     defaultImage: config.agentDefaultImage,
     imagesDir: config.imagesDir,
     buildCaCerts: config.buildCaCerts,
+    instanceId,
   });
   const stuck = new StuckMonitor({
     sessions: store.sessions,
@@ -324,7 +338,22 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     },
   };
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig };
+  const maintenanceLog = log.child({ component: 'maintenance' });
+  const backups = new Backups(store.db, { home: config.home, keep: config.backupKeep, clock, log: maintenanceLog });
+  // What the prune job removes; the session records and logs past retention are added here as they come.
+  const pruners: Pruner[] = [
+    async () => {
+      const items = await backups.removeStaleTemps(60 * 60 * 1000);
+      return { name: 'backup-temps', removed: items.length, items };
+    },
+  ];
+  const maintenance = new Maintenance(
+    { runs: store.maintenance, bus, log: maintenanceLog, clock, cron: config.maintenanceCron, ...(opts.maintenanceScheduler ? { scheduler: opts.maintenanceScheduler } : {}) },
+    [backupJob(backups), pruneJob(pruners), imagesJob(runtime, instanceId, maintenanceLog), checkoutsJob(() => checkouts.repairAll())],
+  );
+  const disk = new DiskUsage(config.home, clock);
+
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -338,7 +367,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, reload, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -376,6 +405,8 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
       config: summarize(config),
       engine: monitor.engineStatus,
       health: report,
+      maintenance: maintenance.status(),
+      disk: disk.current(),
     };
   };
 
@@ -389,7 +420,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     }
     return { trigger: 'rpc', keys: r.keys, restartNeeded: r.restartNeeded, secrets: r.secrets };
   };
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status, reloadConfig }), log.child({ component: 'rpc' }));
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status, reloadConfig, maintenance, backups }), log.child({ component: 'rpc' }));
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   // Before the first request: what was being made when berthd went down, not what starts now.
@@ -431,6 +462,8 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   await configWatcher?.ready;
   reconciler.resyncSoon();
   checkouts.start();
+  const maintenanceDone = maintenance.start(loops.signal);
+  void disk.refresh().catch((err: unknown) => log.debug({ err: (err as Error).message }, 'Measuring BERTH_HOME failed'));
 
   bus.publish('daemon.started', { version: VERSION, pid: process.pid });
   log.info({ socket: config.socket }, `Started berthd on ${config.socket}`);
@@ -448,7 +481,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, configDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, configDone, maintenanceDone]);
         store.close();
         log.info('Stopped berthd');
       })();

@@ -5,6 +5,7 @@ import * as agents from './commands/agents.js';
 import * as completion from './commands/completion.js';
 import * as daemon from './commands/daemon.js';
 import * as images from './commands/images.js';
+import * as maintenance from './commands/maintenance.js';
 import * as projects from './commands/projects.js';
 import * as sessions from './commands/sessions.js';
 import * as tasks from './commands/tasks.js';
@@ -57,6 +58,7 @@ export async function run(
   images.register(program, ctx);
   tasks.register(program, ctx);
   watch.register(program, ctx);
+  maintenance.register(program, ctx);
   // Last: it reads the whole command tree.
   completion.register(program, ctx);
 

@@ -25,12 +25,13 @@ import type {
   WorktreePolicy,
 } from './types.js';
 import type { TaskMethods } from './tasks.js';
+import type { MaintenanceMethods } from './maintenance.js';
 
 /**
  * Every JSON-RPC method berthd serves, once: its params (by name) and its result.
  * Server handlers and the client's methods are both typed against this map.
  */
-export interface Methods extends TaskMethods {
+export interface Methods extends TaskMethods, MaintenanceMethods {
   'daemon.status': { params: Record<string, never>; result: DaemonStatus };
   /** Reads config.yaml and secrets.yaml again, as SIGHUP does. A refused file: CONFIG_INVALID naming the key; the running configuration is kept. */
   'daemon.reloadConfig': { params: Record<string, never>; result: ConfigChange };
@@ -222,6 +223,9 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'pools.get': ['id'],
   'pools.scale': ['id', 'parallel'],
   'pools.stop': ['id', 'graceful'],
+  'maintenance.list': [],
+  'maintenance.run': ['job'],
+  'maintenance.backup': ['to'],
 };
 
 export const methodNames = Object.keys(positionalParams) as MethodName[];
@@ -236,6 +240,9 @@ export const longRunningMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'sessions.restart',
   'sessions.stop',
   'sessions.remove',
+  // A backup or an image sweep takes as long as the database or the engine makes it.
+  'maintenance.run',
+  'maintenance.backup',
 ]);
 
 /**
@@ -260,4 +267,5 @@ export const idempotentMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'tasks.get',
   'pools.list',
   'pools.get',
+  'maintenance.list',
 ]);

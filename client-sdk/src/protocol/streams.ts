@@ -163,6 +163,7 @@ export const eventTypes = [
   'pool.updated',
   'pool.stopped',
   'task.file',
+  'maintenance.run',
 ] as const satisfies readonly BerthEventType[];
 type MissingEventType = Exclude<BerthEventType, (typeof eventTypes)[number]>;
 const everyEventType: MissingEventType extends never ? true : MissingEventType = true;

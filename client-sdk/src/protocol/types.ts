@@ -1,4 +1,5 @@
 import type { Pool, Task, TaskNote } from './tasks.js';
+import type { DiskUse, MaintenanceJobStatus, MaintenanceRun } from './maintenance.js';
 /** Domain types shared by berthd and its clients. Plain data: everything here crosses the socket as JSON. */
 
 /** `[a-z0-9][a-z0-9-]{0,62}`: project, agent and (later) session names. */
@@ -372,6 +373,10 @@ export interface DaemonStatus {
   config: ConfigSummary;
   engine: EngineStatus;
   health: HealthReport;
+  /** Each maintenance job's last and next run. */
+  maintenance: MaintenanceJobStatus[];
+  /** `$BERTH_HOME` by kind; null until first measured (moments after start). */
+  disk: DiskUse | null;
 }
 
 /** What a notification is about; webhooks may subscribe to some of them (`events` in `notifyWebhooks`). */
@@ -448,7 +453,8 @@ export type BerthEvent =
   | EventOf<'pool.created', { pool: Pool }>
   | EventOf<'pool.updated', { pool: Pool }>
   | EventOf<'pool.stopped', { pool: Pool }>
-  | EventOf<'task.file', { project: string; file: string; ok: boolean; error: string | null; added: number; updated: number }>;
+  | EventOf<'task.file', { project: string; file: string; ok: boolean; error: string | null; added: number; updated: number }>
+  | EventOf<'maintenance.run', MaintenanceRun>;
 
 export interface EventOf<T extends string, D> {
   seq: number;

@@ -103,3 +103,29 @@ describe('parseMemory', () => {
     expect(parseMemory('-1g')).toBeNull();
   });
 });
+
+describe('maintenance config', () => {
+  it('backupKeep defaults to 7; maintenanceCron takes per-job cron or "off", from the environment (JSON) or the file (a mapping)', () => {
+    const h = home();
+    expect(loadConfig({ env: { HOME: h } })).toMatchObject({ backupKeep: 7, maintenanceCron: {} });
+    const env = { HOME: h, BERTH_BACKUP_KEEP: '3', BERTH_MAINTENANCE_CRON: '{"backup": "0 2 * * *", "images": "off"}' };
+    expect(loadConfig({ env })).toMatchObject({ backupKeep: 3, maintenanceCron: { backup: '0 2 * * *', images: 'off' } });
+    const file = join(h, 'config.yaml');
+    writeFileSync(file, 'maintenanceCron:\n  prune: "*/30 * * * *"\n');
+    expect(loadConfig({ env: { HOME: h }, configFile: file }).maintenanceCron).toEqual({ prune: '*/30 * * * *' });
+  });
+
+  it('refuses an unknown job, a bad cron expression and a keep below 1, naming the key', () => {
+    const h = home();
+    for (const [k, v] of [
+      ['BERTH_MAINTENANCE_CRON', '{"bakup": "0 2 * * *"}'],
+      ['BERTH_MAINTENANCE_CRON', '{"backup": "every day"}'],
+      ['BERTH_MAINTENANCE_CRON', 'not json'],
+      ['BERTH_BACKUP_KEEP', '0'],
+    ] as const) {
+      const e = fail(() => loadConfig({ env: { HOME: h, [k]: v } }));
+      expect(e.code, `${k}=${v}`).toBe('CONFIG_INVALID');
+      expect(e.details?.env).toBe(k);
+    }
+  });
+});

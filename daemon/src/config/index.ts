@@ -1,6 +1,7 @@
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
-import { BerthError, notificationKinds, type ConfigSummary } from '@berth/client-sdk/protocol';
+import { validate as validCron } from 'node-cron';
+import { BerthError, MAINTENANCE_JOBS, notificationKinds, type ConfigSummary } from '@berth/client-sdk/protocol';
 import { configKeys, configLayers, type ConfigKey, type Layers, type LoadOptions } from './layers.js';
 import { SOCKET_GROUP_RE, SOCKET_MODES } from './socket-access.js';
 
@@ -68,6 +69,26 @@ const webhooksSchema = z.preprocess(
     .max(32, { message: 'at most 32 webhooks' }),
 );
 
+const CRON_EXPECTED = `a mapping of job (${MAINTENANCE_JOBS.join(', ')}) to a cron expression, like {"backup": "17 3 * * *"}, or to "off"`;
+
+/** Per-job schedules over the defaults (maintenance/jobs.ts); JSON text from the environment or the file. */
+const maintenanceCronSchema = z.preprocess(
+  (v) => {
+    if (v === null || v === undefined || v === '') return {};
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      return v;
+    }
+  },
+  z.partialRecord(
+    z.enum(MAINTENANCE_JOBS, { message: CRON_EXPECTED }),
+    z.string().refine((c) => c === 'off' || validCron(c), { message: CRON_EXPECTED }),
+    { message: CRON_EXPECTED },
+  ),
+);
+
 const fileSchema = z
   .object({
     socket: absolutePath('the RPC socket'),
@@ -108,6 +129,8 @@ const fileSchema = z
     }),
     notifyWebhooks: webhooksSchema,
     configWatch: z.enum(['true', 'false'], { message: 'true (reload config.yaml and secrets.yaml when they change) or false (only on SIGHUP or `berth config reload`)' }).transform((v) => v === 'true'),
+    backupKeep: z.coerce.number({ message: 'a whole number of backups, like 7' }).int({ message: 'a whole number of backups, like 7' }).min(1, { message: 'at least 1 backup' }).max(1000),
+    maintenanceCron: maintenanceCronSchema,
   })
   .strict();
 

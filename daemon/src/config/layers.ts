@@ -38,6 +38,8 @@ export const configKeys = {
   activityCheckSec: 'BERTH_ACTIVITY_CHECK_SEC',
   notifyWebhooks: 'BERTH_NOTIFY_WEBHOOKS',
   configWatch: 'BERTH_CONFIG_WATCH',
+  backupKeep: 'BERTH_BACKUP_KEEP',
+  maintenanceCron: 'BERTH_MAINTENANCE_CRON',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -140,6 +142,8 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     activityCheckSec: '15',
     notifyWebhooks: null,
     configWatch: 'true',
+    backupKeep: '7',
+    maintenanceCron: null,
   };
   const source: Partial<Record<ConfigKey, string>> = {};
   const file: Partial<Record<ConfigKey, unknown>> = {};

@@ -11,6 +11,7 @@ import {
 } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
 import type { Logger } from '../log.js';
+import { LABELS } from '../runtime/labels.js';
 import type { ContainerRuntime, ImageRecord } from '../runtime/port.js';
 import type { AgentsRepo } from '../store/agents.js';
 import type { ProjectsRepo } from '../store/projects.js';
@@ -39,6 +40,8 @@ export interface ImageServiceOptions {
   imagesDir: string;
   /** PEM file or directory passed as EXTRA_CA_CERTS to Dockerfiles that declare it; `none`: nothing. */
   buildCaCerts: string;
+  /** This berthd's id, labelled on what it builds so its image sweep (maintenance) touches only its own. */
+  instanceId?: string;
 }
 
 /** Agent images: the catalog (with who uses what), builds through the engine, removal. */
@@ -197,6 +200,7 @@ export class ImageService {
           [IMAGE_LABELS.image]: 'true',
           [IMAGE_LABELS.variant]: variant,
           ...(stack ? { [IMAGE_LABELS.stack]: stack.name } : {}),
+          ...(this.opts.instanceId ? { [LABELS.instance]: this.opts.instanceId } : {}),
         },
         // A Dockerfile with `prod`/`dev` stages builds the one asked for (and only it).
         ...(stages.includes(variant) ? { target: variant } : {}),

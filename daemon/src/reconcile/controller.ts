@@ -4,7 +4,7 @@ import type { EventBus } from '../events/bus.js';
 import type { Clock } from '../shared/clock.js';
 import type { Logger } from '../log.js';
 import { LABELS, agentVolumeName, networkLabels } from '../runtime/labels.js';
-import type { ContainerObservation, ContainerRuntime } from '../runtime/port.js';
+import type { ContainerObservation, ContainerRuntime, ContainerSummary } from '../runtime/port.js';
 import type { Secrets } from '../sessions/secrets.js';
 import { toContainerSpec } from '../sessions/spec.js';
 import type { ObservedPatch, SessionRecord, SessionsRepo } from '../store/sessions.js';
@@ -45,6 +45,11 @@ export interface ReconcilerDeps {
    * berthd restart the socket is made again). Returns the host directory the container mounts.
    */
   bridge?: { ensure(sessionId: string): Promise<string> };
+  /**
+   * Of this resync's orphan containers, those the sweep must leave running (after a restore: the
+   * containers of sessions the restored database does not know). A throw skips this sweep.
+   */
+  keepOrphans?: (candidates: ContainerSummary[]) => Set<string>;
 }
 
 class GenerationMoved extends Error {}
@@ -114,7 +119,15 @@ export class Reconciler {
       exists: (ids) => this.d.sessions.existing(ids),
     });
     for (const id of queue) this.queue.add(id);
-    await this.orphans.sweep(orphans).catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'Orphan sweep failed'));
+    let sweepable = orphans;
+    try {
+      const keep = this.d.keepOrphans?.(orphans);
+      if (keep?.size) sweepable = orphans.filter((c) => !keep.has(c.id));
+    } catch (err) {
+      this.d.log.warn({ err: (err as Error).message }, 'Cannot tell which orphans to keep; not sweeping this time');
+      sweepable = [];
+    }
+    await this.orphans.sweep(sweepable).catch((err: unknown) => this.d.log.warn({ err: (err as Error).message }, 'Orphan sweep failed'));
     return queue.size;
   }
 

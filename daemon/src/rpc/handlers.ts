@@ -6,6 +6,9 @@ import type { SessionService } from '../sessions/service.js';
 import type { ImageService } from '../images/service.js';
 import type { PoolService } from '../pools/service.js';
 import type { TaskService } from '../tasks/service.js';
+import { BerthError } from '@berth/client-sdk/protocol';
+import type { Backups } from '../maintenance/backup.js';
+import type { Maintenance } from '../maintenance/runner.js';
 import type { Handlers } from './dispatcher.js';
 
 export interface HandlerDeps {
@@ -19,6 +22,8 @@ export interface HandlerDeps {
   status: () => Promise<DaemonStatus>;
   /** Reads the config files again (trigger `rpc`); throws CONFIG_INVALID or CONFIG_RELOAD_UNAVAILABLE. */
   reloadConfig: () => ConfigChange;
+  maintenance: Maintenance;
+  backups: Backups;
 }
 
 /** Method name → service call. Params arrive validated against the protocol's types. */
@@ -64,5 +69,15 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'pools.get': (p) => d.pools.get(p.id),
     'pools.scale': (p) => d.pools.scale(p.id, p.parallel),
     'pools.stop': (p) => d.pools.stop(p.id, p.graceful === true),
+    'maintenance.list': () => d.maintenance.status(),
+    'maintenance.run': (p) => d.maintenance.run(p.job),
+    'maintenance.backup': async (p) => {
+      // To a path of the caller's: a one-off copy, not the rotated series (and not a recorded run).
+      if (p.to !== undefined) return d.backups.backup({ to: p.to });
+      const run = await d.maintenance.run('backup');
+      if (!run.ok) throw new BerthError('BACKUP_FAILED', run.error ?? 'the backup failed');
+      const s = run.summary as { path: string; bytes: number; pruned: string[] };
+      return { path: s.path, bytes: s.bytes, pruned: s.pruned };
+    },
   };
 }

@@ -229,6 +229,9 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'sessions.exec': z
     .object({ id: sessionRef, cmd: command, timeoutSec: z.number().int().min(1).max(3600).optional() })
     .strict(),
+  'maintenance.list': none,
+  'maintenance.run': z.object({ job: z.string().min(1).max(64) }).strict(),
+  'maintenance.backup': z.object({ to: z.string().min(1).max(4096).optional() }).strict(),
 };
 
 /** Params of the streams that take more than an id, checked like the methods' (INVALID_PARAMS). */

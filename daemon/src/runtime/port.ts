@@ -228,6 +228,11 @@ export interface ContainerRuntime extends EnginePort {
   /** Removes an image by reference (never forced: an image a container uses stays). */
   removeImage(ref: string): Promise<void>;
   /**
+   * Untagged (dangling) images carrying every entry of `labels`, leaving out any image a container
+   * (running or not, whoever made it) was created from: what may be removed without touching work.
+   */
+  danglingImages(labels: Record<string, string>): Promise<ImageRecord[]>;
+  /**
    * Builds through the engine's API with the context sent as a tar stream; reports each output line.
    * Rejects with IMAGE_BUILD_FAILED (step and last lines in details) when a step fails.
    */

@@ -1,7 +1,6 @@
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { lstat, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { schedule, type ScheduledTask } from 'node-cron';
 import { BerthError, type MergeResult, type Project, type RemoveResult, type SessionDiff, type SessionMerge, type SessionStatus } from '@berth/client-sdk/protocol';
 import type { CheckoutManager, CheckoutRef } from '../checkouts/manager.js';
 import { readRef } from '../checkouts/shadow.js';
@@ -41,7 +40,6 @@ export class SessionCheckouts {
   private readonly seen = new Map<string, string>();
   private readonly soon = new Map<string, NodeJS.Timeout>();
   private readonly removals = new Map<string, Pick<RemoveResult, 'kept' | 'notes'>>();
-  private task: ScheduledTask | null = null;
   private poller: NodeJS.Timeout | null = null;
   private readonly pollMs: number;
   private readonly useWatch: boolean;
@@ -261,15 +259,16 @@ export class SessionCheckouts {
     }
   }
 
-  /** Watches every checkout (after a restart too), imports what is pending, repairs now and every 10 minutes. */
+  /**
+   * Watches every checkout (after a restart too) and imports what is pending. The repairs
+   * (repairAll) are the `checkouts` maintenance job, scheduled with the others (maintenance/jobs.ts).
+   */
   start(): void {
     void this.resumeCreations().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'Resuming checkouts failed'));
     for (const s of this.sessions.withCheckouts()) {
       this.watch(s);
       this.queue.mark(s.id);
     }
-    void this.repairAll();
-    this.task = schedule('*/10 * * * *', () => void this.repairAll(), { noOverlap: true });
     const tick = () => {
       this.poller = setTimeout(() => {
         void this.pollOnce()
@@ -299,7 +298,6 @@ export class SessionCheckouts {
   }
 
   stop(): void {
-    void this.task?.stop();
     if (this.poller) clearTimeout(this.poller);
     this.poller = null;
     for (const id of [...this.watchers.keys()]) this.unwatch(id);

@@ -1,5 +1,6 @@
 import { AgentsRepo } from './agents.js';
 import { openDb, type Db, type OpenOptions } from './db.js';
+import { MaintenanceRunsRepo } from './maintenance.js';
 import { MetaRepo } from './meta.js';
 import { PoolsRepo } from './pools.js';
 import { ProjectsRepo } from './projects.js';
@@ -19,6 +20,7 @@ export class Store {
   readonly usage: UsageRepo;
   readonly tasks: TasksRepo;
   readonly pools: PoolsRepo;
+  readonly maintenance: MaintenanceRunsRepo;
 
   constructor(readonly db: Db) {
     this.projects = new ProjectsRepo(db);
@@ -28,6 +30,7 @@ export class Store {
     this.usage = new UsageRepo(db);
     this.tasks = new TasksRepo(db);
     this.pools = new PoolsRepo(db);
+    this.maintenance = new MaintenanceRunsRepo(db);
   }
 
   static open(file: string, opts?: OpenOptions): Store {

@@ -278,6 +278,23 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX pool_sessions_pool ON pool_sessions (pool);
     `,
   },
+  {
+    version: 13,
+    description: 'maintenance_runs: the recent runs of each maintenance job (backup, prune, images, checkouts)',
+    up: `
+      -- Each run of a maintenance job (the last few per job are kept: MaintenanceRunsRepo.record).
+      CREATE TABLE maintenance_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        summary TEXT,                               -- JSON, when ok
+        error TEXT                                  -- the cause, when not
+      );
+      CREATE INDEX maintenance_runs_job ON maintenance_runs (job, id);
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
 import { duration, emit, line } from '../output.js';
+import { maintenanceLines } from './maintenance.js';
 
 export function register(program: Command, { out, connect }: CliContext): void {
   program
@@ -36,6 +37,8 @@ export function register(program: Command, { out, connect }: CliContext): void {
           ...s.health.checks.map(
             (c) => `  ${c.ok ? 'ok  ' : c.warning ? 'WARN' : 'FAIL'} ${c.name}: ${c.detail}${c.ok || !c.remediation ? '' : `\n       fix: ${c.remediation}`}`,
           ),
+          // An older berthd has neither.
+          ...(s.maintenance ? maintenanceLines(s.maintenance, s.disk ?? null) : []),
         ];
         return lines.join('\n') + '\n';
       });

@@ -53,6 +53,7 @@ export class DockerRuntime implements ContainerRuntime {
   image: ContainerRuntime['image'] = (ref) => this.imageStore.image(ref);
   images: ContainerRuntime['images'] = (match) => this.imageStore.images(match);
   removeImage: ContainerRuntime['removeImage'] = (ref) => this.imageStore.removeImage(ref);
+  danglingImages: ContainerRuntime['danglingImages'] = (labels) => this.imageStore.danglingImages(labels);
   build: ContainerRuntime['build'] = (req, onProgress) => this.imageStore.build(req, onProgress);
   events: ContainerRuntime['events'] = (labels, sinceNano, signal) => this.output.events(labels, sinceNano, signal);
   logs: ContainerRuntime['logs'] = (id, opts) => this.output.logs(id, opts);

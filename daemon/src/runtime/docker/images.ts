@@ -41,6 +41,19 @@ export class DockerImages {
     }
   }
 
+  async danglingImages(labels: Record<string, string>): Promise<ImageRecord[]> {
+    try {
+      const filters = { dangling: ['true'], label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) };
+      const [rows, containers] = await Promise.all([this.docker.listImages({ all: false, filters: JSON.stringify(filters) }), this.docker.listContainers({ all: true })]);
+      const used = new Set(containers.map((c) => c.ImageID));
+      return rows
+        .filter((r) => !used.has(r.Id) && Object.entries(labels).every(([k, v]) => (r.Labels ?? {})[k] === v))
+        .map((r) => ({ id: r.Id, tags: [], sizeBytes: r.Size, createdAt: new Date(r.Created * 1000).toISOString(), labels: r.Labels ?? {} }));
+    } catch (err) {
+      wrapTransport(err, this.host);
+    }
+  }
+
   async removeImage(ref: string): Promise<void> {
     try {
       await this.docker.getImage(ref).remove({ force: false, noprune: false });

@@ -378,6 +378,10 @@ export class LocalRuntime implements ContainerRuntime {
     return [];
   }
 
+  async danglingImages(): Promise<ImageRecord[]> {
+    return [];
+  }
+
   async removeImage(ref: string): Promise<void> {
     throw new BerthError('IMAGE_NOT_FOUND', `AGENT_MODE=local has no images (${ref})`);
   }
