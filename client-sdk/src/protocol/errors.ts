@@ -181,7 +181,7 @@ export const errorRegistry = {
   MAINTENANCE_JOB_UNKNOWN: { http: 404, rpc: 1730, hint: 'Name one of the jobs `berth maintenance ls` lists: backup, prune, images, checkouts.' },
   MAINTENANCE_JOB_RUNNING: { rpc: 1731, hint: 'That job is running now (scheduled or started by someone else); wait for it (`berth maintenance ls`) and run it again if needed.' },
   BACKUP_FAILED: { http: 500, rpc: 1732, hint: 'The message says why (disk full, permissions, the copy failed its integrity check); older backups were kept. Free space under $BERTH_HOME/backups and run `berth backup` again.' },
-  BACKUP_TARGET_EXISTS: { rpc: 1733, hint: 'berth backup --to never overwrites: give an absolute path of a file that does not exist yet, in a directory that does.' },
+  BACKUP_TARGET_EXISTS: { rpc: 1733, hint: 'berth backup --to never overwrites: give a file name that is not taken yet in $BERTH_HOME/backups/ (berthd writes backups nowhere else).' },
   RESTORE_DAEMON_RUNNING: { rpc: 1734, hint: 'Stop berthd first (`systemctl --user stop berthd`, or SIGTERM it; agent containers keep running), then run `berthd --restore FILE` and start berthd again.' },
   RESTORE_INVALID: { rpc: 1735, hint: 'Restore a file `berth backup` made (under $BERTH_HOME/backups/): it must pass SQLite\'s integrity check and be a berth database no newer than this berthd. Nothing was changed.' },
 

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -57,15 +58,20 @@ describe('backups and restore (real SQLite files)', () => {
     }
   });
 
-  it('--to writes one copy outside the rotation and never overwrites', async () => {
+  it('--to writes one named copy in the backups directory, outside the rotation, never overwriting and never elsewhere', async () => {
     const h = await home();
     const store = open(h);
     const b = new Backups(store.db, { home: h, keep: 1, clock: new FakeClock(), log });
-    const to = join(h, 'mine.db');
-    expect((await b.backup({ to })).pruned).toEqual([]);
-    await expect(b.backup({ to })).rejects.toMatchObject({ code: 'BACKUP_TARGET_EXISTS' });
-    await expect(b.backup({ to: join(h, 'no-such-dir', 'x.db') })).rejects.toMatchObject({ code: 'BACKUP_TARGET_EXISTS' });
-    await expect(b.backup({ to: 'relative.db' })).rejects.toMatchObject({ code: 'INVALID_PARAMS' });
+    const made = await b.backup({ to: 'mine.db' });
+    expect(made.path).toBe(join(h, 'backups', 'mine.db'));
+    expect(made.pruned).toEqual([]);
+    await expect(b.backup({ to: 'mine.db' })).rejects.toMatchObject({ code: 'BACKUP_TARGET_EXISTS' });
+    expect((await b.backup({ to: join(h, 'backups', 'abs.db') })).path).toBe(join(h, 'backups', 'abs.db'));
+    // Anywhere else is refused: a socket user must not make berthd write files where it likes.
+    for (const to of [join(h, 'mine2.db'), '/etc/cron.d/berth', '../escape.db', 'sub/x.db', '.hidden.db', join(h, 'backups', '..', 'x.db')]) {
+      await expect(b.backup({ to })).rejects.toMatchObject({ code: 'INVALID_PARAMS' });
+    }
+    expect(existsSync(join(h, 'mine2.db'))).toBe(false);
   });
 
   it('restore puts the backup in place, keeps the replaced database aside, and marks the restore', async () => {

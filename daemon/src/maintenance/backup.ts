@@ -16,7 +16,11 @@ export const BACKUP_NAME = /^berth-\d{8}T\d{6}(\d{3})?Z\.db$/;
 /** A copy being written (rename makes it a backup); left only by a crash, removed by the prune job. */
 export const BACKUP_TEMP = /^\.berth-.*\.db\.tmp-[0-9a-f]+$/;
 
+/** A name `berth backup --to` may give its copy: one plain file name in the backups directory. */
+const COPY_NAME = /^(?!\.)[A-Za-z0-9._-]{1,200}$/;
+
 /** `2026-12-02T03:17:00.123Z` → `20261202T031700123Z`. */
+
 export const stamp = (d: Date) => d.toISOString().replace(/[-:.]/g, '');
 
 /**
@@ -111,10 +115,16 @@ export class Backups {
   async backup(opts: { to?: string } = {}): Promise<BackupResult> {
     let final: string;
     if (opts.to !== undefined) {
-      if (!isAbsolute(opts.to)) throw new BerthError('INVALID_PARAMS', 'the backup target must be an absolute path', { details: { to: opts.to } });
-      final = opts.to;
-      const parent = await stat(dirname(final)).catch(() => null);
-      if (!parent?.isDirectory()) throw new BerthError('BACKUP_TARGET_EXISTS', `the directory of ${final} does not exist`, { details: { to: final } });
+      // Only into the backups directory: whoever may use the socket may ask for a backup, and
+      // berthd (often root) writing a file wherever it is told would let them plant one anywhere.
+      const name = isAbsolute(opts.to) ? (dirname(opts.to) === this.dir ? basename(opts.to) : null) : opts.to;
+      if (name === null || !COPY_NAME.test(name)) {
+        throw new BerthError('INVALID_PARAMS', `berthd writes backups only into ${this.dir}: give a file name there (letters, digits, . _ -), then copy the file where you want it`, {
+          details: { to: opts.to, dir: this.dir },
+        });
+      }
+      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      final = join(this.dir, name);
       if (await lstat(final).then(() => true, () => false)) throw new BerthError('BACKUP_TARGET_EXISTS', `${final} exists; berth never overwrites it`, { details: { to: final } });
     } else {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });

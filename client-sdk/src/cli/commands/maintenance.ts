@@ -67,9 +67,9 @@ export function register(program: Command, { out, connect }: CliContext): void {
   program
     .command('backup')
     .description('back up berthd\'s state database now (online) and print the path')
-    .option('--to <path>', 'write the copy here (must not exist) instead of $BERTH_HOME/backups/ (not rotated)')
+    .option('--to <name>', 'name the copy (must not exist) in $BERTH_HOME/backups/ (not rotated); berthd writes nowhere else')
     .action(async (o: { to?: string }, cmd: Command) => {
-      const r = await connect(cmd).maintenance.backup(o.to !== undefined ? { to: resolve(o.to) } : {});
+      const r = await connect(cmd).maintenance.backup(o.to !== undefined ? { to: o.to.includes('/') ? resolve(o.to) : o.to } : {});
       emit(out, r, () => `${r.path}\n`);
     });
 
