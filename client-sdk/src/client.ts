@@ -180,6 +180,15 @@ export class BerthClient {
     stop: this.method('pools.stop'),
   };
 
+  readonly schedules = {
+    add: this.method('schedules.add'),
+    list: this.method('schedules.list'),
+    get: this.method('schedules.get'),
+    update: this.method('schedules.update'),
+    remove: this.method('schedules.remove'),
+    run: this.method('schedules.run'),
+  };
+
   readonly images = {
     list: this.method('images.list'),
     remove: this.method('images.remove'),

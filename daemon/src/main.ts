@@ -20,6 +20,8 @@ import { createHandlers } from './rpc/handlers.js';
 import { pgit } from './checkouts/project-git.js';
 import { PoolController } from './pools/controller.js';
 import { PoolService } from './pools/service.js';
+import { ScheduleController } from './schedules/controller.js';
+import { ScheduleService } from './schedules/service.js';
 import { bridgeTasks } from './tasks/bridge.js';
 import { TaskService } from './tasks/service.js';
 import { TaskFileWatcher } from './tasks/watch.js';
@@ -102,6 +104,8 @@ export interface DaemonParts {
   taskFiles: TaskFileWatcher;
   pools: PoolService;
   poolController: PoolController;
+  schedules: ScheduleService;
+  scheduleController: ScheduleController;
 }
 
 /**
@@ -274,6 +278,27 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     },
   });
 
+  const schedules = new ScheduleService({
+    schedules: store.schedules,
+    projects: store.projects,
+    agents: store.agents,
+    tasks: store.tasks,
+    sessions: store.sessions,
+    bus,
+    clock,
+    controller: (): ScheduleController => scheduleController,
+  });
+  const scheduleController = new ScheduleController({
+    schedules: store.schedules,
+    sessions: store.sessions,
+    agents: store.agents,
+    task: (id) => (store.tasks.get(id) ? tasks.get(id) : null),
+    work: { start: (p, o) => sessions.start(p, o), stop: (id) => sessions.stop(id) },
+    bus,
+    clock,
+    log: log.child({ component: 'schedules' }),
+  });
+
   const notifyLog = log.child({ component: 'notify' });
   const notifier = new Notifier({
     bus,
@@ -286,7 +311,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     log: notifyLog,
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController };
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, schedules, scheduleController };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -300,7 +325,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, schedules, scheduleController } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -322,7 +347,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     };
   };
 
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status }), log.child({ component: 'rpc' }));
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, schedules, status }), log.child({ component: 'rpc' }));
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   // Before the first request: what was being made when berthd went down, not what starts now.
@@ -360,6 +385,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const tasksDone = tasks.start(loops.signal);
   const taskFilesDone = taskFiles.start(loops.signal);
   const poolsDone = poolController.start(loops.signal);
+  const schedulesDone = scheduleController.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
 
@@ -378,7 +404,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, schedulesDone]);
         store.close();
         log.info('Stopped berthd');
       })();

@@ -23,13 +23,14 @@ import type {
   SessionUsage,
   WorktreePolicy,
 } from './types.js';
+import type { ScheduleMethods } from './schedules.js';
 import type { TaskMethods } from './tasks.js';
 
 /**
  * Every JSON-RPC method berthd serves, once: its params (by name) and its result.
  * Server handlers and the client's methods are both typed against this map.
  */
-export interface Methods extends TaskMethods {
+export interface Methods extends TaskMethods, ScheduleMethods {
   'daemon.status': { params: Record<string, never>; result: DaemonStatus };
 
   'projects.add': {
@@ -218,6 +219,12 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'pools.get': ['id'],
   'pools.scale': ['id', 'parallel'],
   'pools.stop': ['id', 'graceful'],
+  'schedules.add': ['name', 'project', 'agent', 'cron', 'tz', 'command', 'task', 'concurrency', 'startingDeadlineSec', 'suspended'],
+  'schedules.list': ['project'],
+  'schedules.get': ['name'],
+  'schedules.update': ['name', 'cron', 'tz', 'agent', 'command', 'task', 'concurrency', 'startingDeadlineSec', 'suspended'],
+  'schedules.remove': ['name'],
+  'schedules.run': ['name'],
 };
 
 export const methodNames = Object.keys(positionalParams) as MethodName[];
@@ -232,6 +239,8 @@ export const longRunningMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'sessions.restart',
   'sessions.stop',
   'sessions.remove',
+  // A run by hand may replace the running one (stop it) before it starts its session.
+  'schedules.run',
 ]);
 
 /**
@@ -256,4 +265,6 @@ export const idempotentMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'tasks.get',
   'pools.list',
   'pools.get',
+  'schedules.list',
+  'schedules.get',
 ]);

@@ -160,6 +160,10 @@ export const eventTypes = [
   'pool.created',
   'pool.updated',
   'pool.stopped',
+  'schedule.added',
+  'schedule.updated',
+  'schedule.removed',
+  'schedule.run',
   'task.file',
 ] as const satisfies readonly BerthEventType[];
 type MissingEventType = Exclude<BerthEventType, (typeof eventTypes)[number]>;

@@ -1,4 +1,5 @@
 import type { Pool, Task, TaskNote } from './tasks.js';
+import type { Schedule, ScheduleRun } from './schedules.js';
 /** Domain types shared by berthd and its clients. Plain data: everything here crosses the socket as JSON. */
 
 /** `[a-z0-9][a-z0-9-]{0,62}`: project, agent and (later) session names. */
@@ -424,6 +425,10 @@ export type BerthEvent =
   | EventOf<'pool.created', { pool: Pool }>
   | EventOf<'pool.updated', { pool: Pool }>
   | EventOf<'pool.stopped', { pool: Pool }>
+  | EventOf<'schedule.added', { schedule: Schedule }>
+  | EventOf<'schedule.updated', { schedule: Schedule }>
+  | EventOf<'schedule.removed', { name: string }>
+  | EventOf<'schedule.run', { schedule: string; run: ScheduleRun }>
   | EventOf<'task.file', { project: string; file: string; ok: boolean; error: string | null; added: number; updated: number }>;
 
 export interface EventOf<T extends string, D> {

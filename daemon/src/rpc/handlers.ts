@@ -5,6 +5,7 @@ import type { ProjectService } from '../projects/service.js';
 import type { SessionService } from '../sessions/service.js';
 import type { ImageService } from '../images/service.js';
 import type { PoolService } from '../pools/service.js';
+import type { ScheduleService } from '../schedules/service.js';
 import type { TaskService } from '../tasks/service.js';
 import type { Handlers } from './dispatcher.js';
 
@@ -16,6 +17,7 @@ export interface HandlerDeps {
   usage: UsageService;
   tasks: TaskService;
   pools: PoolService;
+  schedules: ScheduleService;
   status: () => Promise<DaemonStatus>;
 }
 
@@ -61,5 +63,11 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'pools.get': (p) => d.pools.get(p.id),
     'pools.scale': (p) => d.pools.scale(p.id, p.parallel),
     'pools.stop': (p) => d.pools.stop(p.id, p.graceful === true),
+    'schedules.add': (p) => d.schedules.add(p),
+    'schedules.list': (p) => d.schedules.list(p),
+    'schedules.get': (p) => d.schedules.get(p.name),
+    'schedules.update': (p) => d.schedules.update(p),
+    'schedules.remove': (p) => d.schedules.remove(p.name),
+    'schedules.run': (p) => d.schedules.run(p.name),
   };
 }
