@@ -6,6 +6,7 @@ import * as completion from './commands/completion.js';
 import * as daemon from './commands/daemon.js';
 import * as images from './commands/images.js';
 import * as projects from './commands/projects.js';
+import * as schedules from './commands/schedules.js';
 import * as sessions from './commands/sessions.js';
 import * as tasks from './commands/tasks.js';
 import * as watch from './commands/watch.js';
@@ -56,6 +57,7 @@ export async function run(
   sessions.register(program, ctx);
   images.register(program, ctx);
   tasks.register(program, ctx);
+  schedules.register(program, ctx);
   watch.register(program, ctx);
   // Last: it reads the whole command tree.
   completion.register(program, ctx);
