@@ -5,7 +5,9 @@ import { promptOf, substitute } from '../pools/prompt.js';
 import type { Clock } from '../shared/clock.js';
 import type { AgentsRepo } from '../store/agents.js';
 import type { ScheduleRecord, ScheduleRunRecord, SchedulesRepo } from '../store/schedules.js';
-import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
+import type { SessionRecord } from '../store/sessions.js';
+
+type SessionView = Pick<SessionRecord, 'state' | 'desired' | 'exitCode'>;
 import type { StartOptions } from '../sessions/service.js';
 import { lastRunBetween, nextRun, parseCron } from './cron.js';
 
@@ -17,8 +19,9 @@ export interface ScheduleSessions {
 
 export interface ScheduleControllerDeps {
   schedules: SchedulesRepo;
-  sessions: SessionsRepo;
-  agents: AgentsRepo;
+  /** The sessions the runs started, as the store has them now. */
+  sessions: { get(id: string): SessionView | undefined; byName(name: string): unknown };
+  agents: Pick<AgentsRepo, 'get'>;
   /** The task a schedule hands its runs, as the public view (null when it is gone). */
   task: (id: number) => Task | null;
   work: ScheduleSessions;
@@ -35,7 +38,7 @@ const MAX_SLEEP_MS = 60_000;
  */
 export const LOOKBACK_MS = 8 * 86_400_000;
 
-const ended = (s: SessionRecord) => s.state === 'exited' || s.state === 'failed' || s.state === 'stopped' || s.state === 'removed';
+const ended = (s: SessionView) => s.state === 'exited' || s.state === 'failed' || s.state === 'stopped' || s.state === 'removed';
 
 /**
  * Starts each schedule's sessions at the times its cron expression names, on the injected clock,
