@@ -38,6 +38,8 @@ const MAX_SLEEP_MS = 60_000;
  */
 export const LOOKBACK_MS = 8 * 86_400_000;
 
+const MAX_REASON = 2000;
+
 const ended = (s: SessionView) => s.state === 'exited' || s.state === 'failed' || s.state === 'stopped' || s.state === 'removed';
 
 /**
@@ -198,7 +200,8 @@ export class ScheduleController {
         },
       });
     } catch (err) {
-      const reason = err instanceof BerthError ? `${err.code}: ${err.message}` : (err as Error).message;
+      // Kept in the history: a message of any length (a path, git's output) is cut.
+      const reason = (err instanceof BerthError ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err)).slice(0, MAX_REASON);
       this.d.log.warn({ schedule: s.name, session: name, err: reason }, `Schedule ${s.name}: could not start ${name}`);
       if (!recorded) return this.record(s, { scheduledAt, manual, outcome: 'failed', reason });
       const failed: ScheduleRunRecord = recorded;

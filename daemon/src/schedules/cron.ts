@@ -134,11 +134,18 @@ const MAX_DAYS = 366 * 8;
 export function nextRun(spec: CronSpec, tz: string, after: Date): Date | null {
   const start = Math.floor(after.getTime() / 60_000) * 60_000 + 60_000;
   const s = localOf(start, tz);
+  const startWall = Date.UTC(s.year, s.month - 1, s.day, s.hour, s.minute);
+  // On the first day, wall times before the start's are before it too, unless the clocks went back
+  // within the last hours (then those up to 3 h earlier are looked at one by one).
+  const steady = offsetAt(start - 3 * 3_600_000, tz) === offsetAt(start, tz);
+  const floor = steady ? startWall : startWall - 3 * 3_600_000;
   let { year, month, day } = s;
   for (let i = 0; i < MAX_DAYS; i++) {
     if (dayMatches(spec, year, month, day)) {
       for (const hour of spec.hours) {
+        if (i === 0 && Date.UTC(year, month - 1, day, hour, 59) < floor) continue;
         for (const minute of spec.minutes) {
+          if (i === 0 && Date.UTC(year, month - 1, day, hour, minute) < floor) continue;
           const t = localToInstant({ year, month, day, hour, minute }, tz);
           if (t !== null && t >= start) return new Date(t);
         }
@@ -153,23 +160,19 @@ export function nextRun(spec: CronSpec, tz: string, after: Date): Date | null {
 }
 
 /**
- * The latest run time in (`after`, `now`], or null when there is none. Walks forward from
- * `after`, but never from further back than `horizonMs` before `now` (a run that old is past any
- * deadline anyway); `earlier` says whether runs before the returned one were passed over.
+ * The latest run time in (`after`, `now`], or null when there is none; `earlier` says whether
+ * runs before it (after `after`) were passed over. Looks back an hour, then a day, then at most
+ * `horizonMs` before `now`: after a long downtime an every-minute schedule walks 60 times, not
+ * 10,000. A time older than the horizon is past any deadline anyway and is not reported.
  */
 export function lastRunBetween(spec: CronSpec, tz: string, after: Date, now: Date, horizonMs: number): { at: Date; earlier: boolean } | null {
-  let from = after.getTime();
-  let earlier = false;
-  const floor = now.getTime() - horizonMs;
-  if (from < floor) {
-    const first = nextRun(spec, tz, after);
-    if (first && first.getTime() < floor) earlier = true;
-    from = floor;
+  const end = now.getTime();
+  for (const span of [3_600_000, 86_400_000, horizonMs]) {
+    const lo = Math.max(after.getTime(), end - Math.min(span, horizonMs));
+    let found: Date | null = null;
+    for (let t = nextRun(spec, tz, new Date(lo)); t && t.getTime() <= end; t = nextRun(spec, tz, t)) found = t;
+    if (found) return { at: found, earlier: nextRun(spec, tz, after)!.getTime() < found.getTime() };
+    if (lo === after.getTime() || span >= horizonMs) return null;
   }
-  let found: Date | null = null;
-  for (let t = nextRun(spec, tz, new Date(from)); t && t.getTime() <= now.getTime(); t = nextRun(spec, tz, t)) {
-    if (found) earlier = true;
-    found = t;
-  }
-  return found && { at: found, earlier };
+  return null;
 }
