@@ -202,6 +202,11 @@ describe('schedules (real engine, injected clock)', () => {
     expect(s).toMatchObject({ tz: 'Europe/Berlin', concurrency: 'replace', command: ['sh', '-c', 'echo hi'], startingDeadlineSec: 600 });
     const show = await berth('schedule', 'show', 'weekdays');
     expect(show.stdout).toContain('0 3 * * 1-5 (Europe/Berlin)');
+    const upd = await berth('schedule', 'update', 'weekdays', '--no-tz', '--suspend', '--agent-command', '--starting-deadline', '1h');
+    expect(upd.code, upd.stderr).toBe(0);
+    expect(await client.schedules.get({ name: 'weekdays' })).toMatchObject({ tz: null, suspended: true, command: null, startingDeadlineSec: 3600, nextRunAt: null });
+    const ls = await berth('schedule', 'ls', '-q');
+    expect(ls.stdout.split('\n')).toContain('weekdays');
     const rm = await berth('schedule', 'rm', 'weekdays');
     expect(rm.code).toBe(0);
     expect((await berth('schedule', 'show', 'weekdays')).stderr).toContain('SCHEDULE_NOT_FOUND');
