@@ -293,7 +293,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     sessions: store.sessions,
     agents: store.agents,
     task: (id) => (store.tasks.get(id) ? tasks.get(id) : null),
-    work: { start: (p, o) => sessions.start(p, o), stop: (id) => sessions.stop(id) },
+    work: { start: (p, o) => sessions.start(p, o), stop: (id) => sessions.stop(id), remove: (id) => sessions.remove(id) },
     bus,
     clock,
     log: log.child({ component: 'schedules' }),

@@ -32,6 +32,7 @@ describe('ScheduleController', () => {
   const sessions = new Map<string, { name: string; state: SessionState; desired: 'running' | 'removed'; exitCode: number | null }>();
   let started: ParamsOf<'sessions.start'>[];
   let stopped: string[];
+  let removed: string[];
   let failNext: BerthError | null;
 
   beforeEach(() => {
@@ -41,6 +42,7 @@ describe('ScheduleController', () => {
     sessions.clear();
     started = [];
     stopped = [];
+    removed = [];
     failNext = null;
     const ts = new Date(T0).toISOString();
     store.projects.insert({ name: 'web', path: dir, network: null, gitUrl: null, branch: null, sshKeyPath: null, worktrees: 'always', defaultImage: null, createdAt: ts, updatedAt: ts });
@@ -66,6 +68,11 @@ describe('ScheduleController', () => {
         stop: async (id) => {
           stopped.push(id);
           sessions.get(id)!.state = 'stopped';
+        },
+        remove: async (id) => {
+          if (id === 's2') throw new BerthError('DIRTY_CHECKOUT', 'uncommitted changes');
+          removed.push(id);
+          sessions.get(id)!.desired = 'removed';
         },
       },
     });
@@ -164,5 +171,20 @@ describe('ScheduleController', () => {
     const h = store.schedules.history('x');
     expect(h).toHaveLength(20);
     expect(h[0]!.session!.name).toBe('x-26');
+  });
+
+  it('removes the sessions of ended runs but the last three, leaving one with uncommitted work', async () => {
+    add('x', { cron: '* * * * *' });
+    for (let m = 1; m <= 7; m++) {
+      clock.t = T0 + m * MIN;
+      await ctl.reconcile('x');
+      for (const s of sessions.values()) if (s.state === 'running') s.state = 'exited';
+    }
+    clock.t = T0 + 7 * MIN + 30_000;
+    await ctl.reconcile('x');
+    // Runs 1-7 ended; 5, 6, 7 stay; s2 refused (dirty) and is not tried again.
+    expect([...removed].sort()).toEqual(['s1', 's3', 's4']);
+    await ctl.reconcile('x');
+    expect([...removed].sort()).toEqual(['s1', 's3', 's4']);
   });
 });

@@ -15,6 +15,8 @@ import { lastRunBetween, nextRun, parseCron } from './cron.js';
 export interface ScheduleSessions {
   start(p: ParamsOf<'sessions.start'>, opts: StartOptions): Promise<Session>;
   stop(id: string): Promise<unknown>;
+  /** Removes an ended session as `berth rm` does without --force (one with uncommitted work is refused). */
+  remove(id: string): Promise<unknown>;
 }
 
 export interface ScheduleControllerDeps {
@@ -39,6 +41,8 @@ const MAX_SLEEP_MS = 60_000;
 export const LOOKBACK_MS = 8 * 86_400_000;
 
 const MAX_REASON = 2000;
+/** Sessions of this many ended runs are kept (like a CronJob's history limits); older ones are removed. */
+export const KEEP_ENDED_SESSIONS = 3;
 
 const ended = (s: SessionView) => s.state === 'exited' || s.state === 'failed' || s.state === 'stopped' || s.state === 'removed';
 
@@ -53,6 +57,8 @@ const ended = (s: SessionView) => s.state === 'exited' || s.state === 'failed' |
 export class ScheduleController {
   private wake: (() => void) | null = null;
   private dirty = false;
+  /** Sessions whose removal was refused (uncommitted work): left to their owner, not tried again. */
+  private readonly kept = new Set<string>();
   /** Serializes passes and `run now`: two never start the same schedule's sessions at once. */
   private busy: Promise<unknown> = Promise.resolve();
 
@@ -133,10 +139,28 @@ export class ScheduleController {
         await this.fire(s, due.at, active, false, due.earlier ? 'earlier times were passed over: only the latest starts' : null);
       }
     }
+    await this.prune(s);
     const after = this.d.schedules.get(name);
     if (!after) return null;
     const next = nextRun(spec, tz, new Date(Math.max(Date.parse(after.lastScheduledAt ?? after.createdAt), now.getTime() - LOOKBACK_MS)));
     return next ? next.getTime() : null;
+  }
+
+  /** Removes the sessions of ended runs but the last KEEP_ENDED_SESSIONS. */
+  private async prune(s: ScheduleRecord): Promise<void> {
+    const ended = this.d.schedules.history(s.name).filter((r) => r.session && r.final);
+    for (const run of ended.slice(KEEP_ENDED_SESSIONS)) {
+      const id = run.session!.id;
+      const rec = this.d.sessions.get(id);
+      if (!rec || rec.desired === 'removed' || this.kept.has(id)) continue;
+      try {
+        await this.d.work.remove(id);
+        this.d.log.info({ schedule: s.name, session: run.session!.name }, `Schedule ${s.name}: removed ${run.session!.name} (an older run)`);
+      } catch (err) {
+        this.kept.add(id);
+        this.d.log.info({ schedule: s.name, session: run.session!.name, err: (err as Error).message }, `Schedule ${s.name}: keeping ${run.session!.name}`);
+      }
+    }
   }
 
   /** Notes the runs whose session ended (or went); the sessions of this schedule that still run. */
