@@ -187,6 +187,15 @@ export class BerthClient {
     backup: this.method('maintenance.backup'),
   };
 
+  readonly schedules = {
+    add: this.method('schedules.add'),
+    list: this.method('schedules.list'),
+    get: this.method('schedules.get'),
+    update: this.method('schedules.update'),
+    remove: this.method('schedules.remove'),
+    run: this.method('schedules.run'),
+  };
+
   readonly images = {
     list: this.method('images.list'),
     remove: this.method('images.remove'),

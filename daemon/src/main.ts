@@ -21,6 +21,8 @@ import { createHandlers } from './rpc/handlers.js';
 import { pgit } from './checkouts/project-git.js';
 import { PoolController } from './pools/controller.js';
 import { PoolService } from './pools/service.js';
+import { ScheduleController } from './schedules/controller.js';
+import { ScheduleService } from './schedules/service.js';
 import { bridgeTasks } from './tasks/bridge.js';
 import { TaskService } from './tasks/service.js';
 import { TaskFileWatcher } from './tasks/watch.js';
@@ -124,6 +126,8 @@ export interface DaemonParts {
   maintenance: Maintenance;
   backups: Backups;
   disk: DiskUsage;
+  schedules: ScheduleService;
+  scheduleController: ScheduleController;
 }
 
 /**
@@ -300,6 +304,27 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     },
   });
 
+  const schedules = new ScheduleService({
+    schedules: store.schedules,
+    projects: store.projects,
+    agents: store.agents,
+    tasks: store.tasks,
+    sessions: store.sessions,
+    bus,
+    clock,
+    controller: (): ScheduleController => scheduleController,
+  });
+  const scheduleController = new ScheduleController({
+    schedules: store.schedules,
+    sessions: store.sessions,
+    agents: store.agents,
+    task: (id) => (store.tasks.get(id) ? tasks.get(id) : null),
+    work: { start: (p, o) => sessions.start(p, o), stop: (id) => sessions.stop(id), remove: (id) => sessions.remove(id) },
+    bus,
+    clock,
+    log: log.child({ component: 'schedules' }),
+  });
+
   const notifyLog = log.child({ component: 'notify' });
   const notifier = new Notifier({
     bus,
@@ -353,7 +378,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
   );
   const disk = new DiskUsage(config.home, clock);
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk };
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk, schedules, scheduleController };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -367,7 +392,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, reload, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk, schedules, scheduleController } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -420,7 +445,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     }
     return { trigger: 'rpc', keys: r.keys, restartNeeded: r.restartNeeded, secrets: r.secrets };
   };
-  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, status, reloadConfig, maintenance, backups }), log.child({ component: 'rpc' }));
+  const dispatcher = new RpcDispatcher(createHandlers({ projects, agents, sessions, images, usage, tasks, pools, schedules, status, reloadConfig, maintenance, backups }), log.child({ component: 'rpc' }));
   const server = new RpcServer({ dispatcher, health, bus, sessions, images, log: log.child({ component: 'server' }) });
 
   // Before the first request: what was being made when berthd went down, not what starts now.
@@ -460,6 +485,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const poolsDone = poolController.start(loops.signal);
   const configDone = configWatcher?.start(loops.signal);
   await configWatcher?.ready;
+  const schedulesDone = scheduleController.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
   const maintenanceDone = maintenance.start(loops.signal);
@@ -481,7 +507,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, configDone, maintenanceDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, configDone, maintenanceDone, schedulesDone]);
         store.close();
         log.info('Stopped berthd');
       })();

@@ -7,6 +7,7 @@ import * as daemon from './commands/daemon.js';
 import * as images from './commands/images.js';
 import * as maintenance from './commands/maintenance.js';
 import * as projects from './commands/projects.js';
+import * as schedules from './commands/schedules.js';
 import * as sessions from './commands/sessions.js';
 import * as tasks from './commands/tasks.js';
 import * as watch from './commands/watch.js';
@@ -57,6 +58,7 @@ export async function run(
   sessions.register(program, ctx);
   images.register(program, ctx);
   tasks.register(program, ctx);
+  schedules.register(program, ctx);
   watch.register(program, ctx);
   maintenance.register(program, ctx);
   // Last: it reads the whole command tree.

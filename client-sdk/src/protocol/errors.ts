@@ -175,6 +175,14 @@ export const errorRegistry = {
   POOL_NOT_FOUND: { http: 404, rpc: 1610, hint: 'List pools with `berth pool ls`.' },
   POOL_EXISTS: { rpc: 1611, hint: 'A pool of that name is running for the project: scale it (`berth pool scale ID N`) or stop it first.' },
   TASK_NOT_REVIEWING: { rpc: 1612, hint: 'Only a reviewer session started by a pool decides on the task it was given to review.' },
+  SCHEDULE_NOT_FOUND: { http: 404, rpc: 1710, hint: 'List schedules with `berth schedule ls`; add one with `berth schedule add NAME --cron "0 3 * * *" --project P --agent A`.' },
+  SCHEDULE_EXISTS: { rpc: 1711, hint: 'Choose another name, change the schedule (`berth schedule update NAME ...`), or remove it first (`berth schedule rm NAME`).' },
+  SCHEDULE_CRON_INVALID: {
+    http: 400,
+    rpc: 1712,
+    hint: 'Give five fields: minute hour day-of-month month day-of-week, as "0 3 * * 1-5" (03:00 Monday to Friday) or "*/15 * * * *"; ranges, lists, steps and names (mon, jan) work, seconds and L/W/# do not.',
+  },
+  SCHEDULE_TZ_INVALID: { http: 400, rpc: 1713, hint: 'Give an IANA time zone name such as Europe/Berlin, America/New_York or UTC (see `timedatectl list-timezones`).' },
 
   // Daemon startup and client connection (not sent over RPC, but reported with the same codes)
   // Maintenance, backup and restore

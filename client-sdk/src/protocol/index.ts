@@ -10,3 +10,4 @@ export * from './bridge.js';
 export * from './exec.js';
 export * from './tasks.js';
 export * from './maintenance.js';
+export * from './schedules.js';

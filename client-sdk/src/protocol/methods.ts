@@ -24,6 +24,7 @@ import type {
   SessionUsage,
   WorktreePolicy,
 } from './types.js';
+import type { ScheduleMethods } from './schedules.js';
 import type { TaskMethods } from './tasks.js';
 import type { MaintenanceMethods } from './maintenance.js';
 
@@ -31,7 +32,7 @@ import type { MaintenanceMethods } from './maintenance.js';
  * Every JSON-RPC method berthd serves, once: its params (by name) and its result.
  * Server handlers and the client's methods are both typed against this map.
  */
-export interface Methods extends TaskMethods, MaintenanceMethods {
+export interface Methods extends TaskMethods, MaintenanceMethods, ScheduleMethods {
   'daemon.status': { params: Record<string, never>; result: DaemonStatus };
   /** Reads config.yaml and secrets.yaml again, as SIGHUP does. A refused file: CONFIG_INVALID naming the key; the running configuration is kept. */
   'daemon.reloadConfig': { params: Record<string, never>; result: ConfigChange };
@@ -226,6 +227,12 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'maintenance.list': [],
   'maintenance.run': ['job'],
   'maintenance.backup': ['to'],
+  'schedules.add': ['name', 'project', 'agent', 'cron', 'tz', 'command', 'task', 'concurrency', 'startingDeadlineSec', 'suspended'],
+  'schedules.list': ['project'],
+  'schedules.get': ['name'],
+  'schedules.update': ['name', 'cron', 'tz', 'agent', 'command', 'task', 'concurrency', 'startingDeadlineSec', 'suspended'],
+  'schedules.remove': ['name'],
+  'schedules.run': ['name'],
 };
 
 export const methodNames = Object.keys(positionalParams) as MethodName[];
@@ -243,6 +250,8 @@ export const longRunningMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   // A backup or an image sweep takes as long as the database or the engine makes it.
   'maintenance.run',
   'maintenance.backup',
+  // A run by hand may replace the running one (stop it) before it starts its session.
+  'schedules.run',
 ]);
 
 /**
@@ -268,4 +277,6 @@ export const idempotentMethods: ReadonlySet<MethodName> = new Set<MethodName>([
   'pools.list',
   'pools.get',
   'maintenance.list',
+  'schedules.list',
+  'schedules.get',
 ]);

@@ -162,6 +162,10 @@ export const eventTypes = [
   'pool.created',
   'pool.updated',
   'pool.stopped',
+  'schedule.added',
+  'schedule.updated',
+  'schedule.removed',
+  'schedule.run',
   'task.file',
   'maintenance.run',
 ] as const satisfies readonly BerthEventType[];

@@ -1,5 +1,6 @@
 import type { Pool, Task, TaskNote } from './tasks.js';
 import type { DiskUse, MaintenanceJobStatus, MaintenanceRun } from './maintenance.js';
+import type { Schedule, ScheduleRun } from './schedules.js';
 /** Domain types shared by berthd and its clients. Plain data: everything here crosses the socket as JSON. */
 
 /** `[a-z0-9][a-z0-9-]{0,62}`: project, agent and (later) session names. */
@@ -454,7 +455,11 @@ export type BerthEvent =
   | EventOf<'pool.updated', { pool: Pool }>
   | EventOf<'pool.stopped', { pool: Pool }>
   | EventOf<'task.file', { project: string; file: string; ok: boolean; error: string | null; added: number; updated: number }>
-  | EventOf<'maintenance.run', MaintenanceRun>;
+  | EventOf<'maintenance.run', MaintenanceRun>
+  | EventOf<'schedule.added', { schedule: Schedule }>
+  | EventOf<'schedule.updated', { schedule: Schedule }>
+  | EventOf<'schedule.removed', { name: string }>
+  | EventOf<'schedule.run', { schedule: string; run: ScheduleRun }>;
 
 export interface EventOf<T extends string, D> {
   seq: number;

@@ -5,6 +5,7 @@ import type { ProjectService } from '../projects/service.js';
 import type { SessionService } from '../sessions/service.js';
 import type { ImageService } from '../images/service.js';
 import type { PoolService } from '../pools/service.js';
+import type { ScheduleService } from '../schedules/service.js';
 import type { TaskService } from '../tasks/service.js';
 import { BerthError } from '@berth/client-sdk/protocol';
 import type { Backups } from '../maintenance/backup.js';
@@ -19,6 +20,7 @@ export interface HandlerDeps {
   usage: UsageService;
   tasks: TaskService;
   pools: PoolService;
+  schedules: ScheduleService;
   status: () => Promise<DaemonStatus>;
   /** Reads the config files again (trigger `rpc`); throws CONFIG_INVALID or CONFIG_RELOAD_UNAVAILABLE. */
   reloadConfig: () => ConfigChange;
@@ -79,5 +81,11 @@ export function createHandlers(d: HandlerDeps): Handlers {
       const s = run.summary as { path: string; bytes: number; pruned: string[] };
       return { path: s.path, bytes: s.bytes, pruned: s.pruned };
     },
+    'schedules.add': (p) => d.schedules.add(p),
+    'schedules.list': (p) => d.schedules.list(p),
+    'schedules.get': (p) => d.schedules.get(p.name),
+    'schedules.update': (p) => d.schedules.update(p),
+    'schedules.remove': (p) => d.schedules.remove(p.name),
+    'schedules.run': (p) => d.schedules.run(p.name),
   };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { TASK_STATES, type MethodName, type ParamsOf, type Streams } from '@berth/client-sdk/protocol';
+import { CONCURRENCY_POLICIES, TASK_STATES, type MethodName, type ParamsOf, type Streams } from '@berth/client-sdk/protocol';
 import { IMAGE_REF, cpuSchema, memorySchema, pidsSchema } from '../config/index.js';
 import { STACK_NAME } from '../images/stacks.js';
 
@@ -36,6 +36,10 @@ const taskPriority = z.number().int().min(-1_000_000).max(1_000_000);
 const taskLabels = z.array(z.string().min(1).max(100)).max(50);
 const maxAttempts = z.number().int().min(1).max(100);
 const parallel = z.number({ message: 'a number of sessions from 1 to 100' }).int().min(1).max(100);
+const cron = z.string().max(200, { message: 'a cron expression of five fields' });
+const tz = z.string().max(64, { message: 'an IANA time zone name, like Europe/Berlin' });
+const concurrency = z.enum(CONCURRENCY_POLICIES, { message: CONCURRENCY_POLICIES.join(', ') });
+const startingDeadlineSec = z.number({ message: 'seconds, from 1 to 86400' }).int().min(1, { message: 'at least 1 second' }).max(86_400, { message: 'at most a day (86400)' });
 
 const limits = z
   .object({
@@ -232,6 +236,37 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'maintenance.list': none,
   'maintenance.run': z.object({ job: z.string().min(1).max(64) }).strict(),
   'maintenance.backup': z.object({ to: z.string().min(1).max(4096).optional() }).strict(),
+  'schedules.add': z
+    .object({
+      name: z.string(),
+      project: z.string(),
+      agent: z.string(),
+      cron,
+      tz: tz.optional(),
+      command: command.optional(),
+      task: taskId.optional(),
+      concurrency: concurrency.optional(),
+      startingDeadlineSec: startingDeadlineSec.optional(),
+      suspended: z.boolean().optional(),
+    })
+    .strict(),
+  'schedules.list': z.object({ project: z.string().optional() }).strict(),
+  'schedules.get': byName,
+  'schedules.update': z
+    .object({
+      name: z.string(),
+      cron: cron.optional(),
+      tz: tz.nullable().optional(),
+      agent: z.string().optional(),
+      command: command.nullable().optional(),
+      task: taskId.nullable().optional(),
+      concurrency: concurrency.optional(),
+      startingDeadlineSec: startingDeadlineSec.optional(),
+      suspended: z.boolean().optional(),
+    })
+    .strict(),
+  'schedules.remove': byName,
+  'schedules.run': byName,
 };
 
 /** Params of the streams that take more than an id, checked like the methods' (INVALID_PARAMS). */

@@ -4,6 +4,7 @@ import { MaintenanceRunsRepo } from './maintenance.js';
 import { MetaRepo } from './meta.js';
 import { PoolsRepo } from './pools.js';
 import { ProjectsRepo } from './projects.js';
+import { SchedulesRepo } from './schedules.js';
 import { SessionsRepo } from './sessions.js';
 import { TasksRepo } from './tasks.js';
 import { UsageRepo } from './usage.js';
@@ -21,6 +22,7 @@ export class Store {
   readonly tasks: TasksRepo;
   readonly pools: PoolsRepo;
   readonly maintenance: MaintenanceRunsRepo;
+  readonly schedules: SchedulesRepo;
 
   constructor(readonly db: Db) {
     this.projects = new ProjectsRepo(db);
@@ -31,6 +33,7 @@ export class Store {
     this.tasks = new TasksRepo(db);
     this.pools = new PoolsRepo(db);
     this.maintenance = new MaintenanceRunsRepo(db);
+    this.schedules = new SchedulesRepo(db);
   }
 
   static open(file: string, opts?: OpenOptions): Store {

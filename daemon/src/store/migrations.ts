@@ -295,6 +295,47 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX maintenance_runs_job ON maintenance_runs (job, id);
     `,
   },
+  {
+    version: 14,
+    description: 'schedules (sessions started on a cron schedule) and the history of their runs',
+    up: `
+      -- Removing a schedule's project or agent removes the schedule (and its history): the sessions it started stay.
+      CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        project TEXT NOT NULL REFERENCES projects(name) ON DELETE CASCADE,
+        agent TEXT NOT NULL REFERENCES agents(name) ON DELETE CASCADE,
+        cron TEXT NOT NULL,
+        tz TEXT,
+        command TEXT,                              -- JSON array of strings, or null: the agent's
+        task_id INTEGER,
+        concurrency TEXT NOT NULL DEFAULT 'forbid',
+        starting_deadline_sec INTEGER NOT NULL,
+        suspended INTEGER NOT NULL DEFAULT 0,
+        last_scheduled_at TEXT,                    -- the latest scheduled time acted on (started, skipped, missed, failed)
+        runs INTEGER NOT NULL DEFAULT 0,           -- sessions started so far: the next is named <name>-<runs+1>
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      CREATE INDEX schedules_agent ON schedules (agent);
+      CREATE INDEX schedules_project ON schedules (project);
+      CREATE TABLE schedule_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule TEXT NOT NULL REFERENCES schedules(name) ON DELETE CASCADE,
+        scheduled_at TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        manual INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT NOT NULL,                     -- started | skipped | replaced | missed | failed
+        reason TEXT,
+        session_id TEXT,
+        session_name TEXT,
+        final_state TEXT,                          -- the session's state once it ended
+        exit_code INTEGER
+      );
+      CREATE INDEX schedule_runs_schedule ON schedule_runs (schedule, id);
+      -- Runs whose session may still run: looked at on every pass.
+      CREATE INDEX schedule_runs_open ON schedule_runs (schedule) WHERE session_id IS NOT NULL AND final_state IS NULL;
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

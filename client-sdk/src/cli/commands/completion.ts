@@ -4,8 +4,8 @@ import { oneOf } from '../context.js';
 import { ids } from '../output.js';
 
 /** What a command's first argument names, completed from berthd (`berth __complete KIND`). */
-type ArgKind = 'session' | 'project' | 'agent' | 'image' | 'task' | 'pool';
-const KINDS = ['session', 'project', 'agent', 'image', 'task', 'pool'] as const;
+type ArgKind = 'session' | 'project' | 'agent' | 'image' | 'task' | 'pool' | 'schedule';
+const KINDS = ['session', 'project', 'agent', 'image', 'task', 'pool', 'schedule'] as const;
 /** Tasks worth naming: not those finished (a backlog may hold 100,000 done ones). */
 const LIVE_TASK_STATES = ['open', 'claimed', 'review', 'failed'] as const;
 
@@ -183,7 +183,9 @@ export function register(program: Command, { out, connect }: CliContext): void {
                   ? (await Promise.all(LIVE_TASK_STATES.map((state) => c.tasks.list({ state, limit: 200 })))).flatMap((p) => p.items.map((t) => String(t.id)))
                   : k === 'pool'
                     ? (await c.pools.list({})).map((p) => p.id)
-                    : (await c.images.list()).map((i) => i.name);
+                    : k === 'schedule'
+                      ? (await c.schedules.list({})).map((s) => s.name)
+                      : (await c.images.list()).map((i) => i.name);
         // bash's compgen -W expands the words it is given ($(…), `…`): only plain names go out,
         // whatever berthd answered (names and image references never hold anything else).
         out.print(ids(names.filter((n) => /^[A-Za-z0-9][A-Za-z0-9._:/@-]*$/.test(n))));
