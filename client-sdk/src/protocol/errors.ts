@@ -180,7 +180,7 @@ export const errorRegistry = {
   SCHEDULE_CRON_INVALID: {
     http: 400,
     rpc: 1712,
-    hint: 'Give five fields: minute hour day-of-month month day-of-week, as "0 3 * * 1-5" (03:00 Monday to Friday) or "*/15 * * * *"; ranges, lists, steps and names (mon, jan) work, seconds and L/W/# do not.',
+    hint: 'Give five fields: minute hour day-of-month month day-of-week, as "0 3 * * 1-5" (03:00 Monday to Friday) or "*/15 * * * *"; ranges, lists, steps, names (mon, jan), L (last day; 5L the last Friday) and 5#2 (the second Friday) work; seconds and W do not.',
   },
   SCHEDULE_TZ_INVALID: { http: 400, rpc: 1713, hint: 'Give an IANA time zone name such as Europe/Berlin, America/New_York or UTC (see `timedatectl list-timezones`).' },
 
