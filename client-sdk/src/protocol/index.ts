@@ -9,3 +9,4 @@ export * from './streams.js';
 export * from './bridge.js';
 export * from './exec.js';
 export * from './tasks.js';
+export * from './logs.js';
