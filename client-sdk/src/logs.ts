@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestOptions } from 'node:http';
 import { createInterface } from 'node:readline';
 import { readAll } from './events.js';
-import { BerthError, fromWireError, streamRoutes, type LogLine, type WireError } from './protocol/index.js';
+import { BerthError, fromWireError, streamRoutes, tsKey, type LogLine, type WireError } from './protocol/index.js';
 
 /** One request on berthd's socket, answered with its response head (BerthClient's own). */
 export type Send = (options: RequestOptions) => Promise<IncomingMessage>;
@@ -10,24 +10,32 @@ export interface LogOptions {
   follow?: boolean;
   tail?: number;
   since?: string;
+  until?: string;
+  /** A JavaScript regular expression the line's text must match. */
+  grep?: string;
   signal?: AbortSignal;
 }
 
 /**
- * Log lines of a session from GET /sessions/:id/logs. With `follow`, keeps going until `signal`
- * aborts or the session's container ends; if berthd restarts meanwhile, it reconnects and resumes
- * after the last line it delivered (lines with the same timestamp as that one are not repeated).
+ * Log lines of a session from GET /sessions/:id/logs: all of its history unless tail, since, until
+ * or grep narrow it. With `follow`, keeps going until `signal` aborts, the session is removed, or
+ * `until` passes; if berthd restarts meanwhile, it reconnects and resumes after the last line it
+ * delivered (lines with the same timestamp as that one are not repeated).
  */
 export async function* followLogs(send: Send, id: string, opts: LogOptions = {}): AsyncGenerator<LogLine> {
   let since = opts.since;
   let tail = opts.tail;
   let lastTs: string | null = null;
-  const seenAtLast = new Set<string>();
+  let lastKey: string | null = null;
+  const seenAtLast = new Map<string, number>();
+  let replay: { key: string; seen: Map<string, number> } | null = null;
   for (let attempt = 0; ; attempt++) {
     const q = new URLSearchParams();
     if (opts.follow) q.set('follow', '1');
     if (tail !== undefined) q.set('tail', String(tail));
     if (since) q.set('since', since);
+    if (opts.until) q.set('until', opts.until);
+    if (opts.grep !== undefined) q.set('grep', opts.grep);
     let res: IncomingMessage;
     try {
       res = await send({ path: `${streamRoutes['sessions.logs'].path.replace(':id', encodeURIComponent(id))}?${q}`, method: 'GET', ...(opts.signal ? { signal: opts.signal } : {}) });
@@ -61,14 +69,25 @@ export async function* followLogs(send: Send, id: string, opts: LogOptions = {})
           failed = l.error;
           break;
         }
+        // A resumed stream starts at the last time delivered: skip what was delivered (as many of
+        // each line at that time as were), then pass everything as it comes.
         const key = `${l.stream}\u0000${l.line}`;
-        if (lastTs !== null && l.ts < lastTs) continue;
-        if (l.ts === lastTs && seenAtLast.has(key)) continue;
-        if (l.ts !== lastTs) {
+        const k = tsKey(l.ts);
+        if (replay) {
+          if (k < replay.key) continue;
+          const n = replay.seen.get(key) ?? 0;
+          if (k === replay.key && n > 0) {
+            replay.seen.set(key, n - 1);
+            continue;
+          }
+          if (k > replay.key) replay = null;
+        }
+        if (k !== lastKey) {
+          lastKey = k;
           lastTs = l.ts;
           seenAtLast.clear();
         }
-        seenAtLast.add(key);
+        seenAtLast.set(key, (seenAtLast.get(key) ?? 0) + 1);
         yield l;
       }
     } catch (err) {
@@ -83,6 +102,7 @@ export async function* followLogs(send: Send, id: string, opts: LogOptions = {})
     if (!opts.follow || (!broken && res.complete)) return;
     since = lastTs ?? since;
     tail = undefined;
+    if (lastKey !== null) replay = { key: lastKey, seen: new Map(seenAtLast) };
   }
 }
 

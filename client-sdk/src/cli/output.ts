@@ -107,6 +107,33 @@ export class Out {
     this.#stdout(escapeControls(text, { multiline: true }));
   }
 
+  /**
+   * Resolves once the process's stdout takes more (at once for sinks, or when it is gone): long
+   * outputs wait on it instead of buffering without bound. Calls `onGone` once if stdout's reader
+   * went away (EPIPE: `| head`), instead of the error killing the process.
+   */
+  async stdoutReady(onGone?: () => void): Promise<void> {
+    if (this.#rawStdout === null) return;
+    const s = process.stdout;
+    if (onGone && !this.#goneHooked) {
+      this.#goneHooked = true;
+      s.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') onGone();
+        else throw err;
+      });
+    }
+    if (!s.writableNeedDrain || s.destroyed) return;
+    await new Promise<void>((r) => {
+      const done = () => {
+        s.off('drain', done).off('close', done).off('error', done);
+        r();
+      };
+      s.on('drain', done).on('close', done).on('error', done);
+    });
+  }
+
+  #goneHooked = false;
+
   /** Human text on stderr, escaped like `print`. */
   printErr(text: string): void {
     this.#stderr(escapeControls(text, { multiline: true }));

@@ -182,6 +182,8 @@ export interface Session {
   queued: boolean;
   /** The last merge of its branch by `berth merge` (removal treats a squash of an unmoved tip as merged). */
   merged: SessionMerge | null;
+  /** Only in `sessions.list {removed: true}`: when it was removed. */
+  removedAt?: string;
 }
 
 export interface SessionMerge {

@@ -57,6 +57,15 @@ export class LogReader {
     return join(this.d.root, id);
   }
 
+  /** Whether the store has the session's directory (the writer makes it when it starts ingesting the session). */
+  async exists(id: string): Promise<boolean> {
+    try {
+      return (await stat(this.dir(id))).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
   /** Whether the store holds any segment of the session. */
   async has(id: string): Promise<boolean> {
     return (await this.segments(id)).length > 0;

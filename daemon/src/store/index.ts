@@ -3,6 +3,7 @@ import { openDb, type Db, type OpenOptions } from './db.js';
 import { MetaRepo } from './meta.js';
 import { PoolsRepo } from './pools.js';
 import { ProjectsRepo } from './projects.js';
+import { RemovedSessionsRepo } from './removed-sessions.js';
 import { SessionsRepo } from './sessions.js';
 import { TasksRepo } from './tasks.js';
 import { UsageRepo } from './usage.js';
@@ -19,6 +20,7 @@ export class Store {
   readonly usage: UsageRepo;
   readonly tasks: TasksRepo;
   readonly pools: PoolsRepo;
+  readonly removedSessions: RemovedSessionsRepo;
 
   constructor(readonly db: Db) {
     this.projects = new ProjectsRepo(db);
@@ -28,6 +30,7 @@ export class Store {
     this.usage = new UsageRepo(db);
     this.tasks = new TasksRepo(db);
     this.pools = new PoolsRepo(db);
+    this.removedSessions = new RemovedSessionsRepo(db);
   }
 
   static open(file: string, opts?: OpenOptions): Store {
