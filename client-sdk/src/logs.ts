@@ -1,5 +1,5 @@
 import type { IncomingMessage, RequestOptions } from 'node:http';
-import { createInterface } from 'node:readline';
+import { StringDecoder } from 'node:string_decoder';
 import { readAll } from './events.js';
 import { BerthError, fromWireError, streamRoutes, tsKey, type LogLine, type WireError } from './protocol/index.js';
 
@@ -20,14 +20,22 @@ export interface LogOptions {
  * Log lines of a session from GET /sessions/:id/logs: all of its history unless tail, since, until
  * or grep narrow it. With `follow`, keeps going until `signal` aborts, the session is removed, or
  * `until` passes; if berthd restarts meanwhile, it reconnects and resumes after the last line it
- * delivered (lines with the same timestamp as that one are not repeated).
+ * delivered (lines with the same timestamp as that one are not repeated). Without `follow`, a
+ * stream that breaks is an error (CONNECTION_LOST), never a silently shorter history.
  */
 export async function* followLogs(send: Send, id: string, opts: LogOptions = {}): AsyncGenerator<LogLine> {
+  for await (const batch of followLogBatches(send, id, opts)) yield* batch;
+}
+
+/** followLogs in batches, as they arrive (what a consumer of a long history wants: fewer turns). */
+export async function* followLogBatches(send: Send, id: string, opts: LogOptions = {}): AsyncGenerator<LogLine[]> {
   let since = opts.since;
   let tail = opts.tail;
+  // The last time delivered (raw and as a key), and how many of each line at that time: what a
+  // resumed stream, starting at that time, repeats.
   let lastTs: string | null = null;
   let lastKey: string | null = null;
-  const seenAtLast = new Map<string, number>();
+  let seenAtLast = new Map<string, number>();
   let replay: { key: string; seen: Map<string, number> } | null = null;
   for (let attempt = 0; ; attempt++) {
     const q = new URLSearchParams();
@@ -58,51 +66,74 @@ export async function* followLogs(send: Send, id: string, opts: LogOptions = {})
       throw fromWireError(e, `HTTP ${res.statusCode}`);
     }
     attempt = 0;
-    let broken = false;
-    const lines = createInterface({ input: res, crlfDelay: Infinity });
+    let broken: unknown = null;
     let failed: WireError | null = null;
+    const decoder = new StringDecoder('utf8');
+    let rest = '';
     try {
-      for await (const raw of lines) {
-        if (!raw) continue;
-        const l = JSON.parse(raw) as LogLine & { error?: WireError };
-        if (l.error) {
-          failed = l.error;
-          break;
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        const text = rest + decoder.write(chunk);
+        const nl = text.lastIndexOf('\n');
+        if (nl < 0) {
+          rest = text;
+          continue;
         }
-        // A resumed stream starts at the last time delivered: skip what was delivered (as many of
-        // each line at that time as were), then pass everything as it comes.
-        const key = `${l.stream}\u0000${l.line}`;
-        const k = tsKey(l.ts);
-        if (replay) {
-          if (k < replay.key) continue;
-          const n = replay.seen.get(key) ?? 0;
-          if (k === replay.key && n > 0) {
-            replay.seen.set(key, n - 1);
-            continue;
+        rest = text.slice(nl + 1);
+        const out: LogLine[] = [];
+        for (const raw of text.slice(0, nl).split('\n')) {
+          if (!raw) continue;
+          let l: LogLine & { error?: WireError };
+          try {
+            l = JSON.parse(raw) as LogLine & { error?: WireError };
+          } catch {
+            continue; // a damaged stored line: berthd passes lines as stored
           }
-          if (k > replay.key) replay = null;
+          if (l.error) {
+            failed = l.error;
+            break;
+          }
+          if (opts.follow) {
+            const key = `${l.stream}\u0000${l.line}`;
+            if (l.ts !== lastTs) {
+              const k = tsKey(l.ts);
+              if (replay) {
+                if (k < replay.key) continue;
+                if (k > replay.key) replay = null;
+              }
+              lastTs = l.ts;
+              lastKey = k;
+              seenAtLast = new Map();
+            }
+            if (replay) {
+              const n = replay.seen.get(key) ?? 0;
+              if (n > 0) {
+                replay.seen.set(key, n - 1);
+                continue;
+              }
+            }
+            seenAtLast.set(key, (seenAtLast.get(key) ?? 0) + 1);
+          }
+          out.push(l);
         }
-        if (k !== lastKey) {
-          lastKey = k;
-          lastTs = l.ts;
-          seenAtLast.clear();
-        }
-        seenAtLast.set(key, (seenAtLast.get(key) ?? 0) + 1);
-        yield l;
+        if (out.length) yield out;
+        if (failed) break;
       }
     } catch (err) {
       if (opts.signal?.aborted) return;
-      broken = true;
+      broken = err;
     } finally {
       res.destroy();
     }
     if (failed) throw fromWireError(failed, 'the log stream failed');
     if (opts.signal?.aborted) return;
-    // A clean end means the container stopped; a broken stream means berthd went away: resume.
-    if (!opts.follow || (!broken && res.complete)) return;
+    if (!opts.follow) {
+      if (broken || !res.complete) throw new BerthError('CONNECTION_LOST', 'the log stream broke before its end', { cause: broken ?? undefined });
+      return;
+    }
+    // A clean end: the session was removed and read, or until passed. A broken stream means berthd went away: resume.
+    if (!broken && res.complete) return;
     since = lastTs ?? since;
     tail = undefined;
     if (lastKey !== null) replay = { key: lastKey, seen: new Map(seenAtLast) };
   }
 }
-

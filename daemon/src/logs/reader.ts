@@ -12,11 +12,12 @@ import type { Clock } from '../shared/clock.js';
  * segment is ever loaded whole, and a slow consumer holds the reader where it is.
  */
 
-/** A stored line: parsed, and the text it was stored as (one JSON object, no newline). */
-export interface StoredLine {
-  rec: LogLine;
-  raw: string;
-}
+/**
+ * A line as stored: one JSON LogLine, no newline. What the filters did not need to parse is only
+ * checked for the writer's shape (`{"ts":"...}`): a line cut short never ends the segment's text
+ * with a newline, so it is never one; parseStored skips anything else.
+ */
+export type StoredLine = string;
 
 export interface LogReadOptions {
   /** ISO times (parse with logTimeFilter): only lines at or after `since`, at or before `until`. */
@@ -108,7 +109,8 @@ export class LogReader {
     for await (const b of this.batches(id, o)) {
       for (const l of b) {
         if (o.signal?.aborted) return;
-        yield l.rec;
+        const rec = parseStored(l);
+        if (rec) yield rec;
       }
     }
   }
@@ -121,14 +123,22 @@ export class LogReader {
   async *batches(id: string, o: LogReadOptions = {}): AsyncGenerator<StoredLine[]> {
     const verdict = filterOf(o);
     let segs = await this.segments(id);
-    const start = o.tail !== undefined ? await this.tailStart(id, segs, o.tail, verdict) : { index: 0, skip: 0 };
+    const filtered = o.since !== undefined || o.until !== undefined || o.grep !== undefined;
+    const start = o.tail !== undefined ? await this.tailStart(id, segs, o.tail, filtered ? verdict : null) : { index: 0, skip: 0 };
     let skip = start.skip;
     let i = start.index;
     let past = false;
+    const plain = o.since === undefined && o.until === undefined && !o.grep;
     const pick = (lines: string[]): StoredLine[] => {
       const out: StoredLine[] = [];
       for (const raw of lines) {
-        const rec = parse(raw);
+        if (plain) {
+          if (!looksStored(raw)) continue;
+          if (skip > 0) skip--;
+          else out.push(raw);
+          continue;
+        }
+        const rec = parseStored(raw);
         if (!rec) continue;
         const v = verdict(rec);
         if (v === 'past') {
@@ -143,7 +153,7 @@ export class LogReader {
           skip--;
           continue;
         }
-        out.push({ rec, raw });
+        out.push(raw);
       }
       return out;
     };
@@ -219,13 +229,17 @@ export class LogReader {
    * Where the last `tail` lines passing the filters begin: the segments are counted from the
    * newest back until they hold that many, so `-n 10` reads the last segment or two, not the history.
    */
-  private async tailStart(id: string, segs: Segment[], tail: number, verdict: (l: LogLine) => Verdict): Promise<{ index: number; skip: number }> {
+  private async tailStart(id: string, segs: Segment[], tail: number, verdict: ((l: LogLine) => Verdict) | null): Promise<{ index: number; skip: number }> {
     let need = tail;
     for (let i = segs.length - 1; i >= 0; i--) {
       let count = 0;
       for await (const chunk of this.segmentLines(id, segs[i]!)) {
         for (const raw of chunk) {
-          const rec = parse(raw);
+          if (!verdict) {
+            if (looksStored(raw)) count++;
+            continue;
+          }
+          const rec = parseStored(raw);
           if (rec && verdict(rec) === 'take') count++;
         }
       }
@@ -329,7 +343,13 @@ function splitLines(rest: Buffer, chunk: Buffer): { lines: string[]; rest: Buffe
   return { lines: head.split('\n'), rest: tail.length > MAX_LINE_BYTES ? Buffer.alloc(0) : Buffer.from(tail) };
 }
 
-function parse(raw: string): LogLine | null {
+/** Whether a line has the writer's shape, `{"ts":"...}` (what a read without filters checks instead of parsing). */
+function looksStored(raw: string): boolean {
+  return raw.startsWith('{"ts":"') && raw.charCodeAt(raw.length - 1) === 0x7d;
+}
+
+/** A stored line as a LogLine, or null when it is not one. */
+export function parseStored(raw: string): LogLine | null {
   if (raw.length < 2 || raw.charCodeAt(0) !== 0x7b) return null;
   let v: unknown;
   try {

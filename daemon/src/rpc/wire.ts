@@ -54,7 +54,15 @@ export function ndjson(reply: FastifyReply, streams: OpenStreams, headers: Recor
     },
     async text(lines) {
       if (!res.writable) return;
-      if (!res.write(lines)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
+      // Up to 1 MiB may wait in the socket's buffer: the next batch is read while the client takes this one.
+      if (res.write(lines) || res.writableLength < 1024 * 1024) return;
+      await new Promise<void>((r) => {
+        const done = () => {
+          res.off('drain', done).off('close', done);
+          r();
+        };
+        res.on('drain', done).on('close', done);
+      });
     },
     fail(err) {
       if (res.writable) res.write(`${JSON.stringify({ error: toWireError(err) })}\n`);

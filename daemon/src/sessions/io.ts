@@ -9,7 +9,7 @@ import {
   type LogLine,
 } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
-import type { LogReadOptions, LogReader, StoredLine } from '../logs/reader.js';
+import { parseStored, type LogReadOptions, type LogReader, type StoredLine } from '../logs/reader.js';
 import type { ContainerRuntime, ExecSession } from '../runtime/port.js';
 import type { SessionRecord, SessionsRepo } from '../store/sessions.js';
 import { waitForSession } from './wait.js';
@@ -63,13 +63,14 @@ export class SessionIo {
     try {
       for await (const b of await this.logBatches(s, { ...q, follow: false, signal: ctl.signal })) {
         for (const l of b) {
-          bytes += l.raw.length;
+          bytes += l.length;
           if (out.length >= LOGS_RPC_MAX_LINES || bytes > LOGS_RPC_MAX_BYTES) {
             throw new BerthError('LOGS_TOO_MANY_LINES', `more than ${LOGS_RPC_MAX_LINES} lines (or ${LOGS_RPC_MAX_BYTES / 1024 / 1024} MiB) would come back`, {
               details: { id: s.id, maxLines: LOGS_RPC_MAX_LINES, maxBytes: LOGS_RPC_MAX_BYTES },
             });
           }
-          out.push(l.rec);
+          const rec = parseStored(l);
+          if (rec) out.push(rec);
         }
       }
     } finally {
@@ -120,7 +121,7 @@ export class SessionIo {
         continue;
       }
       if (o.grep && !o.grep.test(l.line)) continue;
-      yield [{ rec: l, raw: JSON.stringify(l) }];
+      yield [JSON.stringify(l)];
     }
   }
 

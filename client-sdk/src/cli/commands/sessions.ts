@@ -196,7 +196,7 @@ export function register(program: Command, { out, connect }: CliContext): void {
       const stopAt = o.follow && until !== undefined ? setTimeout(onSig, Math.max(0, untilMs - Date.now())) : undefined;
       const printer = new LogPrinter(out, onSig);
       try {
-        for await (const l of c.logs(id, {
+        for await (const batch of c.logBatches(id, {
           follow: o.follow === true,
           signal: ctl.signal,
           ...(tail !== undefined ? { tail } : {}),
@@ -206,8 +206,10 @@ export function register(program: Command, { out, connect }: CliContext): void {
         })) {
           if (ctl.signal.aborted) break;
           // The agent writes the whole stream, so its lines are printed as lines (escaped by print).
-          if (out.json) printer.json(l);
-          else printer.line(l.stream === 'stderr', `${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`);
+          for (const l of batch) {
+            if (out.json) printer.json(l);
+            else printer.line(l.stream === 'stderr', o.timestamps ? `${l.ts} ${l.line}\n` : `${l.line}\n`);
+          }
           await printer.ready();
         }
       } finally {

@@ -20,7 +20,7 @@ export const logRoutes: FastifyPluginAsync<{ sessions: SessionService; streams: 
       if (q[k] !== undefined && typeof q[k] !== 'string') return refuse(reply, new BerthError('INVALID_PARAMS', `${k} is given more than once`));
     }
     const ctl = new AbortController();
-    let batches: AsyncIterable<{ raw: string }[]>;
+    let batches: AsyncIterable<string[]>;
     try {
       batches = await sessions.logStream(req.params.id, {
         follow,
@@ -40,7 +40,7 @@ export const logRoutes: FastifyPluginAsync<{ sessions: SessionService; streams: 
       for await (const b of batches) {
         if (ctl.signal.aborted) break;
         let text = '';
-        for (const l of b) text += `${l.raw}\n`;
+        for (const l of b) text += `${l}\n`;
         await out.text(text);
       }
     } catch (err) {
