@@ -150,6 +150,19 @@ describe('LogReader', () => {
     expect(got).toEqual(range(0, 2));
   });
 
+  it('follow ends once the session is gone (ended) and what is stored is read', async () => {
+    seg(1, text(0, 3));
+    let gone = false;
+    const got: string[] = [];
+    const done = (async () => {
+      for await (const l of reader().lines(ID, { follow: true, ended: () => gone })) got.push(l.line);
+    })();
+    appendFileSync(join(dir, 'seg-000001.jsonl'), text(3, 4));
+    gone = true;
+    await done;
+    expect(got).toEqual(range(0, 4));
+  });
+
   it('follow with until stops at the first line after it', async () => {
     seg(1, text(0, 10));
     const got = await all(reader().lines(ID, { follow: true, until: rec(4).ts }));

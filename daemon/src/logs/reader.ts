@@ -29,6 +29,8 @@ export interface LogReadOptions {
   tail?: number;
   /** Keep reading new lines as the writer appends them, until the session is removed and read, `until` passes, or `signal` aborts. */
   follow?: boolean;
+  /** Also ends a follow once it returns true (the session is gone) and what is stored is read, as removed.json does. */
+  ended?: () => boolean;
   signal?: AbortSignal;
 }
 
@@ -161,7 +163,7 @@ export class LogReader {
       if (i >= segs.length) {
         if (!o.follow) return;
         // Waiting for the first segment, or for one after the last read.
-        const removed = await this.removed(id);
+        const removed = (await this.removed(id)) || o.ended?.() === true;
         const next = await this.segments(id);
         const from = next.findIndex((s) => s.n > (segs[i - 1]?.n ?? -1));
         if (from >= 0) {
@@ -196,7 +198,7 @@ export class LogReader {
         for (;;) {
           const chunk = await cursor.read();
           if (chunk === null) {
-            const removed = await this.removed(id);
+            const removed = (await this.removed(id)) || o.ended?.() === true;
             const next = await this.segments(id);
             const later = next.findIndex((s) => s.n > seg.n);
             if (later >= 0 || removed) {

@@ -91,7 +91,8 @@ export class SessionIo {
       ...(q.since !== undefined ? { since: logTimeFilter(q.since, 'since', now) } : {}),
       ...(q.until !== undefined ? { until: logTimeFilter(q.until, 'until', now) } : {}),
       ...(q.grep !== undefined ? { grep: compileLogGrep(q.grep) } : {}),
-      ...(q.follow ? { follow: true } : {}),
+      // A removed session has nothing more to come; a live one's follow ends when it is removed.
+      ...(q.follow && s.live ? { follow: true, ended: () => this.d.sessions.get(s.id) === undefined } : {}),
       ...(q.signal ? { signal: q.signal } : {}),
     };
     if (this.d.logs && (!s.live || (await this.d.logs.exists(s.id)))) return this.d.logs.batches(s.id, o);
