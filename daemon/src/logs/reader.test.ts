@@ -95,6 +95,18 @@ describe('LogReader', () => {
     expect(tsKey('2026-12-02T09:00:00.5+01:00')).toBe('2026-12-02T08:00:00.500000000Z');
   });
 
+  it('since and until across many segments: the boundaries hold, with tail too', async () => {
+    for (let n = 0; n < 8; n++) seg(n + 1, text(n * 10, n * 10 + 10), n < 7 ? 'gz' : 'plain');
+    const at = (i: number) => rec(i).ts;
+    expect(await all(reader().lines(ID, { since: at(30), until: at(49) }))).toEqual(range(30, 50));
+    expect(await all(reader().lines(ID, { since: at(29), until: at(50) }))).toEqual(range(29, 51));
+    expect(await all(reader().lines(ID, { since: at(35), until: at(64), tail: 3 }))).toEqual(range(62, 65));
+    expect(await all(reader().lines(ID, { since: at(75) }))).toEqual(range(75, 80));
+    expect(await all(reader().lines(ID, { until: at(4) }))).toEqual(range(0, 5));
+    expect(await all(reader().lines(ID, { since: '2027-01-01T00:00:00Z' }))).toEqual([]);
+    expect(await all(reader().lines(ID, { until: '2020-01-01T00:00:00Z' }))).toEqual([]);
+  });
+
   it('grep takes a regular expression; an invalid or overlong one is LOG_FILTER_INVALID', async () => {
     seg(1, text(0, 30));
     expect(await all(reader().lines(ID, { grep: compileLogGrep('^line [12]5$') }))).toEqual(['line 15', 'line 25']);

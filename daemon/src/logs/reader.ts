@@ -126,7 +126,9 @@ export class LogReader {
     const verdict = filterOf(o);
     let segs = await this.segments(id);
     const filtered = o.since !== undefined || o.until !== undefined || o.grep !== undefined;
-    const start = o.tail !== undefined ? await this.tailStart(id, segs, o.tail, filtered ? verdict : null) : { index: 0, skip: 0 };
+    // Segments hold lines in time order: those wholly before since, or after until, are not read.
+    const { lo, hi } = await this.timeRange(id, segs, o);
+    const start = o.tail !== undefined ? await this.tailStart(id, segs, o.tail, filtered ? verdict : null, lo, hi) : { index: lo, skip: 0 };
     let skip = start.skip;
     let i = start.index;
     let past = false;
@@ -160,6 +162,7 @@ export class LogReader {
       return out;
     };
     while (!o.signal?.aborted) {
+      if (!o.follow && i >= hi) return;
       if (i >= segs.length) {
         if (!o.follow) return;
         // Waiting for the first segment, or for one after the last read.
@@ -231,9 +234,16 @@ export class LogReader {
    * Where the last `tail` lines passing the filters begin: the segments are counted from the
    * newest back until they hold that many, so `-n 10` reads the last segment or two, not the history.
    */
-  private async tailStart(id: string, segs: Segment[], tail: number, verdict: ((l: LogLine) => Verdict) | null): Promise<{ index: number; skip: number }> {
+  private async tailStart(
+    id: string,
+    segs: Segment[],
+    tail: number,
+    verdict: ((l: LogLine) => Verdict) | null,
+    lo: number,
+    hi: number,
+  ): Promise<{ index: number; skip: number }> {
     let need = tail;
-    for (let i = segs.length - 1; i >= 0; i--) {
+    for (let i = hi - 1; i >= lo; i--) {
       let count = 0;
       for await (const chunk of this.segmentLines(id, segs[i]!)) {
         for (const raw of chunk) {
@@ -248,7 +258,49 @@ export class LogReader {
       if (count >= need) return { index: i, skip: count - need };
       need -= count;
     }
-    return { index: 0, skip: 0 };
+    return { index: lo, skip: 0 };
+  }
+
+  /**
+   * The segments [lo, hi) that can hold lines between since and until, by their first lines: from
+   * the last one that begins before since, up to the first that begins after until (not with
+   * follow: more may come).
+   */
+  private async timeRange(id: string, segs: Segment[], o: LogReadOptions): Promise<{ lo: number; hi: number }> {
+    let lo = 0;
+    let hi = segs.length;
+    if (o.since !== undefined) {
+      const since = tsKey(o.since);
+      for (let i = segs.length - 1; i > 0; i--) {
+        const first = await this.firstKey(id, segs[i]!);
+        if (first !== null && first < since) {
+          lo = i;
+          break;
+        }
+      }
+    }
+    if (o.until !== undefined && !o.follow) {
+      const until = tsKey(o.until);
+      for (let i = lo + 1; i < segs.length; i++) {
+        const first = await this.firstKey(id, segs[i]!);
+        if (first !== null && first > until) {
+          hi = i;
+          break;
+        }
+      }
+    }
+    return { lo, hi };
+  }
+
+  /** The time key of a segment's first line, or null when it has none that parses. */
+  private async firstKey(id: string, seg: Segment): Promise<string | null> {
+    for await (const chunk of this.segmentLines(id, seg)) {
+      for (const raw of chunk) {
+        const rec = parseStored(raw);
+        if (rec) return tsKey(rec.ts);
+      }
+    }
+    return null;
   }
 
   /** A whole segment's complete lines, chunk by chunk: its .jsonl when there, else its .jsonl.gz. */
