@@ -21,7 +21,7 @@ import {
   type ExecStreamParams,
   longRunningMethods,
 } from './protocol/index.js';
-import { followLogs, type LogOptions } from './logs.js';
+import { followLogBatches, followLogs, type LogOptions } from './logs.js';
 import { daemonAway, followEvents, type EventsOptions, type StreamedEvent } from './events.js';
 import { openExecStream, type ExecStream } from './exec.js';
 import { daemonStarting, defaultSocketPath, NOT_LISTENING, transportError } from './socket.js';
@@ -330,12 +330,19 @@ export class BerthClient {
   }
 
   /**
-   * Log lines of a session from GET /sessions/:id/logs. With `follow`, keeps going until `signal`
-   * aborts or the session's container ends; if berthd restarts meanwhile, it reconnects and resumes
-   * after the last line it delivered (lines with the same timestamp as that one are not repeated).
+   * Log lines of a session (a removed one's too, until retention ends) from GET /sessions/:id/logs:
+   * all of its history unless tail, since, until or grep narrow it. With `follow`, keeps going
+   * (across restarts of the session) until `signal` aborts, the session is removed, or `until`
+   * passes; if berthd restarts meanwhile, it reconnects and resumes after the last line it
+   * delivered (lines with the same timestamp as that one are not repeated).
    */
   logs(id: string, opts: LogOptions = {}): AsyncGenerator<LogLine> {
     return followLogs((o) => this.send(o), id, { ...opts, signal: this.signalFor(opts.signal) });
+  }
+
+  /** logs() in batches as they arrive: for long histories, fewer turns per line. */
+  logBatches(id: string, opts: LogOptions = {}): AsyncGenerator<LogLine[]> {
+    return followLogBatches((o) => this.send(o), id, { ...opts, signal: this.signalFor(opts.signal) });
   }
 
   /** Ends every call (ABORTED) and iteration of this client, and its connections. */

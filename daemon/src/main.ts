@@ -12,6 +12,7 @@ import { ConfigWatcher, type ReloadResult } from './config/reload.js';
 import { EventBus } from './events/bus.js';
 import { EngineMonitor } from './health/engine-monitor.js';
 import { systemClock, type Clock } from './shared/clock.js';
+import { LogReader } from './logs/reader.js';
 import { Health } from './health/index.js';
 import { StuckMonitor } from './health/stuck.js';
 import { setLogLevel, type Logger } from './log.js';
@@ -246,6 +247,8 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     devcontainers: new Devcontainers(log.child({ component: 'devcontainer' })),
     ...(bridge ? { onStopRequested: (id: string, deadline: string) => bridge.requestStop(id, deadline) } : {}),
     admission: { mustWait: (id, priority) => admission.mustWait(id, priority) },
+    logs: new LogReader({ root: join(config.home, 'logs'), clock }),
+    removedSessions: store.removedSessions,
   });
 
   const usage = new UsageService({ sessions: store.sessions, usage: store.usage, audit, resolve: (id) => sessions.resolve(id) });
@@ -292,7 +295,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
         return checkouts.queue.imported.get(s.id) ?? null;
       },
       tail: async (s) => {
-        const text = (await sessions.logs(s.id, 20)).map((l) => l.line).join('\n');
+        const text = (await sessions.logs(s.id, { tail: 20 })).map((l) => l.line).join('\n');
         return text.length > 2000 ? text.slice(-2000) : text;
       },
       touches: async (s, tip, path) => {

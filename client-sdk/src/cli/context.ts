@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { BerthClient } from '../client.js';
-import { BerthError } from '../protocol/index.js';
+import { BerthError, parseLogTime } from '../protocol/index.js';
 import type { Out } from './output.js';
 
 /** What every command file gets from the program: the output sink and the (lazily connected) client. */
@@ -69,22 +69,9 @@ export function parseDurationSec(text: string, flag: string): number {
  * `2026-12-02T10:00:00Z`; without a zone, local time). Returns an ISO string.
  */
 export function parseTimeArg(text: string, flag: string, now = Date.now()): string {
-  const t = text.trim();
-  const rel = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$/.test(t) ? t.match(/\d+(?:\.\d+)?(?:ms|s|m|h|d)/g)! : null;
-  if (rel) {
-    const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 } as const;
-    const sec = rel.reduce((acc, part) => {
-      const [, n, u] = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(part)!;
-      return acc + Number(n) * unit[u as keyof typeof unit];
-    }, 0);
-    return new Date(now - sec * 1000).toISOString();
-  }
-  if (/^\d+(\.\d+)?$/.test(t)) return new Date(Number(t) * 1000).toISOString();
-  const ms = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(t) ? Date.parse(t.replace(' ', 'T')) : NaN;
-  if (!Number.isFinite(ms)) {
-    throw usageError(`${flag} takes a time like 10m (ago), 2h30m, 2026-12-02T10:00:00Z or Unix seconds, got ${JSON.stringify(text)}`);
-  }
-  return new Date(ms).toISOString();
+  const iso = parseLogTime(text, now);
+  if (iso === null) throw usageError(`${flag} takes a time like 10m (ago), 2h30m, 2026-12-02T10:00:00Z or Unix seconds, got ${JSON.stringify(text)}`);
+  return iso;
 }
 
 /** Runs `fn` with a signal that Ctrl-C (SIGINT) aborts, for commands that wait or follow. */

@@ -39,25 +39,54 @@ export async function waitForSession(c: BerthClient, id: string, done: (s: Sessi
  * Prints the session's output as it comes (stdout and stderr to theirs) until it is finished for
  * good: across container restarts by its policy, and across berthd restarts. Returns the session as
  * it ended, or null when aborted or removed.
+ *
+ * berth's log store keeps a follow open until the session is removed, so the end is the session's:
+ * once it is finished for good, the follow stops when no line has come for a second (the last
+ * lines are stored as the container ends). A session read from the engine (no store) ends its
+ * stream with each container: then this waits for the next one, or for the end.
  */
 export async function followSession(c: BerthClient, out: Out, id: string, signal: AbortSignal): Promise<Session | null> {
   let since: string | undefined;
-  for (;;) {
-    let got = 0;
-    for await (const l of c.logs(id, { follow: true, signal, ...(since ? { since } : {}) })) {
-      if (l.ts === since) continue;
-      since = l.ts;
-      got++;
-      if (out.json) out.printJson(l);
-      else if (l.stream === 'stderr') out.printErr(`${l.line}\n`);
-      else out.print(`${l.line}\n`);
+  let lastLineAt = Date.now();
+  const ctl = new AbortController();
+  const onAbort = () => ctl.abort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  let ended: Session | null | undefined;
+  const done = waitForSession(c, id, finishedForGood, ctl.signal).then(async (s) => {
+    while (!ctl.signal.aborted && Date.now() - lastLineAt < 1000) await new Promise((r) => setTimeout(r, 200));
+    ended = s;
+    ctl.abort();
+  });
+  done.catch(() => {});
+  try {
+    for (;;) {
+      let got = 0;
+      try {
+        for await (const l of c.logs(id, { follow: true, signal: ctl.signal, ...(since ? { since } : {}) })) {
+          lastLineAt = Date.now();
+          if (l.ts === since) continue;
+          since = l.ts;
+          got++;
+          if (out.json) out.printJson(l);
+          else if (l.stream === 'stderr') out.printErr(`${l.line}\n`);
+          else out.print(`${l.line}\n`);
+        }
+      } catch (err) {
+        if (!ctl.signal.aborted) throw err;
+      }
+      if (signal.aborted) return null;
+      if (ended !== undefined) return ended;
+      // The stream ended by itself (the engine's, with its container): finished for good, or
+      // running again by its restart policy (or berthd has not seen the end yet: then nothing new
+      // came, and the next look waits a moment).
+      const s = await waitForSession(c, id, (x) => finishedForGood(x) || x.state === 'running', ctl.signal);
+      if (ended !== undefined) return ended;
+      if (!s || finishedForGood(s)) return s;
+      if (!got) await new Promise((r) => setTimeout(r, 500));
     }
-    if (signal.aborted) return null;
-    // The container ended: finished for good, or running again by its restart policy (or berthd has
-    // not seen the end yet: then nothing new came, and the next look waits a moment).
-    const s = await waitForSession(c, id, (x) => finishedForGood(x) || x.state === 'running', signal);
-    if (!s || finishedForGood(s)) return s;
-    if (!got) await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    ctl.abort();
   }
 }
 

@@ -28,6 +28,7 @@ import { BerthError } from '../protocol/index.js';
  *   hide inside a name. ZWJ/ZWNJ are kept: emoji and several scripts need them.
  */
 const CONTROLS = /[\p{Cc}\p{Bidi_Control}\u2028\u2029\u200b\u2060\ufeff]/gu;
+const CONTROLS_BUT_LAYOUT = /[\x00-\x08\x0b-\x1f\x7f-\x9f\p{Bidi_Control}\u2028\u2029\u200b\u2060\ufeff]/gu;
 
 /**
  * Makes text safe to print: each character above is shown visibly, in JavaScript string-escape
@@ -41,8 +42,8 @@ const CONTROLS = /[\p{Cc}\p{Bidi_Control}\u2028\u2029\u200b\u2060\ufeff]/gu;
  * name with a newline cannot forge a line of its own.
  */
 export function escapeControls(text: string, opts: { multiline?: boolean } = {}): string {
-  return text.replace(CONTROLS, (c) => {
-    if (opts.multiline && (c === '\n' || c === '\t')) return c;
+  // CONTROLS less \n and \t, so the lines of long text cost no call each.
+  return text.replace(opts.multiline ? CONTROLS_BUT_LAYOUT : CONTROLS, (c) => {
     if (c === '\n') return '\\n';
     if (c === '\t') return '\\t';
     if (c === '\r') return '\\r';
@@ -106,6 +107,33 @@ export class Out {
   print(text: string): void {
     this.#stdout(escapeControls(text, { multiline: true }));
   }
+
+  /**
+   * Resolves once the process's stdout takes more (at once for sinks, or when it is gone): long
+   * outputs wait on it instead of buffering without bound. Calls `onGone` once if stdout's reader
+   * went away (EPIPE: `| head`), instead of the error killing the process.
+   */
+  async stdoutReady(onGone?: () => void): Promise<void> {
+    if (this.#rawStdout === null) return;
+    const s = process.stdout;
+    if (onGone && !this.#goneHooked) {
+      this.#goneHooked = true;
+      s.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') onGone();
+        else throw err;
+      });
+    }
+    if (!s.writableNeedDrain || s.destroyed) return;
+    await new Promise<void>((r) => {
+      const done = () => {
+        s.off('drain', done).off('close', done).off('error', done);
+        r();
+      };
+      s.on('drain', done).on('close', done).on('error', done);
+    });
+  }
+
+  #goneHooked = false;
 
   /** Human text on stderr, escaped like `print`. */
   printErr(text: string): void {

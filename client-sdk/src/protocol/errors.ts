@@ -174,6 +174,16 @@ export const errorRegistry = {
   TASKS_FILE_INVALID: { http: 400, rpc: 1606, hint: 'Fix the task file (the message names the entry and field); nothing was changed. Each entry needs a key and a title; see "Tasks" in README for the format.' },
   POOL_NOT_FOUND: { http: 404, rpc: 1610, hint: 'List pools with `berth pool ls`.' },
   POOL_EXISTS: { rpc: 1611, hint: 'A pool of that name is running for the project: scale it (`berth pool scale ID N`) or stop it first.' },
+  LOGS_TOO_MANY_LINES: {
+    http: 413,
+    rpc: 1705,
+    hint: 'sessions.logs answers at most 10,000 lines (16 MiB of text) in one array: narrow it with tail, since, until or grep, or read the stream (GET /sessions/:id/logs, client.logs(), `berth logs`), which has no limit.',
+  },
+  LOG_FILTER_INVALID: {
+    http: 400,
+    rpc: 1706,
+    hint: 'since/until take an RFC 3339 time (2026-12-02T10:00:00Z), Unix seconds or a duration ago (10m, 1h30m); grep takes a JavaScript regular expression of at most 1,000 characters.',
+  },
   TASK_NOT_REVIEWING: { rpc: 1612, hint: 'Only a reviewer session started by a pool decides on the task it was given to review.' },
   SCHEDULE_NOT_FOUND: { http: 404, rpc: 1710, hint: 'List schedules with `berth schedule ls`; add one with `berth schedule add NAME --cron "0 3 * * *" --project P --agent A`.' },
   SCHEDULE_EXISTS: { rpc: 1711, hint: 'Choose another name, change the schedule (`berth schedule update NAME ...`), or remove it first (`berth schedule rm NAME`).' },

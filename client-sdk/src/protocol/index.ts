@@ -11,3 +11,4 @@ export * from './exec.js';
 export * from './tasks.js';
 export * from './maintenance.js';
 export * from './schedules.js';
+export * from './logs.js';

@@ -99,6 +99,8 @@ export interface Methods extends TaskMethods, MaintenanceMethods, ScheduleMethod
       active?: boolean;
       limit?: number;
       cursor?: string;
+      /** Removed sessions instead (as listed when removed, with `removedAt`), kept until log retention ends; project, limit and cursor apply. */
+      removed?: boolean;
     };
     result: SessionList;
   };
@@ -123,7 +125,14 @@ export interface Methods extends TaskMethods, MaintenanceMethods, ScheduleMethod
    * checkout, inside its running container (`git add -A; git commit`), so they go in too.
    */
   'sessions.merge': { params: { id: string; strategy?: 'ff' | 'merge' | 'squash'; message?: string; includeUncommitted?: boolean }; result: MergeResult };
-  'sessions.logs': { params: { id: string; tail?: number; since?: string }; result: LogLine[] };
+  /**
+   * Lines from berth's log store (a removed session's too, until retention ends), oldest first:
+   * `since`/`until` as RFC 3339, Unix seconds or a duration ago (10m), `grep` a JavaScript regular
+   * expression on the text, `tail` the last N that pass. At most LOGS_RPC_MAX_LINES lines
+   * (10,000, 16 MiB of text): more is refused with LOGS_TOO_MANY_LINES, never cut; read the
+   * `sessions.logs` stream for everything.
+   */
+  'sessions.logs': { params: { id: string; tail?: number; since?: string; until?: string; grep?: string }; result: LogLine[] };
   'sessions.exec': { params: { id: string; cmd: string[]; timeoutSec?: number }; result: ExecResult };
   /** Model usage through the session's Claude bridge; works for removed sessions (by full id). */
   'sessions.usage': { params: { id: string }; result: SessionUsage };
@@ -196,7 +205,7 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'agents.get': ['name'],
   'agents.remove': ['name'],
   'sessions.start': ['project', 'agent', 'mode', 'name', 'command', 'env', 'limits', 'restartPolicy', 'budgetTokens', 'priority'],
-  'sessions.list': ['project', 'state', 'active', 'limit', 'cursor'],
+  'sessions.list': ['project', 'state', 'active', 'limit', 'cursor', 'removed'],
   'sessions.get': ['id'],
   'sessions.stop': ['id', 'timeoutSec', 'graceful', 'withinSec'],
   'sessions.restart': ['id'],
@@ -204,7 +213,7 @@ export const positionalParams: { readonly [M in MethodName]: readonly (keyof Par
   'sessions.status': ['id'],
   'sessions.diff': ['id', 'stat'],
   'sessions.merge': ['id', 'strategy', 'message', 'includeUncommitted'],
-  'sessions.logs': ['id', 'tail', 'since'],
+  'sessions.logs': ['id', 'tail', 'since', 'until', 'grep'],
   'images.list': [],
   'images.remove': ['name'],
   'images.build': ['name', 'dockerfile', 'stack', 'context', 'buildArgs', 'variant', 'noCache'],

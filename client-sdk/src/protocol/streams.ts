@@ -21,7 +21,8 @@ export interface Streams {
   'sessions.logs': {
     method: 'GET';
     path: '/sessions/:id/logs';
-    params: { id: string; follow?: boolean; tail?: number; since?: string };
+    /** As the `sessions.logs` method's, all of the history by default; `follow` goes on with new lines (across restarts) until the session is removed or `until` passes. */
+    params: { id: string; follow?: boolean; tail?: number; since?: string; until?: string; grep?: string };
     line: LogLine | StreamErrorLine;
   };
   /** Upgrades the connection (`Upgrade: berth-exec`) to length-prefixed frames both ways: exec.ts. */

@@ -184,6 +184,8 @@ export interface Session {
   queued: boolean;
   /** The last merge of its branch by `berth merge` (removal treats a squash of an unmoved tip as merged). */
   merged: SessionMerge | null;
+  /** Only in `sessions.list {removed: true}`: when it was removed. */
+  removedAt?: string;
 }
 
 export interface SessionMerge {
@@ -303,8 +305,11 @@ export interface DefaultImagesResult {
 
 export interface LogLine {
   ts: string;
-  stream: 'stdout' | 'stderr';
+  stream: 'stdout' | 'stderr' | 'berth';
   line: string;
+  partial?: true;
+  dropped?: number;
+  event?: string;
 }
 
 export interface ExecResult {

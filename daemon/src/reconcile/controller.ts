@@ -243,7 +243,8 @@ export class Reconciler {
           }
           case 'delete': {
             await this.d.beforeDelete?.(s);
-            this.d.sessions.remove(id);
+            // A record stays (removed_sessions) so its logs can be read until retention ends.
+            this.d.sessions.remove(id, this.d.clock.now().toISOString());
             this.d.bus.publish('session.removed', { id, name: s.name });
             log.info('Removed session');
             return {};

@@ -55,7 +55,7 @@ export function createHandlers(d: HandlerDeps): Handlers {
     'images.remove': (p) => d.images.remove(p.name),
     'images.build': (p) => d.images.build(p),
     'images.buildDefaults': (p) => d.images.buildDefaults(p),
-    'sessions.logs': (p) => d.sessions.logs(p.id, p.tail, p.since),
+    'sessions.logs': ({ id, ...q }) => d.sessions.logs(id, q),
     'sessions.exec': (p) => d.sessions.exec(p.id, p.cmd, p.timeoutSec),
     'sessions.usage': (p) => d.usage.usage(p.id),
     'sessions.requests': (p) => d.usage.requests(p.id, p.limit),

@@ -131,6 +131,7 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
       active: z.boolean().optional(),
       limit: z.number().int().min(1).max(1000).optional(),
       cursor: z.string().max(1024).optional(),
+      removed: z.boolean().optional(),
     })
     .strict(),
   'sessions.get': z.object({ id: sessionRef }).strict(),
@@ -174,8 +175,11 @@ export const paramSchemas: { [M in MethodName]: z.ZodType<ParamsOf<M>> } = {
   'sessions.logs': z
     .object({
       id: sessionRef,
-      tail: z.number().int().min(0).max(100_000).optional(),
-      since: z.string().refine((v) => !Number.isNaN(Date.parse(v)), { message: 'an ISO timestamp' }).optional(),
+      tail: z.number().int().min(0).optional(),
+      // Read (and refused with LOG_FILTER_INVALID) by the log reader: times as `berth logs` takes them.
+      since: z.string().max(100).optional(),
+      until: z.string().max(100).optional(),
+      grep: z.string().optional(),
     })
     .strict(),
   'sessions.usage': z.object({ id: sessionRef }).strict(),

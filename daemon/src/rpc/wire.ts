@@ -28,6 +28,8 @@ export function refuse(reply: FastifyReply, err: unknown): FastifyReply {
 export interface NdjsonWriter {
   /** Writes one line; resolves once the socket takes more (backpressure). */
   line(value: unknown): Promise<void>;
+  /** Writes lines already serialised (each JSON, each ending in a newline); backpressure as line(). */
+  text(lines: string): Promise<void>;
   /** Ends with a failure line `{error}`, unless the client is already gone. */
   fail(err: unknown): void;
   end(): void;
@@ -48,8 +50,19 @@ export function ndjson(reply: FastifyReply, streams: OpenStreams, headers: Recor
   return {
     res,
     async line(value) {
+      return this.text(`${JSON.stringify(value)}\n`);
+    },
+    async text(lines) {
       if (!res.writable) return;
-      if (!res.write(`${JSON.stringify(value)}\n`)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
+      // Up to 1 MiB may wait in the socket's buffer: the next batch is read while the client takes this one.
+      if (res.write(lines) || res.writableLength < 1024 * 1024) return;
+      await new Promise<void>((r) => {
+        const done = () => {
+          res.off('drain', done).off('close', done);
+          r();
+        };
+        res.on('drain', done).on('close', done);
+      });
     },
     fail(err) {
       if (res.writable) res.write(`${JSON.stringify({ error: toWireError(err) })}\n`);

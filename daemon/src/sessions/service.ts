@@ -35,7 +35,9 @@ import { listSessions } from './list.js';
 import type { JsonText } from '../shared/json-text.js';
 import { waitForSession } from './wait.js';
 import { SessionWork } from './work.js';
-import { SessionIo, type ExecStreamRequest } from './io.js';
+import { SessionIo, type ExecStreamRequest, type LogQuery, type LogSubject } from './io.js';
+import type { LogReader, StoredLine } from '../logs/reader.js';
+import type { RemovedSessionsRepo } from '../store/removed-sessions.js';
 import type { SessionScheduler } from './scheduler.js';
 
 const SETTLED: ReadonlySet<SessionState> = new Set(['running', 'failed', 'exited', 'stopped']);
@@ -59,6 +61,10 @@ export interface SessionServiceDeps {
   onStopRequested?: (id: string, deadline: string) => void;
   /** The capacity cap (Admission): whether a session about to run must wait for a slot. */
   admission?: { mustWait(id: string, priority: number): boolean };
+  /** berth's log store; without it, logs are read from the engine. */
+  logs?: LogReader;
+  /** Records of removed sessions (their logs stay readable until retention ends). */
+  removedSessions?: RemovedSessionsRepo;
 }
 
 interface StartRequest {
@@ -97,7 +103,7 @@ export class SessionService {
     this.now = d.now ?? (() => new Date());
     this.images = new ImageResolver(d);
     this.work = new SessionWork({ ...d, now: this.now, resolve: (id) => this.resolve(id) });
-    this.io = new SessionIo(d);
+    this.io = new SessionIo({ ...d, now: this.now });
   }
 
   /**
@@ -216,6 +222,11 @@ export class SessionService {
   }
 
   list(p: ParamsOf<'sessions.list'>): JsonText<SessionList> {
+    if (p.removed) {
+      if (p.state || p.active) throw new BerthError('INVALID_PARAMS', 'removed lists removed sessions: state and active do not apply', { details: { removed: true } });
+      const removed = this.d.removedSessions;
+      return listSessions({ page: (q) => (removed ? removed.page(q) : []) }, p);
+    }
     return listSessions(this.d.sessions, p);
   }
 
@@ -302,13 +313,36 @@ export class SessionService {
     return this.work.merge(this.resolve(idOrName), strategy, message, includeUncommitted);
   }
 
-  logs(idOrName: string, tail?: number, since?: string): Promise<LogLine[]> {
-    return this.io.logs(this.resolve(idOrName), tail, since);
+  /** `sessions.logs`: at most LOGS_RPC_MAX_LINES lines, of a live or a removed session. */
+  logs(idOrName: string, q: Omit<LogQuery, 'follow' | 'signal'>): Promise<LogLine[]> {
+    return this.io.logs(this.logSubject(idOrName), q);
   }
 
-  /** Lines for GET /sessions/:id/logs; follows while the caller keeps the stream open. */
-  logStream(idOrName: string, opts: { tail?: number; since?: string; follow: boolean; signal: AbortSignal }): Promise<AsyncIterable<LogLine> | LogLine[]> {
-    return this.io.logStream(this.resolve(idOrName), opts);
+  /** Lines for GET /sessions/:id/logs, in batches; follows while the caller keeps the stream open. */
+  logStream(idOrName: string, q: LogQuery): Promise<AsyncIterable<StoredLine[]>> {
+    return this.io.logBatches(this.logSubject(idOrName), q);
+  }
+
+  /**
+   * The session whose logs `idOrName` means: a live one (as resolve), else a removed one by id,
+   * id prefix, or name (the newest removed of that name).
+   */
+  logSubject(idOrName: string): LogSubject {
+    try {
+      const s = this.resolve(idOrName);
+      return { id: s.id, live: s };
+    } catch (err) {
+      const removed = this.d.removedSessions;
+      if (!(err instanceof BerthError) || err.code !== 'SESSION_NOT_FOUND' || !removed) throw err;
+      const exact = removed.get(idOrName) ?? removed.byName(idOrName);
+      if (exact) return { id: exact.id, live: null };
+      if (/^[0-9a-f]{4,11}$/.test(idOrName)) {
+        const m = removed.byIdPrefix(idOrName);
+        if (m.length === 1) return { id: m[0]!.id, live: null };
+        if (m.length > 1) throw new BerthError('SESSION_AMBIGUOUS', `more than one removed session id starts with ${idOrName}`, { details: { prefix: idOrName } });
+      }
+      throw err;
+    }
   }
 
   exec(idOrName: string, cmd: string[], timeoutSec = 60): Promise<ExecResult> {

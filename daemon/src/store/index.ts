@@ -5,6 +5,7 @@ import { MetaRepo } from './meta.js';
 import { PoolsRepo } from './pools.js';
 import { ProjectsRepo } from './projects.js';
 import { SchedulesRepo } from './schedules.js';
+import { RemovedSessionsRepo } from './removed-sessions.js';
 import { SessionsRepo } from './sessions.js';
 import { TasksRepo } from './tasks.js';
 import { UsageRepo } from './usage.js';
@@ -23,6 +24,7 @@ export class Store {
   readonly pools: PoolsRepo;
   readonly maintenance: MaintenanceRunsRepo;
   readonly schedules: SchedulesRepo;
+  readonly removedSessions: RemovedSessionsRepo;
 
   constructor(readonly db: Db) {
     this.projects = new ProjectsRepo(db);
@@ -34,6 +36,7 @@ export class Store {
     this.pools = new PoolsRepo(db);
     this.maintenance = new MaintenanceRunsRepo(db);
     this.schedules = new SchedulesRepo(db);
+    this.removedSessions = new RemovedSessionsRepo(db);
   }
 
   static open(file: string, opts?: OpenOptions): Store {

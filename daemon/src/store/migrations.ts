@@ -336,6 +336,26 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX schedule_runs_open ON schedule_runs (schedule) WHERE session_id IS NOT NULL AND final_state IS NULL;
     `,
   },
+  {
+    version: 15,
+    description: 'removed sessions: a record of each (its last public view), kept so its logs stay readable until retention ends',
+    up: `
+      CREATE TABLE removed_sessions (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,               -- free for a new session once removed
+        project     TEXT NOT NULL,               -- no foreign key: the project may go before the record
+        agent       TEXT NOT NULL,
+        branch      TEXT,
+        exit_code   INTEGER,
+        created_at  TEXT NOT NULL,
+        removed_at  TEXT NOT NULL,
+        view        TEXT NOT NULL                -- JSON Session as listed when it was removed
+      ) STRICT;
+      CREATE INDEX removed_sessions_by_name ON removed_sessions (name, removed_at);
+      CREATE INDEX removed_sessions_by_created ON removed_sessions (created_at, id);
+      CREATE INDEX removed_sessions_by_removed ON removed_sessions (removed_at);
+    `,
+  },
 ];
 
 export const latestVersion = migrations.at(-1)!.version;

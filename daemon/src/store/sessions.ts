@@ -367,7 +367,19 @@ export class SessionsRepo {
     })();
   }
 
-  remove(id: string): boolean {
-    return this.prepare('DELETE FROM sessions WHERE id = ?').run(id).changes > 0;
+  /**
+   * Deletes the row. With `removedAt`, a record of the session (its last public view) goes into
+   * removed_sessions in the same transaction, so its logs can be found after it is gone.
+   */
+  remove(id: string, removedAt?: string): boolean {
+    return this.db.transaction(() => {
+      if (removedAt !== undefined) {
+        this.prepare(
+          `INSERT OR REPLACE INTO removed_sessions (id, name, project, agent, branch, exit_code, created_at, removed_at, view)
+           SELECT id, name, project, agent, branch, exit_code, created_at, @removedAt, ${LISTED_JSON} FROM sessions WHERE id = @id`,
+        ).run({ id, removedAt });
+      }
+      return this.prepare('DELETE FROM sessions WHERE id = ?').run(id).changes > 0;
+    })();
   }
 }

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import type { BerthClient } from '../../client.js';
 import { BerthError, RESTART_POLICIES, SESSION_STATES, type ParamsOf, type Session, type SessionState } from '../../protocol/index.js';
 import { collect, ExitCode, interruptible, oneOf, parseDurationSec, parsePairs, parseTimeArg, wholeNumber, type CliContext, usageError } from '../context.js';
-import { ids, ago, emit, jsonText, line, table, until } from '../output.js';
+import { ids, ago, emit, jsonText, line, table, until, type Out } from '../output.js';
 import { exitCodeOf, finishedForGood, followSession, waitForSession } from '../follow.js';
 import { attachTerminal, stdinIsTerminal } from '../terminal.js';
 import { parseBudgetTokens, requestsTable, sessionsWithUsage, sessionUsageText, sumUsage, tokensCell, usageTable } from '../usage.js';
@@ -108,7 +108,21 @@ export function register(program: Command, { out, connect }: CliContext): void {
     .option('-p, --project <project>', 'only this project')
     .option('--state <state>', 'only sessions in this state')
     .option('-q, --quiet', 'only the ids, one a line')
-    .action(async (o: { all?: boolean; project?: string; state?: string; quiet?: boolean }, cmd: Command) => {
+    .option('--removed', 'removed sessions instead (kept until log retention ends; `berth logs` reads them)')
+    .action(async (o: { all?: boolean; project?: string; state?: string; quiet?: boolean; removed?: boolean }, cmd: Command) => {
+      if (o.removed) {
+        if (o.state) throw usageError('--state does not apply to removed sessions');
+        const gone = await listAll(connect(cmd), { removed: true, ...(o.project ? { project: o.project } : {}) });
+        if (o.quiet && !out.json) return out.print(ids(gone.map((s) => s.id)));
+        return emit(out, gone, () =>
+          gone.length
+            ? table(
+                ['ID', 'NAME', 'PROJECT', 'AGENT', 'MODE', 'EXIT', 'CREATED', 'REMOVED'],
+                gone.map((s) => [s.id, s.name, s.project, s.agent, s.mode, s.exitCode === null ? '-' : String(s.exitCode), ago(s.createdAt), s.removedAt ? ago(s.removedAt) : '-']),
+              )
+            : 'no removed sessions\n',
+        );
+      }
       const shown = await listAll(connect(cmd), {
         ...(o.project ? { project: o.project } : {}),
         ...(o.state ? { state: o.state as SessionState } : {}),
@@ -162,13 +176,14 @@ export function register(program: Command, { out, connect }: CliContext): void {
 
   program
     .command('logs <id>')
-    .description('output of a session')
-    .option('-f, --follow', 'keep printing new output')
-    .option('-n, --tail <n>', 'only the last N lines')
+    .description("output of a session, from berth's log store: all of it unless -n/--since/--until/--grep narrow it (a removed session's too, until retention ends)")
+    .option('-f, --follow', 'keep printing new output (across restarts of the session) until it is removed')
+    .option('-n, --tail <n>', 'only the last N lines (that pass --grep/--since/--until)')
     .option('--since <time>', 'only lines from this time on: 10m (ago), 1h30m, 2026-12-02T10:00:00Z or Unix seconds')
     .option('--until <time>', 'only lines up to this time (same forms); with -f, stop following then')
+    .option('--grep <regex>', 'only lines whose text matches this JavaScript regular expression')
     .option('-t, --timestamps', 'prefix each line with its time')
-    .action(async (id: string, o: { follow?: boolean; tail?: string; since?: string; until?: string; timestamps?: boolean }, cmd: Command) => {
+    .action(async (id: string, o: { follow?: boolean; tail?: string; since?: string; until?: string; grep?: string; timestamps?: boolean }, cmd: Command) => {
       const tail = o.tail !== undefined ? wholeNumber(o.tail, '--tail') : undefined;
       const since = o.since !== undefined ? parseTimeArg(o.since, '--since') : undefined;
       const until = o.until !== undefined ? parseTimeArg(o.until, '--until') : undefined;
@@ -177,25 +192,28 @@ export function register(program: Command, { out, connect }: CliContext): void {
       const onSig = () => ctl.abort();
       process.once('SIGINT', onSig);
       const untilMs = until !== undefined ? Date.parse(until) : Infinity;
+      // A quiet session sends no line past --until: stop following by the clock too.
       const stopAt = o.follow && until !== undefined ? setTimeout(onSig, Math.max(0, untilMs - Date.now())) : undefined;
+      const printer = new LogPrinter(out, onSig);
       try {
-        for await (const l of c.logs(id, {
+        for await (const batch of c.logBatches(id, {
           follow: o.follow === true,
           signal: ctl.signal,
           ...(tail !== undefined ? { tail } : {}),
           ...(since !== undefined ? { since } : {}),
+          ...(until !== undefined ? { until } : {}),
+          ...(o.grep !== undefined ? { grep: o.grep } : {}),
         })) {
-          if (Date.parse(l.ts) > untilMs) {
-            if (o.follow) break;
-            continue;
-          }
+          if (ctl.signal.aborted) break;
           // The agent writes the whole stream, so its lines are printed as lines (escaped by print).
-          const text = `${o.timestamps ? `${l.ts} ` : ''}${l.line}\n`;
-          if (out.json) out.printJson(l);
-          else if (l.stream === 'stderr') out.printErr(text);
-          else out.print(text);
+          for (const l of batch) {
+            if (out.json) printer.json(l);
+            else printer.line(l.stream === 'stderr', o.timestamps ? `${l.ts} ${l.line}\n` : `${l.line}\n`);
+          }
+          await printer.ready();
         }
       } finally {
+        printer.flush();
         clearTimeout(stopAt);
         process.off('SIGINT', onSig);
       }
@@ -359,4 +377,57 @@ export function register(program: Command, { out, connect }: CliContext): void {
         if (code !== 0) throw new ExitCode(code);
       },
     );
+}
+
+/**
+ * Prints log lines in chunks (a write per line costs more than the read), flushed once the lines
+ * at hand are printed so `-f` shows each at once; waits on stdout so a slow reader slows the read,
+ * and stops the read when stdout's reader is gone (`| head`).
+ */
+class LogPrinter {
+  private buf = '';
+  private toErr = false;
+  private scheduled = false;
+  private json_: unknown[] = [];
+
+  constructor(
+    private readonly out: Out,
+    private readonly onGone: () => void,
+  ) {}
+
+  line(toErr: boolean, text: string): void {
+    if (this.buf && toErr !== this.toErr) this.flush();
+    this.toErr = toErr;
+    this.buf += text;
+    this.schedule();
+  }
+
+  json(value: unknown): void {
+    this.json_.push(value);
+    this.schedule();
+  }
+
+  async ready(): Promise<void> {
+    if (this.buf.length >= 64 * 1024 || this.json_.length >= 256) this.flush();
+    await this.out.stdoutReady(this.onGone);
+  }
+
+  flush(): void {
+    if (this.buf) {
+      if (this.toErr) this.out.printErr(this.buf);
+      else this.out.print(this.buf);
+      this.buf = '';
+    }
+    for (const v of this.json_) this.out.printJson(v);
+    this.json_ = [];
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
 }
