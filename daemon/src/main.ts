@@ -25,6 +25,8 @@ import { TaskService } from './tasks/service.js';
 import { TaskFileWatcher } from './tasks/watch.js';
 import type { SocketListener } from './rpc/listener.js';
 import { RpcServer } from './rpc/server.js';
+import { LogIngest } from './logs/ingest.js';
+import { LogRetention } from './logs/retention.js';
 import { Reconciler, type ReconcilerOptions } from './reconcile/controller.js';
 import { crashBackoffMs } from './reconcile/plan.js';
 import { EngineWatcher } from './reconcile/watch.js';
@@ -102,6 +104,10 @@ export interface DaemonParts {
   taskFiles: TaskFileWatcher;
   pools: PoolService;
   poolController: PoolController;
+  /** Every session's output copied into `$BERTH_HOME/logs` as it arrives. */
+  logIngest: LogIngest;
+  /** Size and age limits of the stored output; `pruneLogs(now)` is the maintenance pass. */
+  logRetention: LogRetention;
 }
 
 /**
@@ -144,6 +150,23 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
 
   const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
   const checkouts = new SessionCheckouts(checkoutManager, store.sessions, store.projects, log.child({ component: 'checkouts' }), bus);
+  const logsRoot = join(config.home, 'logs');
+  mkdirSync(logsRoot, { recursive: true, mode: 0o700 });
+  const logRetention = new LogRetention(
+    logsRoot,
+    { sessionBytes: config.logRetentionBytes, totalBytes: config.logRetentionTotalBytes, days: config.logRetentionDays },
+    log.child({ component: 'log-retention' }),
+  );
+  const logIngest = new LogIngest({
+    runtime,
+    sessions: store.sessions,
+    bus,
+    log: log.child({ component: 'log-ingest' }),
+    clock,
+    root: logsRoot,
+    segmentBytes: config.logSegmentBytes,
+    retention: logRetention,
+  });
   const reconciler = new Reconciler(
     {
       sessions: store.sessions,
@@ -157,6 +180,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
       beforeDelete: async (s) => {
         await checkouts.finishRemoval(s);
         await bridge?.close(s.id, { forget: true });
+        await logIngest.removed(s);
       },
       ...(bridge ? { bridge } : {}),
     },
@@ -286,7 +310,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     log: notifyLog,
   });
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController };
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, logIngest, logRetention };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -300,7 +324,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, logIngest } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -360,6 +384,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const tasksDone = tasks.start(loops.signal);
   const taskFilesDone = taskFiles.start(loops.signal);
   const poolsDone = poolController.start(loops.signal);
+  const logsDone = logIngest.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
 
@@ -378,7 +403,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, logsDone]);
         store.close();
         log.info('Stopped berthd');
       })();

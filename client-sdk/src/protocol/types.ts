@@ -301,8 +301,11 @@ export interface DefaultImagesResult {
 
 export interface LogLine {
   ts: string;
-  stream: 'stdout' | 'stderr';
+  stream: 'stdout' | 'stderr' | 'berth';
   line: string;
+  partial?: true;
+  dropped?: number;
+  event?: string;
 }
 
 export interface ExecResult {

@@ -36,6 +36,16 @@ export const pidsSchema = z.coerce
   .int({ message: 'a whole number of processes, like 512' })
   .min(16, { message: 'at least 16 processes' });
 
+/** A byte size (`64k`, `16m`, `4g` or plain bytes) of at least `min`. */
+const bytesSchema = (min: number, minText: string, example: string) =>
+  z.preprocess(
+    (v) => (typeof v === 'number' ? String(v) : v),
+    z
+      .string()
+      .refine((v) => parseMemory(v) !== null && parseMemory(v)! >= min, { message: `a size of at least ${minText}, like ${example}` })
+      .transform((v) => parseMemory(v)!),
+  );
+
 const absolutePath = (what: string) =>
   z.string().min(1).refine((p) => isAbsolute(p), { message: `an absolute path (${what})` });
 
@@ -107,6 +117,10 @@ const fileSchema = z
       message: '"auto" (what the host holds at the default limits), a whole number of sessions, or 0 for no cap',
     }),
     notifyWebhooks: webhooksSchema,
+    logSegmentBytes: bytesSchema(64 * 1024, '64k', '16m'),
+    logRetentionBytes: bytesSchema(64 * 1024, '64k', '256m'),
+    logRetentionTotalBytes: bytesSchema(64 * 1024, '64k', '4g'),
+    logRetentionDays: z.coerce.number({ message: 'days, like 14' }).min(0, { message: '0 or more days' }).max(36500),
   })
   .strict();
 

@@ -37,6 +37,10 @@ export const configKeys = {
   agentStuckTimeoutMinutes: 'AGENT_STUCK_TIMEOUT_MINUTES',
   activityCheckSec: 'BERTH_ACTIVITY_CHECK_SEC',
   notifyWebhooks: 'BERTH_NOTIFY_WEBHOOKS',
+  logSegmentBytes: 'BERTH_LOG_SEGMENT_BYTES',
+  logRetentionBytes: 'BERTH_LOG_RETENTION_BYTES',
+  logRetentionTotalBytes: 'BERTH_LOG_RETENTION_TOTAL_BYTES',
+  logRetentionDays: 'BERTH_LOG_RETENTION_DAYS',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -106,6 +110,10 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     agentStuckTimeoutMinutes: '10',
     activityCheckSec: '15',
     notifyWebhooks: null,
+    logSegmentBytes: '16m',
+    logRetentionBytes: '256m',
+    logRetentionTotalBytes: '4g',
+    logRetentionDays: '14',
   };
   const source: Partial<Record<ConfigKey, string>> = {};
 

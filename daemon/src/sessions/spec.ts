@@ -137,7 +137,8 @@ export function toContainerSpec(
       init: true,
       readOnlyRootfs: spec.readOnlyRootfs,
       tmpfs: spec.readOnlyRootfs ? { '/tmp': 'rw,nosuid,nodev,size=512m' } : {},
-      logs: { maxSize: '10m', maxFiles: 3 },
+      // A short buffer: berthd copies the output into its own store (logs/) as it comes.
+      logs: { maxSize: '10m', maxFiles: 2 },
     },
     runtime: spec.runtime,
     groupAdd,
