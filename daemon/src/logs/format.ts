@@ -56,13 +56,14 @@ export async function listSegments(dir: string): Promise<SegmentEntry[]> {
   return [...byN.values()].sort((a, b) => a.n - b.n);
 }
 
-/** One segment's whole text (the plain file when it exists, else the gzip). */
+/** One segment's whole text (the plain file when it exists, else the gzip, which is complete once the plain file is gone). */
 export async function readSegment(dir: string, e: SegmentEntry): Promise<string> {
   if (e.plain) {
     try {
       return await readFile(join(dir, segmentFile(e.n)), 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !e.gz) throw err;
+      // Compressed meanwhile: the plain file goes only after the gzip is complete.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
   return gunzipSync(await readFile(join(dir, segmentFile(e.n, true)))).toString('utf8');

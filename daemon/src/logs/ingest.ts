@@ -127,6 +127,11 @@ interface Run {
   startedAt: string | null;
 }
 
+/** Whether the run had started (the engine gives a never-started container a zero time). */
+function started(r: Run): boolean {
+  return !!r.startedAt && !r.startedAt.startsWith('0001-');
+}
+
 class Follower {
   readonly done: Promise<void>;
   private readonly stop = new AbortController();
@@ -212,12 +217,14 @@ class Follower {
           await this.idle(IDLE_MS * 5);
           continue;
         }
-        const restartTs = previous && (previous.id !== run.id || previous.startedAt !== run.startedAt) ? run.startedAt : null;
+        const restartTs = previous && started(previous) && (previous.id !== run.id || previous.startedAt !== run.startedAt) ? run.startedAt : null;
         previous = run;
         const ended = await this.followOnce(c.id, restartTs);
         if (ended === 'aborted') break;
         const after = await this.inspect(c.id);
-        if (!after || after.status !== 'running') finished = { id: c.id, startedAt: after?.startedAt ?? run.startedAt };
+        // The engine (20.10) may end a follow when the container stops before it has sent all that
+        // was logged: a stopped run is done only after a read that began once it had stopped.
+        if (c.status !== 'running' && (!after || after.status !== 'running')) finished = { id: c.id, startedAt: after?.startedAt ?? run.startedAt };
         else if (ended === 'error') await this.idle(IDLE_MS);
       }
     } finally {
@@ -271,7 +278,8 @@ class Follower {
           const k = tsKey(l.ts);
           if (k < fromKey) continue;
           if (k === fromKey && skipAtFrom > 0) {
-            skipAtFrom--;
+            // A piece of a long line belongs to the whole line its last piece completes.
+            if (!l.partial) skipAtFrom--;
             continue;
           }
         }
