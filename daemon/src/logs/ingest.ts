@@ -1,4 +1,5 @@
-import { readdir, writeFile, rename } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LogLine } from '@berth/client-sdk/protocol';
 import type { EventBus } from '../events/bus.js';
@@ -82,6 +83,7 @@ export class LogIngest {
   async removed(s: Pick<SessionRecord, 'id' | 'name' | 'project'>): Promise<void> {
     const f = this.followers.get(s.id);
     if (f) await f.finish(DRAIN_MS);
+    if (!existsSync(join(this.d.root, s.id))) return; // it never had a container: nothing stored
     await writeRemoved(join(this.d.root, s.id), { removedAt: this.d.clock.now().toISOString(), id: s.id, name: s.name, project: s.project }).catch(
       (err: Error) => this.d.log.warn({ sessionId: s.id, err: err.message }, 'Cannot mark stored output as removed'),
     );
@@ -125,6 +127,11 @@ async function writeRemoved(dir: string, body: Record<string, unknown>): Promise
 interface Run {
   id: string;
   startedAt: string | null;
+}
+
+/** Where a restart marker goes: before the first line read, or the first stamped after `afterKey`. */
+interface Restart {
+  afterKey: string | null;
 }
 
 /** Whether the run had started (the engine gives a never-started container a zero time). */
@@ -217,9 +224,15 @@ class Follower {
           await this.idle(IDLE_MS * 5);
           continue;
         }
-        const restartTs = previous && started(previous) && (previous.id !== run.id || previous.startedAt !== run.startedAt) ? run.startedAt : null;
+        let restart: Restart | null = null;
+        if (previous && started(previous) && (previous.id !== run.id || previous.startedAt !== run.startedAt)) {
+          // The earlier run read to its end: every line from here is the new run's. Else the new
+          // run's lines are those after the earlier run finished (the engine keeps FinishedAt).
+          const drained = finished !== null && finished.id === previous.id && finished.startedAt === previous.startedAt;
+          restart = { afterKey: drained || previous.id !== run.id || !c.finishedAt ? null : tsKey(c.finishedAt) };
+        }
         previous = run;
-        const ended = await this.followOnce(c.id, restartTs);
+        const ended = await this.followOnce(c.id, restart);
         if (ended === 'aborted') break;
         const after = await this.inspect(c.id);
         // The engine (20.10) may end a follow when the container stops before it has sent all that
@@ -243,12 +256,12 @@ class Follower {
   }
 
   /** Reads the container's output from the resume point to the end of the stream. */
-  private async followOnce(containerId: string, restartTs: string | null): Promise<'ended' | 'error' | 'aborted'> {
+  private async followOnce(containerId: string, restart: Restart | null): Promise<'ended' | 'error' | 'aborted'> {
     const writer = this.writer!;
     const from = writer.position;
     const fromKey = from.ts === null ? null : tsKey(from.ts);
     let skipAtFrom = from.count;
-    let restartKey = restartTs ? tsKey(restartTs) : null;
+    let pendingRestart = restart;
     const follow = new AbortController();
     const onStop = () => follow.abort();
     this.stop.signal.addEventListener('abort', onStop, { once: true });
@@ -283,9 +296,9 @@ class Follower {
             continue;
           }
         }
-        if (restartKey !== null && tsKey(l.ts) >= restartKey) {
-          batch.push({ ts: restartTs!, stream: 'berth', line: 'berth: container restarted', event: 'restart' });
-          restartKey = null;
+        if (pendingRestart && (pendingRestart.afterKey === null || tsKey(l.ts) > pendingRestart.afterKey)) {
+          batch.push({ ts: l.ts, stream: 'berth', line: 'berth: container restarted', event: 'restart' });
+          pendingRestart = null;
         }
         batch.push(l);
         batchBytes += l.line.length;
