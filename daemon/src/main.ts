@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DaemonStatus } from '@berth/client-sdk/protocol';
@@ -372,6 +373,8 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   // whether the engine and the default image are there.
   await monitor.refresh();
   const loops = new AbortController();
+  // Every long-running part (a dozen) listens to it: more than Node's default warning level of 10.
+  setMaxListeners(32, loops.signal);
   const monitorDone = monitor.start(loops.signal);
   // Before the reconciler: an agent that exited while berthd was down is reported as adoption finds it.
   const notifierDone = notifier.start(loops.signal);

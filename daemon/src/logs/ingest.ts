@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -53,7 +54,14 @@ export class LogIngest {
 
   constructor(private readonly d: LogIngestDeps) {}
 
-  async start(signal: AbortSignal): Promise<void> {
+  async start(outer: AbortSignal): Promise<void> {
+    // One listener on the daemon's signal; the followers (one per session) listen to this one.
+    const inner = new AbortController();
+    setMaxListeners(0, inner.signal);
+    const onAbort = () => inner.abort();
+    if (outer.aborted) return;
+    outer.addEventListener('abort', onAbort, { once: true });
+    const signal = inner.signal;
     this.signal = signal;
     this.d.log.info('Starting log ingest');
     const unsubscribe = this.d.bus.subscribe((e) => {
@@ -71,6 +79,7 @@ export class LogIngest {
       }
     } finally {
       unsubscribe();
+      outer.removeEventListener('abort', onAbort);
       await Promise.all([...this.followers.values()].map((f) => f.done));
       this.d.log.info('Stopped log ingest');
     }
@@ -181,13 +190,14 @@ class Follower {
 
   private async idle(ms: number): Promise<void> {
     if (this.stop.signal.aborted) return;
+    const signal = this.stop.signal;
     await new Promise<void>((resolve) => {
       const t = setTimeout(done, ms);
-      const onAbort = () => done();
-      this.stop.signal.addEventListener('abort', onAbort, { once: true });
+      signal.addEventListener('abort', done, { once: true });
       this.wake = done;
       function done() {
         clearTimeout(t);
+        signal.removeEventListener('abort', done);
         resolve();
       }
     });
