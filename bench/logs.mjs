@@ -39,26 +39,35 @@ function stored(dir, last) {
   return false;
 }
 
+/** daemon.status (which may wait on an engine check) and projects.list (the store only), every 20 ms. */
 async function statusLatencies(client, untilFn, maxMs) {
   const lat = [];
+  const store = [];
   const end = Date.now() + maxMs;
   while (!(await untilFn()) && Date.now() < end) {
-    const t = process.hrtime.bigint();
+    let t = process.hrtime.bigint();
     await client.daemon.status();
     lat.push(ms(t));
+    t = process.hrtime.bigint();
+    await client.projects.list();
+    store.push(ms(t));
     await new Promise((r) => setTimeout(r, 20));
   }
-  return lat;
+  return { lat, store };
 }
 
 const b = await startBerthd('bench-logs-');
 try {
   await addProject(b.client, b.home);
   const idle = [];
+  const idleStore = [];
   for (let i = 0; i < 200; i++) {
-    const t = process.hrtime.bigint();
+    let t = process.hrtime.bigint();
     await b.client.daemon.status();
     idle.push(ms(t));
+    t = process.hrtime.bigint();
+    await b.client.projects.list();
+    idleStore.push(ms(t));
   }
   await b.client.agents.define({ name: 'flood', command: ['sh', '-c', `seq 1 ${LINES}`] });
   const c0 = cpuTicks(b.daemon.pid);
@@ -73,7 +82,7 @@ try {
     lastCheck = Date.now();
     return stored(dir, String(LINES));
   };
-  const busy = await statusLatencies(b.client, done, 600_000);
+  const { lat: busy, store: busyStore } = await statusLatencies(b.client, done, 600_000);
   const seconds = (Date.now() - t0) / 1000;
   const cpu = (cpuTicks(b.daemon.pid) - c0) / HZ;
   const session = await b.client.sessions.get({ id: s.id });
@@ -86,6 +95,7 @@ try {
   console.log(`  berthd CPU ${cpu.toFixed(1)} s (${((cpu / seconds) * 100).toFixed(0)}% of one core), peak RSS ${peak.toFixed(0)} MiB`);
   console.log(`  docker logs -t of the same container (raw engine read, exit ${raw.status}): ${(rawMs / 1000).toFixed(1)} s`);
   console.log(`  daemon.status: idle p50 ${pct(idle, 50).toFixed(1)} ms p99 ${pct(idle, 99).toFixed(1)} ms; during the flood p50 ${pct(busy, 50).toFixed(1)} ms p99 ${pct(busy, 99).toFixed(1)} ms (${busy.length} calls)`);
+  console.log(`  projects.list (store only): idle p50 ${pct(idleStore, 50).toFixed(1)} ms p99 ${pct(idleStore, 99).toFixed(1)} ms; during the flood p50 ${pct(busyStore, 50).toFixed(1)} ms p99 ${pct(busyStore, 99).toFixed(1)} ms`);
 } finally {
   await finish(b);
 }

@@ -32,8 +32,8 @@ export interface LogIngestDeps {
 }
 
 /** Lines (or bytes) gathered before one write; the batch is bounded so memory per session is too. */
-const BATCH_LINES = 4096;
-const BATCH_BYTES = 1024 * 1024;
+const BATCH_LINES = 1024;
+const BATCH_BYTES = 256 * 1024;
 /** A batch that is not full is written after this long. */
 const FLUSH_MS = 100;
 /** How often a follower with nothing to follow looks again (besides session events). */
@@ -152,6 +152,7 @@ class Follower {
   readonly done: Promise<void>;
   private readonly stop = new AbortController();
   private wake: (() => void) | null = null;
+  private poked = false;
   private finishing = false;
   private writer: SegmentWriter | null = null;
   private readonly log: Logger;
@@ -173,6 +174,7 @@ class Follower {
   }
 
   poke(): void {
+    this.poked = true;
     this.wake?.();
   }
 
@@ -188,8 +190,12 @@ class Follower {
     }
   }
 
+  /** Waits `ms`, or less when poked (a poke while not waiting cuts the next wait short). */
   private async idle(ms: number): Promise<void> {
-    if (this.stop.signal.aborted) return;
+    if (this.poked || this.stop.signal.aborted) {
+      this.poked = false;
+      return;
+    }
     const signal = this.stop.signal;
     await new Promise<void>((resolve) => {
       const t = setTimeout(done, ms);
@@ -202,6 +208,7 @@ class Follower {
       }
     });
     this.wake = null;
+    this.poked = false;
   }
 
   private async run(): Promise<void> {
@@ -230,8 +237,9 @@ class Follower {
         const run: Run = { id: c.id, startedAt: c.startedAt };
         if (finished && finished.id === run.id && finished.startedAt === run.startedAt && c.status !== 'running') {
           if (this.finishing) break;
-          // Read to its end already: a restart shows as a new start time (session events wake us sooner).
-          await this.idle(IDLE_MS * 5);
+          // Read to its end already. berth (not the engine) restarts containers, and its session
+          // events wake us at once; the look every 30 s is a backstop.
+          await this.idle(IDLE_MS * 15);
           continue;
         }
         let restart: Restart | null = null;
