@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, type ConfigChange, type DaemonStatus } from '@berth/client-sdk/protocol';
@@ -29,6 +30,8 @@ import { TaskService } from './tasks/service.js';
 import { TaskFileWatcher } from './tasks/watch.js';
 import type { SocketListener } from './rpc/listener.js';
 import { RpcServer } from './rpc/server.js';
+import { LogIngest } from './logs/ingest.js';
+import { LogRetention } from './logs/retention.js';
 import { Reconciler, type ReconcilerOptions } from './reconcile/controller.js';
 import { crashBackoffMs } from './reconcile/plan.js';
 import { EngineWatcher } from './reconcile/watch.js';
@@ -129,6 +132,10 @@ export interface DaemonParts {
   disk: DiskUsage;
   schedules: ScheduleService;
   scheduleController: ScheduleController;
+  /** Every session's output copied into `$BERTH_HOME/logs` as it arrives. */
+  logIngest: LogIngest;
+  /** Size and age limits of the stored output; `pruneLogs(now)` is the maintenance pass. */
+  logRetention: LogRetention;
 }
 
 /**
@@ -173,6 +180,23 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
   const checkoutManager = new CheckoutManager(config.home, log.child({ component: 'checkouts' }));
   const checkouts = new SessionCheckouts(checkoutManager, store.sessions, store.projects, log.child({ component: 'checkouts' }), bus);
   const restoredOrphans = new RestoredOrphans(store.meta, log.child({ component: 'restore' }));
+  const logsRoot = join(config.home, 'logs');
+  mkdirSync(logsRoot, { recursive: true, mode: 0o700 });
+  const logRetention = new LogRetention(
+    logsRoot,
+    { sessionBytes: config.logRetentionBytes, totalBytes: config.logRetentionTotalBytes, days: config.logRetentionDays },
+    log.child({ component: 'log-retention' }),
+  );
+  const logIngest = new LogIngest({
+    runtime,
+    sessions: store.sessions,
+    bus,
+    log: log.child({ component: 'log-ingest' }),
+    clock,
+    root: logsRoot,
+    segmentBytes: config.logSegmentBytes,
+    retention: logRetention,
+  });
   const reconciler = new Reconciler(
     {
       sessions: store.sessions,
@@ -186,6 +210,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
       beforeDelete: async (s) => {
         await checkouts.finishRemoval(s);
         await bridge?.close(s.id, { forget: true });
+        await logIngest.removed(s);
       },
       ...(bridge ? { bridge } : {}),
       keepOrphans: (candidates) => restoredOrphans.keep(candidates),
@@ -248,6 +273,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
     ...(bridge ? { onStopRequested: (id: string, deadline: string) => bridge.requestStop(id, deadline) } : {}),
     admission: { mustWait: (id, priority) => admission.mustWait(id, priority) },
     logs: new LogReader({ root: join(config.home, 'logs'), clock }),
+    logsCaughtUp: (id: string) => logIngest.caughtUp(id),
     removedSessions: store.removedSessions,
   });
 
@@ -368,8 +394,18 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
 
   const maintenanceLog = log.child({ component: 'maintenance' });
   const backups = new Backups(store.db, { home: config.home, keep: config.backupKeep, clock, log: maintenanceLog });
-  // What the prune job removes; the session records and logs past retention are added here as they come.
+  // What the prune job removes: stored output past retention, then the records of removed sessions
+  // whose output is gone by age (logRetentionDays after removal), and half-written backup copies.
   const pruners: Pruner[] = [
+    async () => {
+      const r = await logRetention.pruneLogs(clock.now());
+      return { name: 'logs', removed: r.removedDirs, bytes: r.removedBytes };
+    },
+    async () => {
+      const before = new Date(clock.now().getTime() - config.logRetentionDays * 86_400_000).toISOString();
+      const items = store.removedSessions.pruneRemovedBefore(before);
+      return { name: 'removed-sessions', removed: items.length, items };
+    },
     async () => {
       const items = await backups.removeStaleTemps(60 * 60 * 1000);
       return { name: 'backup-temps', removed: items.length, items };
@@ -381,7 +417,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
   );
   const disk = new DiskUsage(config.home, clock);
 
-  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk, schedules, scheduleController };
+  return { config, log, clock, store, instanceId, bus, runtime, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk, schedules, scheduleController, logIngest, logRetention };
 }
 
 /** Builds the daemon, serves its socket and runs its loops until stop(). */
@@ -395,7 +431,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
     log.warn('AGENT_MODE=local: agents run as bare processes with no isolation');
   }
   const { listener, reload, ...build } = opts;
-  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk, schedules, scheduleController } = buildDaemon(config, {
+  const { store, instanceId, bus, monitor, health, reconciler, watcher, checkouts, projects, agents, images, sessions, admission, stuck, bridge, credential, usage, notifier, tasks, taskFiles, pools, poolController, liveConfig, maintenance, backups, disk, schedules, scheduleController, logIngest } = buildDaemon(config, {
     ...build,
     log,
   });
@@ -474,6 +510,8 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   // whether the engine and the default image are there.
   await monitor.refresh();
   const loops = new AbortController();
+  // Every long-running part (a dozen) listens to it: more than Node's default warning level of 10.
+  setMaxListeners(32, loops.signal);
   const monitorDone = monitor.start(loops.signal);
   // Before the reconciler: an agent that exited while berthd was down is reported as adoption finds it.
   const notifierDone = notifier.start(loops.signal);
@@ -489,6 +527,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
   const configDone = configWatcher?.start(loops.signal);
   await configWatcher?.ready;
   const schedulesDone = scheduleController.start(loops.signal);
+  const logsDone = logIngest.start(loops.signal);
   reconciler.resyncSoon();
   checkouts.start();
   const maintenanceDone = maintenance.start(loops.signal);
@@ -510,7 +549,7 @@ export async function startDaemon(config: Config, log: Logger, opts: StartOption
         checkouts.stop();
         await server.close();
         await bridge?.closeAll();
-        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, configDone, maintenanceDone, schedulesDone]);
+        await Promise.all([monitorDone, reconcilerDone, watcherDone, notifierDone, admissionDone, stuckDone, tasksDone, taskFilesDone, poolsDone, configDone, maintenanceDone, schedulesDone, logsDone]);
         store.close();
         log.info('Stopped berthd');
       })();

@@ -57,6 +57,17 @@ describe('loadConfig', () => {
     expect(c.projectsRoot).toBe(join(h, 'src'));
   });
 
+  it('reads the log store sizes like memory sizes, with a floor of 64k', () => {
+    const h = home();
+    const d = loadConfig({ env: { HOME: h } });
+    expect([d.logSegmentBytes, d.logRetentionBytes, d.logRetentionTotalBytes, d.logRetentionDays]).toEqual([16 * 1024 ** 2, 256 * 1024 ** 2, 4 * 1024 ** 3, 14]);
+    const c = loadConfig({ env: { HOME: h, BERTH_LOG_SEGMENT_BYTES: '64k', BERTH_LOG_RETENTION_BYTES: '1048576', BERTH_LOG_RETENTION_DAYS: '0.5' } });
+    expect([c.logSegmentBytes, c.logRetentionBytes, c.logRetentionDays]).toEqual([65536, 1048576, 0.5]);
+    const e = fail(() => loadConfig({ env: { HOME: h, BERTH_LOG_SEGMENT_BYTES: '1k' } }));
+    expect(e.code).toBe('CONFIG_INVALID');
+    expect(e.details).toMatchObject({ key: 'logSegmentBytes', env: 'BERTH_LOG_SEGMENT_BYTES' });
+  });
+
   it('names key, value, source and what is accepted', () => {
     const h = home();
     const e = fail(() => loadConfig({ env: { HOME: h, AGENT_CPU_LIMIT: 'two' } }));

@@ -37,6 +37,16 @@ export const pidsSchema = z.coerce
   .int({ message: 'a whole number of processes, like 512' })
   .min(16, { message: 'at least 16 processes' });
 
+/** A byte size (`64k`, `16m`, `4g` or plain bytes) of at least `min`. */
+const bytesSchema = (min: number, minText: string, example: string) =>
+  z.preprocess(
+    (v) => (typeof v === 'number' ? String(v) : v),
+    z
+      .string()
+      .refine((v) => parseMemory(v) !== null && parseMemory(v)! >= min, { message: `a size of at least ${minText}, like ${example}` })
+      .transform((v) => parseMemory(v)!),
+  );
+
 const absolutePath = (what: string) =>
   z.string().min(1).refine((p) => isAbsolute(p), { message: `an absolute path (${what})` });
 
@@ -131,6 +141,10 @@ const fileSchema = z
     configWatch: z.enum(['true', 'false'], { message: 'true (reload config.yaml and secrets.yaml when they change) or false (only on SIGHUP or `berth config reload`)' }).transform((v) => v === 'true'),
     backupKeep: z.coerce.number({ message: 'a whole number of backups, like 7' }).int({ message: 'a whole number of backups, like 7' }).min(1, { message: 'at least 1 backup' }).max(1000),
     maintenanceCron: maintenanceCronSchema,
+    logSegmentBytes: bytesSchema(64 * 1024, '64k', '16m'),
+    logRetentionBytes: bytesSchema(64 * 1024, '64k', '256m'),
+    logRetentionTotalBytes: bytesSchema(64 * 1024, '64k', '4g'),
+    logRetentionDays: z.coerce.number({ message: 'days, like 14' }).min(0, { message: '0 or more days' }).max(36500),
   })
   .strict();
 

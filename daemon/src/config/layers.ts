@@ -40,6 +40,10 @@ export const configKeys = {
   configWatch: 'BERTH_CONFIG_WATCH',
   backupKeep: 'BERTH_BACKUP_KEEP',
   maintenanceCron: 'BERTH_MAINTENANCE_CRON',
+  logSegmentBytes: 'BERTH_LOG_SEGMENT_BYTES',
+  logRetentionBytes: 'BERTH_LOG_RETENTION_BYTES',
+  logRetentionTotalBytes: 'BERTH_LOG_RETENTION_TOTAL_BYTES',
+  logRetentionDays: 'BERTH_LOG_RETENTION_DAYS',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -144,6 +148,10 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     configWatch: 'true',
     backupKeep: '7',
     maintenanceCron: null,
+    logSegmentBytes: '16m',
+    logRetentionBytes: '256m',
+    logRetentionTotalBytes: '4g',
+    logRetentionDays: '14',
   };
   const source: Partial<Record<ConfigKey, string>> = {};
   const file: Partial<Record<ConfigKey, unknown>> = {};

@@ -10,6 +10,8 @@ export interface PruneResult {
   name: string;
   removed: number;
   items?: string[];
+  /** Bytes freed, where the pruner counts them. */
+  bytes?: number;
 }
 
 /** One kind of pruning; the prune job runs them all in turn (one failing does not stop the others). */

@@ -216,6 +216,11 @@ export interface ContainerRuntime extends EnginePort {
    * resolves once subscribed. The iterable ends when `signal` aborts and throws when the stream breaks.
    */
   events(labels: Record<string, string>, sinceNano: bigint | null, signal: AbortSignal): Promise<AsyncIterable<RuntimeEvent>>;
+  /**
+   * The container's output, each line with the engine's timestamp, in order. `since` is inclusive
+   * (lines stamped exactly `since` come again: the log ingest counts them off). With `follow` the
+   * iterable ends when the container stops; iterating slower holds the stream back.
+   */
   logs(id: string, opts: { tail?: number; since?: string; follow?: boolean; signal?: AbortSignal }): AsyncIterable<LogLine>;
   exec(id: string, cmd: string[], opts: { timeoutSec: number; user?: string }): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   /**

@@ -50,7 +50,7 @@ function containerOf(s: SessionRecord): string {
 
 /** What goes in and out of a session's container: its output, and commands run in it as its user. */
 export class SessionIo {
-  constructor(private readonly d: { sessions: SessionsRepo; bus: EventBus; runtime: ContainerRuntime; logs?: LogReader | undefined; now: () => Date }) {}
+  constructor(private readonly d: { sessions: SessionsRepo; bus: EventBus; runtime: ContainerRuntime; logs?: LogReader | undefined; logsCaughtUp?: ((id: string) => Promise<void>) | undefined; now: () => Date }) {}
 
   /**
    * The `sessions.logs` method: the lines in one array, at most LOGS_RPC_MAX_LINES of them
@@ -95,7 +95,10 @@ export class SessionIo {
       ...(q.follow && s.live ? { follow: true, ended: () => this.d.sessions.get(s.id) === undefined } : {}),
       ...(q.signal ? { signal: q.signal } : {}),
     };
-    if (this.d.logs && (!s.live || (await this.d.logs.exists(s.id)))) return this.d.logs.batches(s.id, o);
+    if (this.d.logs && (!s.live || (await this.d.logs.exists(s.id)))) {
+      if (s.live) await this.d.logsCaughtUp?.(s.id);
+      return this.d.logs.batches(s.id, o);
+    }
     return s.live ? this.engineBatches(s.live, o) : (async function* () {})();
   }
 

@@ -63,6 +63,8 @@ export interface SessionServiceDeps {
   admission?: { mustWait(id: string, priority: number): boolean };
   /** berth's log store; without it, logs are read from the engine. */
   logs?: LogReader;
+  /** Resolves once the store holds what the engine had of the session when called (bounded). */
+  logsCaughtUp?: (id: string) => Promise<void>;
   /** Records of removed sessions (their logs stay readable until retention ends). */
   removedSessions?: RemovedSessionsRepo;
 }

@@ -54,6 +54,85 @@ export class Demuxer {
   }
 }
 
+/**
+ * A container's log stream as the engine sends it with timestamps: one frame per log message,
+ * `TS text`, the text ending in `\n` unless the engine cut a long line into pieces (16 KiB, each
+ * with its own TS and no newline). The pieces are joined under the first piece's TS; a line longer
+ * than `maxChars` is emitted in parts marked `partial`, so an endless line costs bounded memory.
+ */
+export class LogDemuxer {
+  private readonly frames: FrameSplitter;
+  private readonly cur = { stdout: { open: false, ts: '', text: '' }, stderr: { open: false, ts: '', text: '' } };
+  private readonly decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+
+  constructor(
+    private readonly onLine: (l: LogLine) => void,
+    private readonly maxChars = 64 * 1024,
+  ) {
+    this.frames = new FrameSplitter((kind, payload) => this.frame(kind, payload));
+  }
+
+  push(chunk: Buffer): void {
+    this.frames.push(chunk);
+  }
+
+  end(): void {
+    for (const s of ['stdout', 'stderr'] as const) {
+      const c = this.cur[s];
+      c.text += this.decoders[s].end();
+      if (c.open && c.text) this.emit(s);
+      c.open = false;
+      c.text = '';
+    }
+  }
+
+  private frame(stream: 'stdout' | 'stderr', payload: Buffer): void {
+    let ts = '';
+    let body = payload;
+    const sp = payload.indexOf(0x20);
+    if (sp > 0 && sp <= 40) {
+      const head = payload.subarray(0, sp).toString('latin1');
+      if (/^\d{4}-\d\d-\d\dT/.test(head)) {
+        ts = fixedNano(head);
+        body = payload.subarray(sp + 1);
+      }
+    }
+    const c = this.cur[stream];
+    let text = this.decoders[stream].write(body);
+    for (;;) {
+      if (!c.open && text) {
+        c.open = true;
+        c.ts = ts || new Date().toISOString();
+      }
+      const nl = text.indexOf('\n');
+      if (nl < 0) break;
+      if (!c.open) {
+        c.open = true;
+        c.ts = ts || new Date().toISOString();
+      }
+      c.text += text.slice(0, nl);
+      this.emit(stream);
+      c.open = false;
+      c.text = '';
+      text = text.slice(nl + 1);
+    }
+    c.text += text;
+    while (c.text.length > this.maxChars) {
+      let cut = this.maxChars;
+      const code = c.text.charCodeAt(cut - 1);
+      if (code >= 0xd800 && code <= 0xdbff) cut--; // keep a surrogate pair whole
+      const piece = c.text.slice(0, cut);
+      c.text = c.text.slice(cut);
+      this.onLine({ ts: c.ts, stream, line: piece, partial: true });
+    }
+  }
+
+  private emit(stream: 'stdout' | 'stderr'): void {
+    const c = this.cur[stream];
+    this.onLine({ ts: c.ts, stream, line: c.text.endsWith('\r') ? c.text.slice(0, -1) : c.text });
+  }
+}
+
 /** `2026-11-22T07:41:23.123456789Z text` → LogLine (the engine's timestamps option). */
 export function toLogLine(stream: 'stdout' | 'stderr', raw: string): LogLine {
   const i = raw.indexOf(' ');

@@ -4,7 +4,7 @@ import type Docker from 'dockerode';
 import { BerthError, type LogLine } from '@berth/client-sdk/protocol';
 import type { ExecOutput, ExecRequest, ExecSession, RuntimeEvent } from '../port.js';
 import { LABELS, labelFilter } from '../labels.js';
-import { Demuxer, FrameSplitter, toEngineSince, toLogLine } from './demux.js';
+import { Demuxer, FrameSplitter, LogDemuxer, toEngineSince } from './demux.js';
 import { engineMessage, status, wrapTransport } from './errors.js';
 
 /** The engine's streamed JSON messages (events, build output), one per line. */
@@ -78,7 +78,7 @@ export class DockerStreams {
     const since = opts.since ? toEngineSince(opts.since) : undefined;
     const base = { stdout: true, stderr: true, timestamps: true, ...(opts.tail !== undefined ? { tail: opts.tail } : {}), ...(since ? { since } : {}) };
     const queue: LogLine[] = [];
-    const demux = new Demuxer((stream, raw) => queue.push(toLogLine(stream, raw)));
+    const demux = new LogDemuxer((l) => queue.push(l));
     if (!opts.follow) {
       let buf: Buffer;
       try {

@@ -245,7 +245,7 @@ export class LocalRuntime implements ContainerRuntime {
         .split('\n')
         .filter(Boolean)
         .map((l) => JSON.parse(l) as LogLine)
-        .filter((l) => !opts.since || l.ts > opts.since);
+        .filter((l) => !opts.since || l.ts >= opts.since);
     let offset = 0;
     let first = existsSync(file) ? parse(await readFile(file, 'utf8')) : [];
     offset = existsSync(file) ? (await stat(file)).size : 0;
