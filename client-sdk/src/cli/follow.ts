@@ -41,47 +41,67 @@ export async function waitForSession(c: BerthClient, id: string, done: (s: Sessi
  * it ended, or null when aborted or removed.
  *
  * berth's log store keeps a follow open until the session is removed, so the end is the session's:
- * once it is finished for good, the follow stops when no line has come for a second (the last
- * lines are stored as the container ends). A session read from the engine (no store) ends its
- * stream with each container: then this waits for the next one, or for the end.
+ * once it is finished for good, the follow stops and one last read (which berthd answers once its
+ * store holds all the container printed) prints what had not come yet. A session read from the
+ * engine (no store) ends its stream with each container: then this waits for the next one, or for
+ * the end.
  */
 export async function followSession(c: BerthClient, out: Out, id: string, signal: AbortSignal): Promise<Session | null> {
+  // Where printing got to: the last line's time, and how many lines of that time were printed, so
+  // a read again from there skips exactly those.
   let since: string | undefined;
-  let lastLineAt = Date.now();
+  let atSince = 0;
   const ctl = new AbortController();
   const onAbort = () => ctl.abort();
   signal.addEventListener('abort', onAbort, { once: true });
   let ended: Session | null | undefined;
-  const done = waitForSession(c, id, finishedForGood, ctl.signal).then(async (s) => {
-    while (!ctl.signal.aborted && Date.now() - lastLineAt < 1000) await new Promise((r) => setTimeout(r, 200));
+  const done = waitForSession(c, id, finishedForGood, ctl.signal).then((s) => {
     ended = s;
     ctl.abort();
   });
   done.catch(() => {});
+  const read = async (follow: boolean, stop: AbortSignal): Promise<number> => {
+    const from = since;
+    let skip = atSince;
+    let got = 0;
+    for await (const l of c.logs(id, { follow, signal: stop, ...(from ? { since: from } : {}) })) {
+      if (from !== undefined && l.ts === from && skip > 0) {
+        skip--;
+        continue;
+      }
+      if (l.ts === since) atSince++;
+      else {
+        since = l.ts;
+        atSince = 1;
+      }
+      got++;
+      if (out.json) out.printJson(l);
+      else if (l.stream === 'stderr') out.printErr(`${l.line}\n`);
+      else out.print(`${l.line}\n`);
+    }
+    return got;
+  };
+  /** The session ended for good: the lines the follow had not brought yet, then the session. */
+  const finish = async (s: Session | null): Promise<Session | null> => {
+    if (s && !signal.aborted) await read(false, signal).catch(() => 0);
+    return s;
+  };
   try {
     for (;;) {
       let got = 0;
       try {
-        for await (const l of c.logs(id, { follow: true, signal: ctl.signal, ...(since ? { since } : {}) })) {
-          lastLineAt = Date.now();
-          if (l.ts === since) continue;
-          since = l.ts;
-          got++;
-          if (out.json) out.printJson(l);
-          else if (l.stream === 'stderr') out.printErr(`${l.line}\n`);
-          else out.print(`${l.line}\n`);
-        }
+        got = await read(true, ctl.signal);
       } catch (err) {
         if (!ctl.signal.aborted) throw err;
       }
       if (signal.aborted) return null;
-      if (ended !== undefined) return ended;
+      if (ended !== undefined) return await finish(ended);
       // The stream ended by itself (the engine's, with its container): finished for good, or
       // running again by its restart policy (or berthd has not seen the end yet: then nothing new
       // came, and the next look waits a moment).
       const s = await waitForSession(c, id, (x) => finishedForGood(x) || x.state === 'running', ctl.signal);
-      if (ended !== undefined) return ended;
-      if (!s || finishedForGood(s)) return s;
+      if (ended !== undefined) return await finish(ended);
+      if (!s || finishedForGood(s)) return await finish(s);
       if (!got) await new Promise((r) => setTimeout(r, 500));
     }
   } finally {

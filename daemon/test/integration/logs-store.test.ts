@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -11,9 +12,11 @@ const exec = promisify(execFile);
 const codeOf = (p: Promise<unknown>) => p.then(() => 'ok', (e: unknown) => (e instanceof BerthError ? e.code : String(e)));
 
 /**
- * berth's log store read through the daemon and the CLI. The writer (ingest) is another part of
- * berth: here the test writes the segment files into $BERTH_HOME/logs/<id>/ itself, in the format
- * the writer keeps (see README "Logs").
+ * berth's log store read through the daemon and the CLI, with segment files the test writes into
+ * $BERTH_HOME/logs/<id>/ itself, in the format the writer keeps (see README "Logs"), so that every
+ * shape the reader meets (.gz and .jsonl, both, a torn tail) is there. The ingest (logs-ingest.test.ts)
+ * keeps writing a live session's directory, so the synthetic files go where it no longer writes:
+ * a removed session's, or a live one whose agent prints nothing.
  */
 const BASE = Date.UTC(2026, 11, 2, 8, 0, 0);
 /** Line i: one a millisecond from BASE, in the engine's form (fraction digits trimmed: .1, .12, none). */
@@ -52,10 +55,19 @@ describe('berth logs from the log store', () => {
     return s;
   };
   const store = (id: string) => join(d.home, 'logs', id);
+  /** Removes the session and, once the ingest has let go of its directory, what it stored there. */
+  const removeAndClear = async (s: Session): Promise<string> => {
+    await d.client.sessions.remove({ id: s.id });
+    const dir = store(s.id);
+    await poll(async () => existsSync(join(dir, 'removed.json')), 60_000, 'the ingest to let go of the removed session');
+    for (const f of await readdir(dir)) if (f.startsWith('seg-')) await rm(join(dir, f));
+    return dir;
+  };
 
   beforeAll(async () => {
     ({ d } = await startWithProject());
     await d.client.agents.define({ name: 'quick', command: sh('echo from the engine; exit 0'), restartPolicy: 'never' });
+    await d.client.agents.define({ name: 'silent', command: sh('sleep 600'), restartPolicy: 'never' });
   });
   afterAll(async () => {
     await d?.[Symbol.asyncDispose]();
@@ -63,7 +75,7 @@ describe('berth logs from the log store', () => {
 
   it('prints every one of 1,000,000 lines in order, across .gz and .jsonl segments; -n, --grep, --since/--until narrow it', async () => {
     const s = await quick();
-    const dir = store(s.id);
+    const dir = await removeAndClear(s);
     const N = 1_000_000;
     await writeSegment(dir, 1, body(0, 300_000), 'gz');
     await writeSegment(dir, 2, body(300_000, 600_000), 'gz');
@@ -111,8 +123,11 @@ describe('berth logs from the log store', () => {
   }, 600_000);
 
   it('follows appended lines and the next segment, and ends when the session is removed', async () => {
-    const s = await quick();
+    const s = await d.client.sessions.start({ project: 'web', agent: 'silent' });
     const dir = store(s.id);
+    // The ingest has opened the (empty) store: it writes nothing while the agent prints nothing.
+    await poll(async () => (await d.client.sessions.get({ id: s.id })).state === 'running' && existsSync(dir), 60_000, 'the agent to run');
+    await d.client.sessions.logs({ id: s.id });
     await writeSegment(dir, 1, body(0, 3, 'old'), 'plain');
     const child = spawn(process.execPath, [BERTH_BIN, '--socket', d.socket, 'logs', '-f', '-n', '1', s.id]);
     let out = '';
@@ -136,9 +151,10 @@ describe('berth logs from the log store', () => {
   it('keeps a removed session: ps --removed lists it, logs reads it by id and by name, its name is free again', async () => {
     const name = `gone-${process.pid}`;
     const s = await quick(name);
-    await writeSegment(store(s.id), 1, body(0, 4, 'kept'), 'gz');
-    await d.client.sessions.remove({ id: s.id });
+    await poll(async () => (await codeOf(d.client.sessions.logs({ id: s.id }))) === 'ok', 60_000, 'the logs');
+    const dir = await removeAndClear(s);
     await poll(async () => (await codeOf(d.client.sessions.get({ id: s.id }))) === 'SESSION_NOT_FOUND', 60_000, 'the removal');
+    await writeSegment(dir, 1, body(0, 4, 'kept'), 'gz');
 
     const listed = await berth('--json', 'ps', '-a', '--removed');
     expect(listed.code, listed.stderr).toBe(0);
