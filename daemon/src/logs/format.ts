@@ -20,12 +20,8 @@ export function segmentFile(n: number, gz = false): string {
   return `seg-${String(n).padStart(6, '0')}.jsonl${gz ? '.gz' : ''}`;
 }
 
-/** Engine timestamps with the fraction padded to 9 digits: these compare as strings in time order. */
-export function tsKey(ts: string): string {
-  const m = /^(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/.exec(ts);
-  if (!m) return ts;
-  return `${m[1]}.${(m[2] ?? '').padEnd(9, '0').slice(0, 9)}${m[3]}`;
-}
+/** Engine timestamps with the fraction padded to 9 digits (the protocol's, shared with readers and the CLI). */
+export { tsKey } from '@berth/client-sdk/protocol';
 
 export interface SegmentEntry {
   n: number;

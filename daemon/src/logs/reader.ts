@@ -3,6 +3,7 @@ import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { BerthError, tsKey, type LogLine } from '@berth/client-sdk/protocol';
+import { listSegments, type SegmentEntry } from './format.js';
 import type { Clock } from '../shared/clock.js';
 
 /**
@@ -34,15 +35,10 @@ export interface LogReadOptions {
   signal?: AbortSignal;
 }
 
-interface Segment {
-  n: number;
-  plain: boolean;
-  gz: boolean;
-}
+type Segment = SegmentEntry;
 
 type Verdict = 'take' | 'skip' | 'past';
 
-const SEGMENT = /^seg-(\d{6,})\.jsonl(\.gz)?$/;
 const CHUNK = 256 * 1024;
 /** A line is at most 64 KiB of text, JSON-escaped (6 bytes a character at worst): anything longer without a newline is not a line. */
 const MAX_LINE_BYTES = 64 * 1024 * 6 + 4096;
@@ -86,24 +82,12 @@ export class LogReader {
 
   /** The session's segments in order; [] when it has none. */
   async segments(id: string): Promise<Segment[]> {
-    let names: string[];
     try {
-      names = await readdir(this.dir(id));
+      return await listSegments(this.dir(id));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
       throw err;
     }
-    const byN = new Map<number, Segment>();
-    for (const name of names) {
-      const m = SEGMENT.exec(name);
-      if (!m) continue;
-      const n = Number(m[1]);
-      const s = byN.get(n) ?? { n, plain: false, gz: false };
-      if (m[2]) s.gz = true;
-      else s.plain = true;
-      byN.set(n, s);
-    }
-    return [...byN.values()].sort((a, b) => a.n - b.n);
   }
 
   /** The lines one by one (see batches). */
