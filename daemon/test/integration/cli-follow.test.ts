@@ -5,6 +5,30 @@ import { BERTH_BIN, poll, sh, spawnDaemon, startWithProject, type DaemonProcess 
 
 const exec = promisify(execFile);
 
+/**
+ * Whether process `pid` holds an open connection to the Unix socket at `socket`: `ss -xp` lists the
+ * server's end with the socket's path and its peer's inode, and the client's end with its pid.
+ * Without `ss`, true after a few seconds (a guess, for machines without iproute2).
+ */
+async function connectedTo(pid: number, socket: string, since: number): Promise<boolean> {
+  let out: string;
+  try {
+    out = (await exec('ss', ['-xpn'], { maxBuffer: 64 * 1024 * 1024 })).stdout;
+  } catch {
+    return Date.now() - since > 5000;
+  }
+  const peersOfServer = new Set<string>();
+  const ofClient = new Set<string>();
+  for (const line of out.split('\n')) {
+    // u_str ESTAB 0 0 <local path or *> <local inode> <peer path or *> <peer inode> users:((...))
+    const f = line.trim().split(/\s+/);
+    if (f[0] !== 'u_str' || f[1] !== 'ESTAB') continue;
+    if (f[4] === socket) peersOfServer.add(f[7]!);
+    if (line.includes(`pid=${pid},`)) ofClient.add(f[5]!);
+  }
+  return [...ofClient].some((inode) => peersOfServer.has(inode));
+}
+
 /** `berth start --follow`, `berth wait` and `berth events`, as a person runs them, on the real engine. */
 describe('CLI: start --follow, wait, events', () => {
   let d: DaemonProcess;
@@ -58,8 +82,10 @@ describe('CLI: start --follow, wait, events', () => {
     const s = await d.client.sessions.start({ project: 'web', agent: 'napper', name: 'nap' });
     expect((await berth('wait', 'nap', '--state', 'running')).stdout).toBe('nap running\n');
     const w = background('wait', 'nap');
-    // berthd dies under the waiting CLI and comes back; the agent keeps running meanwhile.
-    await new Promise((r) => setTimeout(r, 1000));
+    // berthd dies under the waiting CLI (once it is waiting: connected, however long a busy machine
+    // takes to start it) and comes back; the agent keeps running meanwhile.
+    const spawned = Date.now();
+    await poll(async () => (await connectedTo(w.p.pid!, d.socket, spawned)) || null, 60_000, 'the waiting CLI to connect');
     await d.stop('SIGKILL');
     d = spawnDaemon({ home: d.home, ownsHome: true });
     await d.waitReady();
