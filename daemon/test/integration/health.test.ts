@@ -49,7 +49,10 @@ describe('/health and the engine', () => {
       const reading = (async () => {
         for await (const e of d.client.events({ signal: ctl.signal })) events.push(e);
       })().catch(() => {});
-      await new Promise((r) => setTimeout(r, 100));
+      // The stream is live once it carries an event made after it was opened (a busy machine may
+      // take longer than any fixed pause to open it, and then miss the engine going away).
+      await d.client.agents.define({ name: 'probe', command: ['true'] });
+      await poll(async () => events.some((e) => e.type === 'agent.defined') || null, 60_000, 'the event stream to be live');
 
       await proxy.stop();
       const down = await health(d.socket);
