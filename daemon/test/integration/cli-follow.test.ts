@@ -103,7 +103,9 @@ describe('CLI: start --follow, wait, events', () => {
   it('events prints what happens live, filtered by type (with *), session and project; --json and --since', async () => {
     const ev = background('events', '--filter', 'type=session.*', '--filter', 'session=watched');
     const all = background('--json', 'events', '--filter', 'project=web', '--filter', 'type=session.state');
-    await new Promise((r) => setTimeout(r, 1500));
+    // Both listening (connected), however long a busy machine takes to start them.
+    const spawned = Date.now();
+    await poll(async () => ((await connectedTo(ev.p.pid!, d.socket, spawned)) && (await connectedTo(all.p.pid!, d.socket, spawned))) || null, 60_000, 'the event CLIs to connect');
     await berth('start', 'web', '--agent', 'counter', '--name', 'watched', '--follow');
     await berth('start', 'web', '--agent', 'counter', '--name', 'other', '--follow');
     await poll(async () => /watched running -> exited \(3\)/.test(ev.r.stdout) && /"name":"other"/.test(all.r.stdout), 30_000, 'the events');
