@@ -1,23 +1,11 @@
-import { SCHEDULE_HISTORY, type ConcurrencyPolicy, type ScheduleOutcome, type ScheduleRun } from '@berth/client-sdk/protocol';
+import { SCHEDULE_HISTORY, type ConcurrencyPolicy, type Schedule, type ScheduleOutcome, type ScheduleRun } from '@berth/client-sdk/protocol';
 import type { Db } from './db.js';
 
-/** A schedule as stored: its desired state and the latest time it acted on. */
-export interface ScheduleRecord {
-  name: string;
-  project: string;
-  agent: string;
-  cron: string;
-  tz: string | null;
-  command: string[] | null;
-  task: number | null;
-  concurrency: ConcurrencyPolicy;
-  startingDeadlineSec: number;
-  suspended: boolean;
-  lastScheduledAt: string | null;
+/** A schedule as stored: its desired state and the latest time it acted on (what the view derives is not kept). */
+export type ScheduleRecord = Omit<Schedule, 'nextRunAt' | 'active' | 'history'> & {
+  /** Sessions started so far: the next is named <name>-<runs+1>. */
   runs: number;
-  createdAt: string;
-  updatedAt: string;
-}
+};
 
 export interface ScheduleRunRecord extends ScheduleRun {
   id: number;
