@@ -214,6 +214,7 @@ export function buildDaemon(config: Config, opts: BuildOptions): DaemonParts {
       },
       ...(bridge ? { bridge } : {}),
       keepOrphans: (candidates) => restoredOrphans.keep(candidates),
+      engineLogBytes: config.logEngineBytes,
     },
     { resyncMs: config.resyncSec * 1000, orphanGraceMs: config.orphanGraceSec * 1000, ...opts.reconciler },
   );

@@ -308,7 +308,8 @@ export interface LogLine {
   stream: 'stdout' | 'stderr' | 'berth';
   line: string;
   partial?: true;
-  dropped?: number;
+  /** Lines berth could not store; `null` when how many is not known (rotated out of the engine's log). */
+  dropped?: number | null;
   event?: string;
 }
 

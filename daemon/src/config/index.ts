@@ -145,6 +145,7 @@ const fileSchema = z
     logRetentionBytes: bytesSchema(64 * 1024, '64k', '256m'),
     logRetentionTotalBytes: bytesSchema(64 * 1024, '64k', '4g'),
     logRetentionDays: z.coerce.number({ message: 'days, like 14' }).min(0, { message: '0 or more days' }).max(36500),
+    logEngineBytes: bytesSchema(2 * 1024 * 1024, '2m', '128m'),
   })
   .strict();
 

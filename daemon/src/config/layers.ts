@@ -44,6 +44,7 @@ export const configKeys = {
   logRetentionBytes: 'BERTH_LOG_RETENTION_BYTES',
   logRetentionTotalBytes: 'BERTH_LOG_RETENTION_TOTAL_BYTES',
   logRetentionDays: 'BERTH_LOG_RETENTION_DAYS',
+  logEngineBytes: 'BERTH_LOG_ENGINE_BYTES',
 } as const;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -152,6 +153,7 @@ export function configLayers(opts: LoadOptions = {}): Layers {
     logRetentionBytes: '256m',
     logRetentionTotalBytes: '4g',
     logRetentionDays: '14',
+    logEngineBytes: '128m',
   };
   const source: Partial<Record<ConfigKey, string>> = {};
   const file: Partial<Record<ConfigKey, unknown>> = {};

@@ -287,13 +287,16 @@ class Follower {
           restart = { afterKey: drained || previous.id !== run.id || !c.finishedAt ? null : tsKey(c.finishedAt) };
         }
         previous = run;
-        const ended = await this.followOnce(c.id, restart);
+        const ended = await this.followOnce(c, restart);
         if (ended === 'aborted') break;
         const after = await this.inspect(c.id);
         // The engine (20.10) may end a follow when the container stops before it has sent all that
         // was logged: a stopped run is done only after a read that began once it had stopped.
         if (c.status !== 'running' && (!after || after.status !== 'running')) finished = { id: c.id, startedAt: after?.startedAt ?? run.startedAt };
         else if (ended === 'error') await this.idle(IDLE_MS);
+        // The engine (20.10) ends a follow of a container not yet started at once: wait for the
+        // start (the session's event wakes this).
+        else if (c.status === 'created' && after?.status === 'created') await this.idle(IDLE_MS);
       }
     } finally {
       await this.writer.close();
@@ -310,12 +313,24 @@ class Follower {
     }
   }
 
-  /** Reads the container's output from the resume point to the end of the stream. */
-  private async followOnce(containerId: string, restart: Restart | null): Promise<'ended' | 'error' | 'aborted'> {
+  /**
+   * Reads the container's output from the resume point to the end of the stream. Lines the engine
+   * sends again are skipped by time and count; a resume point the engine no longer holds is marked
+   * as lost output (a `dropped: null` line).
+   */
+  private async followOnce(c: ContainerObservation, restart: Restart | null): Promise<'ended' | 'error' | 'aborted'> {
     const writer = this.writer!;
     const from = writer.position;
-    const fromKey = from.ts === null ? null : tsKey(from.ts);
-    let skipAtFrom = from.count;
+    /** The newest time stored, how many whole lines carry it, and how many of those the stream will send again. */
+    let maxKey = from.ts === null ? null : tsKey(from.ts);
+    let atMax = from.count;
+    let skip = from.count;
+    // Our last line came from this run (it started before): the engine must still hold it, or what
+    // lay between was rotated out while berthd was not reading.
+    const checkResume = from.ts !== null && !restart && started({ id: c.id, startedAt: c.startedAt }) && tsKey(c.startedAt!) <= maxKey!;
+    let first = true;
+    /** Lines the engine sent twice (20.10's json-file reader starting a rotated file over), skipped. */
+    let resent = 0;
     let pendingRestart = restart;
     const follow = new AbortController();
     const onStop = () => follow.abort();
@@ -341,17 +356,32 @@ class Follower {
       }, FLUSH_MS);
     };
     try {
-      for await (const l of this.d.runtime.logs(containerId, { follow: true, ...(from.ts ? { since: from.ts } : {}), signal: follow.signal }) as AsyncIterable<LogLine>) {
-        if (fromKey !== null) {
-          const k = tsKey(l.ts);
-          if (k < fromKey) continue;
-          if (k === fromKey && skipAtFrom > 0) {
+      for await (const l of this.d.runtime.logs(c.id, { follow: true, ...(from.ts ? { since: from.ts } : {}), signal: follow.signal }) as AsyncIterable<LogLine>) {
+        const k = tsKey(l.ts);
+        if (first && checkResume && k > maxKey!) {
+          batch.push({ ts: l.ts, stream: 'berth', line: `berth: output lost: the engine's log no longer holds what the agent wrote between ${from.ts} and ${l.ts} (rotated out of its bounded log before berthd read it); how many lines is not known`, dropped: null, event: 'lost' });
+          this.log.warn({ from: from.ts, to: l.ts }, 'Container output was rotated out of the engine log before it was stored');
+        }
+        first = false;
+        if (maxKey !== null) {
+          if (k < maxKey) {
+            skip = atMax; // the engine reads a file again: what it sends up to our newest line is stored
+            resent++;
+            continue;
+          }
+          if (k === maxKey && skip > 0) {
             // A piece of a long line belongs to the whole line its last piece completes.
-            if (!l.partial) skipAtFrom--;
+            if (!l.partial) skip--;
             continue;
           }
         }
-        if (pendingRestart && (pendingRestart.afterKey === null || tsKey(l.ts) > pendingRestart.afterKey)) {
+        if (maxKey === null || k > maxKey) {
+          maxKey = k;
+          atMax = 0;
+          skip = 0;
+        }
+        if (!l.partial) atMax++;
+        if (pendingRestart && (pendingRestart.afterKey === null || k > pendingRestart.afterKey)) {
           batch.push({ ts: l.ts, stream: 'berth', line: 'berth: container restarted', event: 'restart' });
           pendingRestart = null;
         }
@@ -371,6 +401,7 @@ class Follower {
     } finally {
       if (timer) clearTimeout(timer);
       await flush().catch(() => {});
+      if (resent) this.log.debug({ resent }, 'Skipped lines the engine sent again');
       this.stop.signal.removeEventListener('abort', onStop);
     }
   }

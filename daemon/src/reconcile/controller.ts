@@ -50,6 +50,8 @@ export interface ReconcilerDeps {
    * containers of sessions the restored database does not know). A throw skips this sweep.
    */
   keepOrphans?: (candidates: ContainerSummary[]) => Set<string>;
+  /** What the engine's own log of each new container keeps (config `logEngineBytes`). */
+  engineLogBytes?: number;
 }
 
 class GenerationMoved extends Error {}
@@ -299,6 +301,7 @@ export class Reconciler {
         secretValues,
         s.spec.dockerSocket ? await this.d.runtime.engineSocket() : null,
         (await this.d.bridge?.ensure(s.id)) ?? null,
+        this.d.engineLogBytes,
       );
       if (spec.networkName) spec.networkId = await this.network(spec.networkName, s.project, s.spec.network === 'internal');
       await this.d.runtime.ensureVolume(agentVolumeName(s.id), { ...labels, [LABELS.session]: s.id });

@@ -82,6 +82,8 @@ export function toContainerSpec(
   engineSocket: { path: string; gid: number | null } | null,
   /** The session's Claude bridge directory on the host (mounted read-only at /host), if it has one. */
   bridgeDir: string | null = null,
+  /** What the engine's own log of the container keeps (config `logEngineBytes`), in two files. */
+  engineLogBytes = 128 * 1024 * 1024,
 ): ContainerSpec {
   const mounts: ContainerSpec['mounts'] = [
     { kind: 'bind', source: spec.workspace.source, target: '/workspace', readOnly: spec.workspace.readOnly },
@@ -137,11 +139,12 @@ export function toContainerSpec(
       init: true,
       readOnlyRootfs: spec.readOnlyRootfs,
       tmpfs: spec.readOnlyRootfs ? { '/tmp': 'rw,nosuid,nodev,size=512m' } : {},
-      // A buffer between the agent and berthd's own store (logs/). Not smaller: the engine reads a
-      // log back several times slower than it writes it (20.10: 43k vs 150k lines/s), and a reader
-      // more than one file behind when the engine rotates loses that file, so a file must hold the
-      // backlog of a burst (1M short lines ≈ 75 MB of json-file).
-      logs: { maxSize: '64m', maxFiles: 2 },
+      // A buffer between the agent and berthd's own store (logs/). The engine reads a log back
+      // several times slower than it writes it (20.10: 43k vs 150k lines/s), and a reader more than
+      // one file behind when the engine rotates loses that file, so a file must hold the backlog of
+      // a burst (1M short lines ≈ 75 MB of json-file). What rotates out while berthd is down is
+      // marked as lost in the store.
+      logs: { maxSize: `${Math.max(1024, Math.floor(engineLogBytes / 2 / 1024))}k`, maxFiles: 2 },
     },
     runtime: spec.runtime,
     groupAdd,

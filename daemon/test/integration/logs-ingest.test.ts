@@ -1,8 +1,18 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { listSegments, readAllStored, readSegment, type StoredLine } from '../../src/logs/format.js';
 import { poll, sh, startDaemon, startWithProject, type DaemonProcess } from '../helpers/daemon.js';
+import { TEST_IMAGE } from '../helpers/docker.js';
+
+/** The last line the engine holds for the session's container, read with the docker CLI (berthd may be down). */
+function engineLastLine(sessionId: string): string | null {
+  const ids = execFileSync('docker', ['ps', '-aq', '--filter', `label=dev.berth.session=${sessionId}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  if (ids.length !== 1) return null;
+  return execFileSync('docker', ['logs', '--tail', '1', ids[0]!], { encoding: 'utf8' }).trim();
+}
 
 /** Stored output of a session, read straight from its segment files (the reader is another module). */
 const sessionDir = (d: DaemonProcess, id: string) => join(d.home, 'logs', id);
@@ -34,15 +44,18 @@ async function dirBytes(dir: string): Promise<number> {
 
 describe('log ingest: berthd copies every session\'s output into its own store', () => {
   it('stores all of 1,000,000 lines in order, in rotated and gzipped segments, and follows a container restart', async () => {
-    const { d } = await startWithProject({ env: { BERTH_LOG_SEGMENT_BYTES: '4m' } });
+    const { d } = await startWithProject({ env: { BERTH_LOG_SEGMENT_BYTES: '4m', BERTH_LOG_LEVEL: 'debug' } });
     await using _d = d;
+    const iv = setInterval(() => writeFileSync('/tmp/bt-debug.log', d.output), 1000);
     const c = d.client;
     await c.agents.define({ name: 'flood', command: sh('seq 1 1000000') });
     const s = await c.sessions.start({ project: 'web', agent: 'flood', name: 'flood' });
     const dir = sessionDir(d, s.id);
     await poll(() => stored(dir, '1000000'), 180_000, 'the millionth line stored');
     const lines = await readAllStored(dir);
+    { let exp = 1; const gaps: string[] = []; for (const l of lines) { if (l.stream === 'berth') { gaps.push('B:' + l.line); continue; } const n = Number(l.line); if (n !== exp) gaps.push(`${exp}->${n}@${l.ts}`); exp = n + 1; } writeFileSync('/tmp/bt-gaps.txt', gaps.join('\n')); }
     expectSequence(lines, 1, 1_000_000);
+    expect(lines.filter((l) => l.stream === 'berth')).toEqual([]);
     for (const l of lines) expect(l.stream === 'stdout' && /^\d{4}-\d\d-\d\dT.*Z$/.test(l.ts)).toBe(true);
     const files = await readdir(dir);
     expect(files.filter((f) => f.endsWith('.jsonl.gz')).length).toBeGreaterThan(1);
@@ -84,7 +97,9 @@ describe('log ingest: berthd copies every session\'s output into its own store',
       daemons.push(d);
       await poll(() => stored(dir, '200000'), 120_000, 'the last line stored after the restart');
       expect(before.length).toBeLessThan(200_000);
-      expectSequence(await readAllStored(dir), 1, 200_000);
+      const after = await readAllStored(dir);
+      expectSequence(after, 1, 200_000);
+      expect(after.filter((l) => l.stream === 'berth'), 'no marker: nothing was lost').toEqual([]);
 
       // And again with nothing new: a restart adds nothing.
       await d.stop('SIGKILL');
@@ -98,6 +113,46 @@ describe('log ingest: berthd copies every session\'s output into its own store',
       await first.d[Symbol.asyncDispose]();
     }
   }, 400_000);
+
+  it('says so when the engine rotated output out while berthd was down: a lost marker, then every line the engine still had', async () => {
+    // The engine keeps 4 MiB of json-file (2 files of 2 MiB) for each container.
+    const env = { BERTH_LOG_SEGMENT_BYTES: '4m', BERTH_LOG_ENGINE_BYTES: '4m' };
+    const first = await startWithProject({ env });
+    let d: DaemonProcess = first.d;
+    const daemons = [d];
+    try {
+      // 1,000 lines, then (once the gate opens, berthd being down) 199,000 more: ~14 MB of json-file,
+      // more than the engine keeps, so its oldest files are rotated out before berthd is back.
+      await d.client.agents.define({
+        name: 'burst',
+        image: TEST_IMAGE,
+        readOnly: true,
+        restartPolicy: 'never',
+        command: sh('seq 1 1000; until [ -e /workspace/gate-$BERTH_SESSION ]; do sleep 0.1; done; seq 1001 200000'),
+      });
+      const s = await d.client.sessions.start({ project: 'web', agent: 'burst', name: 'burst' });
+      const dir = sessionDir(d, s.id);
+      await poll(() => stored(dir, '1000'), 120_000, 'the first 1,000 lines stored');
+      await d.stop('SIGKILL');
+      writeFileSync(join(first.repo, `gate-${s.id}`), '');
+      await poll(() => engineLastLine(s.id) === '200000', 180_000, 'the agent done printing while berthd is down');
+      d = await startDaemon({ home: first.d.home, env });
+      daemons.push(d);
+      await poll(() => stored(dir, '200000'), 180_000, 'the last line stored after the restart');
+      const lines = await readAllStored(dir);
+      expectSequence(lines.slice(0, 1000), 1, 1000);
+      const lost = lines[1000]!;
+      expect(lost).toMatchObject({ stream: 'berth', event: 'lost', dropped: null });
+      const rest = lines.slice(1001);
+      const from = Number(rest[0]!.line);
+      expect(from).toBeGreaterThan(1001);
+      expectSequence(rest, from, 200_000);
+    } finally {
+      for (const x of daemons.slice(0, -1)) if (x.exitCode === null) await x.stop('SIGKILL');
+      await daemons.at(-1)![Symbol.asyncDispose]();
+      await first.d[Symbol.asyncDispose]();
+    }
+  }, 600_000);
 
   it('keeps a session to logRetentionBytes, dropping the oldest segments, and marks a removed session', async () => {
     const { d } = await startWithProject({ env: { BERTH_LOG_SEGMENT_BYTES: '64k', BERTH_LOG_RETENTION_BYTES: '256k' } });

@@ -134,7 +134,7 @@ describe('sessions on the real engine', () => {
     expect(h.PidsLimit).toBe(64);
     expect(h.Init).toBe(true);
     expect(h.RestartPolicy.Name).toBe('no');
-    expect(h.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-file': '2', 'max-size': '64m' } });
+    expect(h.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-file': '2', 'max-size': '65536k' } });
     expect(h.ReadonlyRootfs).toBe(true);
     expect(Object.keys(h.Tmpfs)).toEqual(['/tmp']);
     expect(h.NetworkMode).toBe(networkName('web', false, d.instanceId!));
