@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { watch } from 'chokidar';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BerthEvent, TaskFileEntry } from '@berth/client-sdk/protocol';
@@ -119,6 +120,31 @@ describe('the watched task file', () => {
     await writeFile(file, `# ${'x'.repeat(MAX_TASK_FILE)}\n`);
     expect(await event(2)).toMatchObject({ ok: false, file });
     expect(imports).toEqual([]);
+  });
+
+  it('picks up a change the file watcher did not report, by looking again every recheckMs', async () => {
+    ctl = new AbortController();
+    // A real chokidar watcher on a directory that does not exist: it reports nothing.
+    const w = new TaskFileWatcher({
+      projects: () => projects,
+      tasks: { importEntries: (project, entries) => (imports.push({ project, entries }), { added: entries.length, updated: 0, unchanged: 0, tasks: [] }) },
+      bus,
+      log: pino({ level: 'silent' }),
+      debounceMs: 20,
+      recheckMs: 50,
+      watch: (_root, opts) => watch(join(other, 'never-made'), opts),
+    });
+    done = w.start(ctl.signal);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(events).toEqual([]);
+    await mkdir(join(root, '.berth'));
+    await writeFile(join(root, '.berth', 'tasks.yaml'), tasksYaml('a'));
+    expect(await event(0)).toMatchObject({ ok: true, added: 1 });
+    await writeFile(join(root, '.berth', 'tasks.yaml'), tasksYaml('a', 'b'));
+    expect(await event(1)).toMatchObject({ ok: true, added: 2 });
+    // Unchanged: looking again reads nothing more.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(events).toHaveLength(2);
   });
 
   it('refuses a .berth that is a link to a directory elsewhere', async () => {

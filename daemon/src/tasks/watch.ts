@@ -65,6 +65,14 @@ export interface TaskFileWatcherDeps {
   log: Logger;
   /** Quiet time after the last change before the file is read (ms): an editor's save is several events. */
   debounceMs?: number;
+  /**
+   * How often `.berth` and the task files are looked at directly (lstat), as a backstop for
+   * changes the file watcher did not report (inotify can miss some under load: a FIFO replaced by
+   * a file). Default 10 s.
+   */
+  recheckMs?: number;
+  /** The file watcher (chokidar's `watch`); a test gives one that sees nothing to try the backstop. */
+  watch?: typeof watch;
 }
 
 interface Watched {
@@ -75,6 +83,19 @@ interface Watched {
   running: Promise<void> | null;
   again: boolean;
   closed: boolean;
+  /** What `.berth` and the task files looked like when they were last read (`signature`). */
+  seen: string | null;
+}
+
+/** Type, inode, size and mtime of `.berth` and each task file name: changes when any of them does. */
+async function signature(root: string): Promise<string> {
+  const dir = join(root, TASK_FILE_DIR);
+  const parts: string[] = [];
+  for (const p of [dir, ...TASK_FILE_NAMES.map((n) => join(dir, n))]) {
+    const st = await lstat(p).catch(() => null);
+    parts.push(st ? `${st.mode}:${st.ino}:${st.size}:${st.mtimeMs}` : '-');
+  }
+  return parts.join('|');
 }
 
 /**
@@ -100,7 +121,22 @@ export class TaskFileWatcher {
     });
     for (const p of this.d.projects()) this.watch(p.name, p.path);
     this.d.log.info({ projects: this.watched.size }, 'Started watching task files');
-    await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    const recheckMs = this.d.recheckMs ?? 10_000;
+    while (!signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, recheckMs);
+        signal.addEventListener('abort', done, { once: true });
+        function done() {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+      });
+      for (const w of [...this.watched.values()]) {
+        if (signal.aborted || w.closed || w.running || w.timer) continue;
+        if ((await signature(w.root)) !== w.seen) this.poke(w);
+      }
+    }
     off();
     await Promise.all([...this.watched.keys()].map((name) => this.unwatch(name)));
   }
@@ -111,8 +147,8 @@ export class TaskFileWatcher {
     void this.unwatch(name);
     const dir = join(root, TASK_FILE_DIR);
     const relevant = (p: string) => p === root || p === dir || (dirname(p) === dir && (TASK_FILE_NAMES as readonly string[]).includes(basename(p)));
-    const watcher = watch(root, { ignoreInitial: true, followSymlinks: false, depth: 1, ignored: (p: string) => !relevant(p), ignorePermissionErrors: true });
-    const w: Watched = { name, root, watcher, timer: null, running: null, again: false, closed: false };
+    const watcher = (this.d.watch ?? watch)(root, { ignoreInitial: true, followSymlinks: false, depth: 1, ignored: (p: string) => !relevant(p), ignorePermissionErrors: true });
+    const w: Watched = { name, root, watcher, timer: null, running: null, again: false, closed: false, seen: null };
     watcher.on('all', (_event, p) => {
       if (p !== root) this.poke(w);
     });
@@ -159,6 +195,7 @@ export class TaskFileWatcher {
 
   private async sync(w: Watched): Promise<void> {
     let read: TaskFileRead | null;
+    w.seen = await signature(w.root);
     try {
       read = await readTaskFile(w.root);
     } catch (err) {
